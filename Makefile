@@ -1,0 +1,22 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKED := shipsure tests bench
+
+.PHONY: setup demo test lint bench
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(BIN)/python scripts/demo.py
+
+lint: setup
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/verify.py

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything shipsure's demo, tests and benchmarks need on a Debian machine:
+# Debian packages (only those missing) and a virtualenv in .venv with the package and
+# its development extras. Safe to re-run; fast when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  docker-registry   # distribution 2.8.2: the real registry every test runs against
+  skopeo            # benchmark anchor for `verify --deep`
+  redis-server      # lock backend tests
+  etcd-server etcd-client
+  postgresql
+  git curl jq       # sequential curl walk benchmark anchor; stacks tests use git
+  hyperfine apache2-utils
+  python3-venv
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install Debian packages: ${missing[*]}" >&2
+    exit 3
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Package scripts try to start services; the tests start their own on free ports.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

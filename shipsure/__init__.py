@@ -1,0 +1,3 @@
+"""shipsure: keeps a self-hosted container platform honest."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from shipsure.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The `shipsure` command line: one small module per command, wired up in `main`."""

@@ -1,0 +1,397 @@
+"""OCI content model: digests, references, descriptors, manifests and indexes.
+
+Pure: no I/O. Models check themselves when built. `parse_manifest` keeps the raw bytes, and
+digests are always computed over the bytes received, never over re-serialized JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipsure import mediatypes as mt
+from shipsure.errors import (
+    InvalidDigestError,
+    InvalidReferenceError,
+    ManifestError,
+    UnsupportedManifestError,
+)
+
+# --- digests ---------------------------------------------------------------------------
+
+# OCI image-spec descriptor.md: "algorithm-component ... encoded-portion"; the registered
+# algorithms are sha256 (64 lowercase hex) and sha512 (128 lowercase hex).
+_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_DIGEST_RE = re.compile(r"^(sha256|sha512):([0-9a-f]+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        m = _DIGEST_RE.match(text)
+        if not m or len(m.group(2)) != _HEX_LENGTH[m.group(1)]:
+            raise InvalidDigestError(f"invalid digest {text[:160]!r}: want sha256:<64 hex>")
+        return cls(m.group(1), m.group(2))
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> Any:
+        """A fresh hash object of this digest's algorithm, for streamed bodies."""
+        return hashlib.new(self.algorithm)
+
+    def matches(self, data: bytes) -> bool:
+        return hashlib.new(self.algorithm, data).hexdigest() == self.hex
+
+    @property
+    def short(self) -> str:
+        return f"{self.algorithm}:{self.hex[:12]}"
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+# --- references ------------------------------------------------------------------------
+
+DEFAULT_REGISTRY = "docker.io"
+DEFAULT_TAG = "latest"
+_LEGACY_DEFAULT_REGISTRY = "index.docker.io"
+
+# Grammar of distribution/reference (reference.go), as docker and crane apply it.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(
+    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+)
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An image reference, normalized as docker does: `registry/repository[:tag][@digest]`."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, default_tag: bool = True) -> Reference:
+        """Parse like `docker pull` / `crane`: `alpine` is `docker.io/library/alpine:latest`.
+
+        With `default_tag=False` a bare name keeps no tag (a repository, not an image).
+        """
+        original = text
+        if not text or text != text.strip() or any(c.isspace() for c in text):
+            raise InvalidReferenceError(f"invalid reference {original!r}: empty or has spaces")
+        digest: Digest | None = None
+        if "@" in text:
+            text, _, digest_text = text.partition("@")
+            try:
+                digest = Digest.parse(digest_text)
+            except InvalidDigestError:
+                raise InvalidReferenceError(
+                    f"invalid reference {original!r}: bad digest {digest_text!r}"
+                ) from None
+        tag: str | None = None
+        last_slash = text.rfind("/")
+        colon = text.rfind(":")
+        if colon > last_slash:
+            text, tag = text[:colon], text[colon + 1 :]
+            if not _TAG_RE.match(tag):
+                raise InvalidReferenceError(f"invalid reference {original!r}: bad tag {tag!r}")
+        registry, repository = _split_domain(text)
+        if not _DOMAIN_RE.match(registry):
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: bad registry host {registry!r}"
+            )
+        if repository != repository.lower() and _REPOSITORY_RE.match(repository.lower()):
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: repository name must be lowercase"
+            )
+        if not _REPOSITORY_RE.match(repository):
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: bad repository name {repository!r}"
+            )
+        if len(f"{registry}/{repository}") > _MAX_NAME_LENGTH:
+            raise InvalidReferenceError(f"invalid reference {original[:80]!r}...: name too long")
+        if tag is None and digest is None and default_tag:
+            tag = DEFAULT_TAG
+        return cls(registry, repository, tag, digest)
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def identifier(self) -> str:
+        """What goes after `/manifests/`: the digest when pinned, else the tag."""
+        if self.digest is not None:
+            return str(self.digest)
+        return self.tag or DEFAULT_TAG
+
+    def with_digest(self, digest: Digest) -> Reference:
+        return Reference(self.registry, self.repository, self.tag, digest)
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    # distribution/reference normalize.go splitDockerDomain: the first component is a
+    # registry host only if it has a '.' or ':' or is 'localhost' (or has uppercase).
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        domain, remainder = first, rest
+    else:
+        domain, remainder = DEFAULT_REGISTRY, name
+    if domain == _LEGACY_DEFAULT_REGISTRY:
+        domain = DEFAULT_REGISTRY
+    if domain == DEFAULT_REGISTRY and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    return domain, remainder
+
+
+# --- platforms and descriptors ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidReferenceError(f"invalid platform {text!r}: want os/arch[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def matches(self, other: Platform) -> bool:
+        """`self` is a filter: its variant, when given, must match too."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        return self.variant is None or self.variant == other.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    platform: Platform | None = None
+    artifact_type: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    urls: tuple[str, ...] = ()
+
+    @property
+    def is_attestation(self) -> bool:
+        return self.annotations.get(mt.ATTESTATION_REFERENCE_TYPE) == mt.ATTESTATION_MANIFEST
+
+    @property
+    def is_foreign(self) -> bool:
+        """Foreign layers live at `urls`, not in the registry; a 404 for them is normal."""
+        return self.media_type == mt.DOCKER_FOREIGN_LAYER or (
+            bool(self.urls) and "nondistributable" in self.media_type
+        )
+
+    def label(self) -> str:
+        """How this descriptor shows in a finding's path."""
+        if self.is_attestation:
+            return f"attestation {self.digest}"
+        if self.platform is not None:
+            return f"{self.platform} {self.digest}"
+        return str(self.digest)
+
+
+# --- manifests -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """An OCI image manifest or Docker schema2 manifest (also OCI artifacts)."""
+
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    digest: Digest
+    raw: bytes = field(repr=False)
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
+
+    @property
+    def blobs(self) -> tuple[Descriptor, ...]:
+        return (self.config, *self.layers)
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """An OCI image index or Docker manifest list."""
+
+    media_type: str
+    manifests: tuple[Descriptor, ...]
+    digest: Digest
+    raw: bytes = field(repr=False)
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
+
+
+Manifest = ImageManifest | ImageIndex
+
+
+def parse_manifest(
+    raw: bytes, media_type: str | None = None, *, algorithm: str = "sha256"
+) -> Manifest:
+    """Parse manifest bytes as received; the digest is computed over `raw` itself.
+
+    `media_type` is the Content-Type the registry sent (or the descriptor's); the
+    document's own `mediaType` wins when present, as the registry itself decides by it.
+    """
+    if len(raw) > mt.MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest is {len(raw)} bytes, over the 4 MiB limit")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError("manifest is not a JSON object")
+    declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestError("manifest mediaType is not a string")
+    kind = _classify(doc, declared or _strip_params(media_type))
+    digest = Digest.of(raw, algorithm)
+    subject = _optional_descriptor(doc, "subject")
+    artifact_type = _optional_str(doc, "artifactType")
+    if kind in mt.INDEXES:
+        return ImageIndex(
+            media_type=kind,
+            manifests=tuple(_descriptors(doc, "manifests")),
+            digest=digest,
+            raw=raw,
+            subject=subject,
+            artifact_type=artifact_type,
+        )
+    config = doc.get("config")
+    if not isinstance(config, dict):
+        raise ManifestError("image manifest has no config descriptor")
+    return ImageManifest(
+        media_type=kind,
+        config=parse_descriptor(config, "config"),
+        layers=tuple(_descriptors(doc, "layers")),
+        digest=digest,
+        raw=raw,
+        subject=subject,
+        artifact_type=artifact_type,
+    )
+
+
+def _strip_params(content_type: str | None) -> str | None:
+    return content_type.split(";")[0].strip() if content_type else None
+
+
+def _classify(doc: Mapping[str, Any], media_type: str | None) -> str:
+    if media_type in mt.SCHEMA1 or doc.get("schemaVersion") == 1:
+        raise UnsupportedManifestError(
+            "Docker schema1 manifest: unsupported (deprecated; push it again as schema2 or OCI)"
+        )
+    if doc.get("schemaVersion") != 2:
+        raise ManifestError(f"manifest schemaVersion is {doc.get('schemaVersion')!r}, not 2")
+    if media_type in mt.MANIFESTS:
+        return media_type
+    if media_type is not None and media_type not in ("application/json", ""):
+        raise ManifestError(f"unknown manifest media type {media_type!r}")
+    # OCI allows mediaType to be absent; decide by shape, as the registry does.
+    if "manifests" in doc:
+        return mt.OCI_INDEX
+    if "config" in doc:
+        return mt.OCI_MANIFEST
+    raise ManifestError("manifest has neither config nor manifests")
+
+
+def _descriptors(doc: Mapping[str, Any], key: str) -> Iterator[Descriptor]:
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        raise ManifestError(f"manifest field {key!r} is not a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ManifestError(f"manifest {key}[{i}] is not an object")
+        yield parse_descriptor(item, f"{key}[{i}]")
+
+
+def _optional_descriptor(doc: Mapping[str, Any], key: str) -> Descriptor | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ManifestError(f"manifest field {key!r} is not an object")
+    return parse_descriptor(value, key)
+
+
+def _optional_str(doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ManifestError(f"manifest field {key!r} is not a string")
+    return value
+
+
+def parse_descriptor(item: Mapping[str, Any], where: str = "descriptor") -> Descriptor:
+    media_type = item.get("mediaType")
+    digest_text = item.get("digest")
+    size = item.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise ManifestError(f"{where}: mediaType missing")
+    if not isinstance(digest_text, str):
+        raise ManifestError(f"{where}: digest missing")
+    try:
+        digest = Digest.parse(digest_text)
+    except InvalidDigestError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+    # OCI image-spec descriptor.md: "size ... MUST be a non-negative int64".
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ManifestError(f"{where}: size must be a non-negative integer")
+    platform = None
+    p = item.get("platform")
+    if isinstance(p, dict):
+        os_, arch = p.get("os"), p.get("architecture")
+        if not isinstance(os_, str) or not isinstance(arch, str):
+            raise ManifestError(f"{where}: platform needs os and architecture")
+        variant = p.get("variant")
+        platform = Platform(os_, arch, variant if isinstance(variant, str) else None)
+    annotations = item.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ManifestError(f"{where}: annotations is not an object")
+    urls = item.get("urls") or []
+    if not isinstance(urls, list):
+        raise ManifestError(f"{where}: urls is not a list")
+    artifact_type = item.get("artifactType")
+    return Descriptor(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        platform=platform,
+        artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        annotations={str(k): str(v) for k, v in annotations.items()},
+        urls=tuple(str(u) for u in urls),
+    )

@@ -1,0 +1,1 @@
+"""Infrastructure stacks: changed-stack detection, a parallel runner under locks, drift."""

@@ -1,0 +1,1 @@
+"""Per-stack advisory locks with a TTL on backends teams already run."""

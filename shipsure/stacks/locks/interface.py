@@ -1,0 +1,64 @@
+"""The lock seam: one protocol, the records that cross it, and its errors.
+
+A lock is advisory and per stack. It has a TTL: a holder must renew it (heartbeat) before
+it expires; a lock whose holder stopped renewing is stale after its TTL and may be taken
+over, and exactly one contender wins a takeover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shipsure.errors import ShipsureError
+
+DEFAULT_TTL_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a lock and until when (seconds since the epoch, UTC)."""
+
+    key: str
+    owner: str  # unique per holder, e.g. "host:pid:uuid4"
+    acquired_at: float
+    expires_at: float
+    # Free-form description of the holder: CI pipeline URL, commit, command.
+    note: str = ""
+
+    def is_stale(self, now: float) -> bool:
+        return now >= self.expires_at
+
+
+class LockError(ShipsureError):
+    """The backend failed (unreachable, refused): could not lock, not "lock held"."""
+
+
+class LockLost(LockError):
+    """A renew or release found the lock no longer ours (expired and taken over)."""
+
+
+class LockBackend(Protocol):
+    """Every backend passes the same contract tests (tests/stacks/locks)."""
+
+    def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
+        """Take the lock if free or stale; None if someone else holds a live lock."""
+        ...
+
+    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+        """Extend our lock; raises LockLost if it is no longer ours."""
+        ...
+
+    def release(self, key: str, owner: str) -> bool:
+        """Give our lock back; False if it was not ours (never removes another's)."""
+        ...
+
+    def get(self, key: str) -> LockInfo | None: ...
+
+    def list(self) -> list[LockInfo]: ...
+
+    def force_break(self, key: str) -> bool:
+        """Remove a lock whatever its owner (`shipsure stacks locks break`)."""
+        ...
+
+    def close(self) -> None: ...
