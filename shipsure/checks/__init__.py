@@ -1,0 +1,1 @@
+"""Checks: verify images, probe a registry, scan storage. Findings out, no printing."""
