@@ -1,0 +1,513 @@
+"""Verify pushed images end to end: reference -> index -> children -> config -> layers.
+
+The walk asks the registry only through the `Registry` seam. Independent requests run
+concurrently on a thread pool (the client bounds concurrency itself), so wall time tracks
+the tree's depth in round trips, not its blob count. Every object is checked once per
+repository; every problem is reported, not only the first, each with the path from the
+reference to it and everything else that refers to it.
+
+By default blobs are checked with HEAD. `deep` GETs every blob and re-hashes it, which
+catches corrupted bytes behind a HEAD 200 and short bodies from a stale blob cache.
+Manifests are always fetched (their bodies are needed to walk) and always re-hashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipsure import mediatypes as mt
+from shipsure.errors import ManifestError, UnsupportedManifestError
+from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.model import (
+    Descriptor,
+    Digest,
+    ImageIndex,
+    ImageManifest,
+    Manifest,
+    Platform,
+    Reference,
+    parse_manifest,
+)
+from shipsure.registry.interface import (
+    AuthError,
+    NotFoundError,
+    ProtocolError,
+    Registry,
+    RegistryError,
+    UnavailableError,
+)
+
+# Finding kinds `verify` produces (stable ids; documented in the README).
+TAG_NOT_FOUND = "tag-not-found"
+REPOSITORY_NOT_FOUND = "repository-not-found"
+MANIFEST_MISSING = "manifest-missing"
+MANIFEST_DIGEST_MISMATCH = "manifest-digest-mismatch"
+MANIFEST_SIZE_MISMATCH = "manifest-size-mismatch"
+MANIFEST_INVALID = "manifest-invalid"
+MANIFEST_UNSUPPORTED = "manifest-unsupported"
+DIGEST_HEADER_MISMATCH = "digest-header-mismatch"
+PLATFORM_NOT_FOUND = "platform-not-found"
+BLOB_MISSING = "blob-missing"
+BLOB_DIGEST_MISMATCH = "blob-digest-mismatch"
+BLOB_SIZE_MISMATCH = "blob-size-mismatch"
+BLOB_TRUNCATED = "blob-truncated"
+TAG_MOVED = "tag-moved"
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    deep: bool = False
+    platforms: tuple[Platform, ...] = ()
+    referrers: bool = True
+    workers: int = 16
+
+
+RegistryFor = Callable[[str], Registry]
+
+
+@dataclass(frozen=True)
+class _Node:
+    """One object to check: a manifest (by tag or digest) or a blob, in one repository."""
+
+    registry: str
+    repository: str
+    is_manifest: bool
+    identifier: str  # tag or digest string
+    role: str  # how it shows in a path: "index", "linux/arm64", "config", "layer 2", ...
+    descriptor: Descriptor | None = None  # what the parent said it is
+    reference: str = ""  # the user's reference this walk started from
+
+    @property
+    def key(self) -> tuple[str, str, bool, str]:
+        return (self.registry, self.repository, self.is_manifest, self.identifier)
+
+    def label(self) -> str:
+        return f"{self.role} {self.identifier}"
+
+
+@dataclass
+class _Problem:
+    kind: str
+    severity: Severity
+    message: str
+    digest: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Outcome:
+    problems: list[_Problem] = field(default_factory=list)
+    children: list[_Node] = field(default_factory=list)
+    counted: str = ""  # "manifests" or "blobs" when the object was actually checked
+
+
+@dataclass
+class _Seen:
+    node: _Node
+    paths: list[tuple[str, ...]]
+    outcome: _Outcome | None = None
+
+
+def verify(
+    references: Sequence[Reference],
+    registry_for: RegistryFor,
+    options: VerifyOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Walk every reference and return one report of all problems found."""
+    opts = options or VerifyOptions()
+    report = Report(command="verify")
+    report.meta["references"] = [str(r) for r in references]
+    report.meta["deep"] = opts.deep
+    walker = _Walker(registry_for, opts, report, on_progress)
+    walker.run(references)
+    return report
+
+
+class _Walker:
+    def __init__(
+        self,
+        registry_for: RegistryFor,
+        options: VerifyOptions,
+        report: Report,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.registry_for = registry_for
+        self.options = options
+        self.report = report
+        self.on_progress = on_progress
+        self.seen: dict[tuple[str, str, bool, str], _Seen] = {}
+        self.futures: dict[Future[_Outcome], _Seen] = {}
+        self.side_checks: list[_Seen] = []
+
+    def run(self, references: Sequence[Reference]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
+            self.pool = pool
+            for ref in references:
+                self.report.count("references")
+                role = "tag" if ref.digest is None else "digest"
+                node = _Node(
+                    registry=ref.registry,
+                    repository=ref.repository,
+                    is_manifest=True,
+                    identifier=ref.identifier,
+                    role=role,
+                    reference=str(ref),
+                )
+                self._submit(node, ())
+                if ref.digest is not None and ref.tag:
+                    # Docker pulls by the digest and ignores the tag; say when they differ.
+                    tag_node = _Node(
+                        ref.registry, ref.repository, True, ref.tag, "tag", reference=str(ref)
+                    )
+                    side = _Seen(node=tag_node, paths=[(tag_node.label(),)])
+                    self.side_checks.append(side)
+                    self.futures[pool.submit(self._check_tag_moved, ref)] = side
+            self._drain()
+        for state in [*self.seen.values(), *self.side_checks]:
+            self._emit(state)
+
+    def _submit(self, node: _Node, parent_path: tuple[str, ...]) -> None:
+        path = (*parent_path, node.label())
+        state = self.seen.get(node.key)
+        if state is not None:
+            state.paths.append(path)
+            return
+        state = _Seen(node=node, paths=[path])
+        self.seen[node.key] = state
+        self.futures[self.pool.submit(self._check, node)] = state
+
+    def _drain(self) -> None:
+        done_count = 0
+        while self.futures:
+            done, _ = wait(list(self.futures), return_when=FIRST_COMPLETED)
+            for future in done:
+                state = self.futures.pop(future)
+                outcome = future.result()
+                done_count += 1
+                state.outcome = outcome
+                if outcome.counted:
+                    self.report.count(outcome.counted)
+                for child in outcome.children:
+                    self._submit(child, state.paths[0])
+            if self.on_progress is not None:
+                self.on_progress(done_count, done_count + len(self.futures))
+
+    def _emit(self, state: _Seen) -> None:
+        if state.outcome is None:
+            return
+        for problem in state.outcome.problems:
+            finding = _finding(problem, state.node, state.paths[0])
+            if len(state.paths) > 1:
+                others = [" -> ".join(p) for p in state.paths[1:]]
+                details = dict(finding.details)
+                details["also_referenced_by"] = others
+                finding = Finding(**{**finding.__dict__, "details": details})
+            self.report.add(finding)
+
+    # --- the checks, run on worker threads ------------------------------------------
+
+    def _check(self, node: _Node) -> _Outcome:
+        try:
+            registry = self.registry_for(node.registry)
+            if node.is_manifest:
+                return self._check_manifest(registry, node)
+            return self._check_blob(registry, node)
+        except RegistryError as exc:
+            return _Outcome(problems=[_registry_problem(node, exc)])
+
+    def _check_manifest(self, registry: Registry, node: _Node) -> _Outcome:
+        response = registry.get_manifest(node.repository, node.identifier)
+        raw = response.raw
+        outcome = _Outcome(counted="manifests")
+        expected = _expected_digest(node)
+        algorithm = expected.algorithm if expected else "sha256"
+        actual = Digest.of(raw, algorithm)
+        where = expected or actual
+        if expected is not None and actual != expected:
+            # OCI distribution-spec: "the client SHOULD verify the returned manifest
+            # matches the requested digest".
+            outcome.problems.append(
+                _Problem(
+                    MANIFEST_DIGEST_MISMATCH,
+                    Severity.ERROR,
+                    f"manifest bytes hash to {actual}, not the requested digest",
+                    str(expected),
+                    {"actual_digest": str(actual)},
+                )
+            )
+            return outcome
+        header = response.digest_header
+        if header and header.startswith(f"{algorithm}:") and header != str(actual):
+            outcome.problems.append(
+                _Problem(
+                    DIGEST_HEADER_MISMATCH,
+                    Severity.ERROR,
+                    f"registry sent Docker-Content-Digest {header} for bytes that hash to {actual}",
+                    str(where),
+                    {"digest_header": header},
+                )
+            )
+        if node.descriptor is not None and node.descriptor.size != len(raw):
+            outcome.problems.append(
+                _Problem(
+                    MANIFEST_SIZE_MISMATCH,
+                    Severity.ERROR,
+                    f"manifest is {len(raw)} bytes; its parent says {node.descriptor.size}",
+                    str(where),
+                    {"expected_size": node.descriptor.size, "actual_size": len(raw)},
+                )
+            )
+        media_type = node.descriptor.media_type if node.descriptor else response.media_type
+        try:
+            manifest = parse_manifest(raw, media_type or response.media_type, algorithm=algorithm)
+        except UnsupportedManifestError as exc:
+            outcome.problems.append(
+                _Problem(MANIFEST_UNSUPPORTED, Severity.WARNING, str(exc), str(where))
+            )
+            return outcome
+        except ManifestError as exc:
+            outcome.problems.append(
+                _Problem(MANIFEST_INVALID, Severity.ERROR, str(exc), str(where))
+            )
+            return outcome
+        outcome.children.extend(self._children(node, manifest, outcome))
+        if self.options.referrers:
+            outcome.children.extend(self._referrers(registry, node, manifest.digest))
+        return outcome
+
+    def _children(self, node: _Node, manifest: Manifest, outcome: _Outcome) -> list[_Node]:
+        def child(desc: Descriptor, role: str, is_manifest: bool) -> _Node:
+            return _Node(
+                registry=node.registry,
+                repository=node.repository,
+                is_manifest=is_manifest,
+                identifier=str(desc.digest),
+                role=role,
+                descriptor=desc,
+                reference=node.reference,
+            )
+
+        if isinstance(manifest, ImageManifest):
+            nodes = [child(manifest.config, "config", False)]
+            nodes += [
+                child(layer, f"layer {i}", False)
+                for i, layer in enumerate(manifest.layers)
+                if not layer.is_foreign
+            ]
+            return nodes
+        kept = _filter_platforms(manifest, self.options.platforms)
+        if self.options.platforms and not any(
+            d.platform is not None and not d.is_attestation for d in kept
+        ):
+            wanted = ", ".join(str(p) for p in self.options.platforms)
+            outcome.problems.append(
+                _Problem(
+                    PLATFORM_NOT_FOUND,
+                    Severity.ERROR,
+                    f"index has no child for platform {wanted}",
+                    str(manifest.digest),
+                )
+            )
+        return [
+            child(d, _role(d), d.media_type in mt.MANIFESTS or d.media_type not in _BLOB_TYPES)
+            for d in kept
+        ]
+
+    def _referrers(self, registry: Registry, node: _Node, digest: Digest) -> list[_Node]:
+        try:
+            found = registry.referrers(node.repository, digest)
+        except NotFoundError:
+            return []
+        except RegistryError:
+            # Referrers are extra: failing to list them is not a problem of the image.
+            return []
+        return [
+            _Node(
+                registry=node.registry,
+                repository=node.repository,
+                is_manifest=True,
+                identifier=str(d.digest),
+                role=f"referrer {d.artifact_type or d.media_type}",
+                descriptor=d,
+                reference=node.reference,
+            )
+            for d in found or []
+        ]
+
+    def _check_blob(self, registry: Registry, node: _Node) -> _Outcome:
+        assert node.descriptor is not None
+        desc = node.descriptor
+        outcome = _Outcome(counted="blobs")
+        if not self.options.deep:
+            head = registry.head_blob(node.repository, desc.digest)
+            if head.size is not None and head.size != desc.size:
+                outcome.problems.append(
+                    _Problem(
+                        BLOB_SIZE_MISMATCH,
+                        Severity.ERROR,
+                        f"{node.role} is {head.size} bytes on the registry; "
+                        f"the manifest says {desc.size}",
+                        str(desc.digest),
+                        {"expected_size": desc.size, "actual_size": head.size},
+                    )
+                )
+            return outcome
+        read = registry.read_blob(node.repository, desc.digest, limit=desc.size)
+        if read.size < desc.size:
+            outcome.problems.append(
+                _Problem(
+                    BLOB_TRUNCATED,
+                    Severity.ERROR,
+                    f"{node.role} body ended after {read.size} of {desc.size} bytes "
+                    "(data gone behind a cached HEAD, or a truncated answer)",
+                    str(desc.digest),
+                    {"expected_size": desc.size, "actual_size": read.size},
+                )
+            )
+        elif read.overflow:
+            outcome.problems.append(
+                _Problem(
+                    BLOB_SIZE_MISMATCH,
+                    Severity.ERROR,
+                    f"{node.role} body is longer than the {desc.size} bytes the manifest says",
+                    str(desc.digest),
+                    {"expected_size": desc.size},
+                )
+            )
+        elif read.digest != desc.digest:
+            outcome.problems.append(
+                _Problem(
+                    BLOB_DIGEST_MISMATCH,
+                    Severity.ERROR,
+                    f"{node.role} bytes hash to {read.digest}: the content is corrupted",
+                    str(desc.digest),
+                    {"actual_digest": str(read.digest)},
+                )
+            )
+        return outcome
+
+    def _check_tag_moved(self, ref: Reference) -> _Outcome:
+        assert ref.tag is not None and ref.digest is not None
+        try:
+            head = self.registry_for(ref.registry).head_manifest(ref.repository, ref.tag)
+        except RegistryError:
+            return _Outcome()  # the pinned digest is what matters; its walk reports errors
+        if head.digest and head.digest != str(ref.digest):
+            return _Outcome(
+                problems=[
+                    _Problem(
+                        TAG_MOVED,
+                        Severity.INFO,
+                        f"tag {ref.tag} now points to {head.digest}, not the pinned digest",
+                        str(ref.digest),
+                        {"tag_digest": head.digest},
+                    )
+                ]
+            )
+        return _Outcome()
+
+
+# Media types an index may list that are blobs rather than manifests.
+_BLOB_TYPES = frozenset(
+    {mt.OCI_CONFIG, mt.DOCKER_CONFIG, mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD}
+)
+
+
+def _role(desc: Descriptor) -> str:
+    if desc.is_attestation:
+        return "attestation"
+    if desc.platform is not None:
+        return str(desc.platform)
+    if desc.media_type in mt.INDEXES:
+        return "index"
+    return "manifest"
+
+
+def _filter_platforms(index: ImageIndex, platforms: Iterable[Platform]) -> list[Descriptor]:
+    wanted = tuple(platforms)
+    if not wanted:
+        return list(index.manifests)
+    kept = [
+        d
+        for d in index.manifests
+        if d.media_type in mt.INDEXES  # nested indexes are filtered one level down
+        or (
+            d.platform is not None
+            and not d.is_attestation
+            and any(w.matches(d.platform) for w in wanted)
+        )
+    ]
+    kept_digests = {str(d.digest) for d in kept}
+    # BuildKit attestations name the child they attest in this annotation; keep those
+    # that belong to a kept platform.
+    kept += [
+        d
+        for d in index.manifests
+        if d.is_attestation and d.annotations.get("vnd.docker.reference.digest") in kept_digests
+    ]
+    return kept
+
+
+def _expected_digest(node: _Node) -> Digest | None:
+    if node.descriptor is not None:
+        return node.descriptor.digest
+    if node.role == "digest":
+        return Digest.parse(node.identifier)
+    return None
+
+
+def _registry_problem(node: _Node, exc: RegistryError) -> _Problem:
+    details: dict[str, Any] = {"status": exc.status, "error_code": exc.code}
+    digest = None if node.role == "tag" else node.identifier
+    if isinstance(exc, NotFoundError):
+        status = f"{exc.status or 404} {exc.code or 'NOT FOUND'}"
+        if exc.code == "NAME_UNKNOWN":
+            return _Problem(
+                REPOSITORY_NOT_FOUND,
+                Severity.ERROR,
+                f"repository {node.repository} does not exist ({status})",
+                digest,
+                details,
+            )
+        if node.role == "tag":
+            return _Problem(
+                TAG_NOT_FOUND,
+                Severity.ERROR,
+                f"tag {node.identifier} does not resolve ({status}): the tag is missing or "
+                "names a manifest whose data is gone",
+                None,
+                details,
+            )
+        what = "manifest" if node.is_manifest else f"{node.role} blob"
+        return _Problem(
+            MANIFEST_MISSING if node.is_manifest else BLOB_MISSING,
+            Severity.ERROR,
+            f"{what} {node.identifier} is missing ({status})",
+            digest,
+            {**details, "role": node.role},
+        )
+    reason = "could not check"
+    if isinstance(exc, AuthError):
+        reason = "could not check (access refused)"
+    elif isinstance(exc, UnavailableError):
+        reason = "could not check (registry unavailable)"
+    elif isinstance(exc, ProtocolError):
+        reason = "could not check (unusable answer)"
+    return _Problem(CHECK_ERROR, Severity.WARNING, f"{reason}: {exc}", digest, details)
+
+
+def _finding(problem: _Problem, node: _Node, path: tuple[str, ...]) -> Finding:
+    return Finding(
+        kind=problem.kind,
+        severity=problem.severity,
+        message=problem.message,
+        repository=node.repository or None,
+        reference=node.reference or None,
+        digest=problem.digest,
+        path=path,
+        details={k: v for k, v in problem.details.items() if v is not None},
+    )
