@@ -7,12 +7,22 @@ over, and exactly one contender wins a takeover.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from shipsure.errors import ShipsureError
 
 DEFAULT_TTL_SECONDS = 30 * 60
+
+# Where network backends keep their keys unless the backend URL says otherwise.
+DEFAULT_KEY_PREFIX = "shipsure/locks/"
+
+# Seconds since the epoch. Backends whose server does not own the TTL (file, PostgreSQL,
+# Vault) take one so tests can step time instead of sleeping through a TTL.
+Clock = Callable[[], float]
+SYSTEM_CLOCK: Clock = time.time
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,19 @@ class LockError(ShipsureError):
 
 class LockLost(LockError):
     """A renew or release found the lock no longer ours (expired and taken over)."""
+
+
+class LockHeld(ShipsureError):
+    """Someone else holds a live lock; `info` says who, since when and until when."""
+
+    def __init__(self, info: LockInfo, now: float | None = None) -> None:
+        self.info = info
+        left = info.expires_at - (time.time() if now is None else now)
+        note = f" ({info.note})" if info.note else ""
+        super().__init__(
+            f"lock {info.key!r} is held by {info.owner}{note}; "
+            f"it expires in {max(left, 0):.0f}s unless its holder renews it"
+        )
 
 
 class LockBackend(Protocol):

@@ -1,0 +1,216 @@
+"""Locks as JSON files in one directory, for runners that share a machine.
+
+Every change happens while holding an exclusive `flock` on a guard file in the directory,
+so a read-decide-write (acquire, takeover, renew, release) is one step for every process
+and thread on the machine: exactly one contender wins. Lock files are written to a temp
+file and renamed into place, so a reader that does not take the guard (get, list) sees
+either the old record or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+
+GUARD_NAME = ".shipsure-locks.guard"
+SUFFIX = ".lock.json"
+# A guard is held for a few file operations only; waiting longer than this means a
+# process is stuck holding it, and hanging behind it would be worse than failing.
+GUARD_TIMEOUT_SECONDS = 10.0
+# Keys become file names; stay well inside the usual 255-byte name limit.
+MAX_NAME_BYTES = 200
+
+
+class FileLockBackend:
+    """One `<quoted key>.lock.json` per lock in `directory` (created on first use)."""
+
+    def __init__(self, directory: Path | str, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.directory = Path(directory)
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"FileLockBackend({str(self.directory)!r})"
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
+        path = self._path(key)
+        with self._guard(create=True):
+            now = self.clock()
+            current = self._read(path)
+            if current is not None and not current.is_stale(now):
+                return None
+            info = LockInfo(key, owner, now, now + ttl, note)
+            self._write(path, info)
+            return info
+
+    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+        path = self._path(key)
+        with self._guard(create=True):
+            now = self.clock()
+            current = self._read(path)
+            if current is None or current.owner != owner or current.is_stale(now):
+                raise LockLost(_lost_message(key, owner, current))
+            info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note)
+            self._write(path, info)
+            return info
+
+    def release(self, key: str, owner: str) -> bool:
+        path = self._path(key)
+        with self._guard(create=True):
+            current = self._read(path)
+            if current is None or current.owner != owner:
+                return False
+            self._unlink(path)
+            return True
+
+    def get(self, key: str) -> LockInfo | None:
+        return self._read(self._path(key))
+
+    def list(self) -> list[LockInfo]:
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise LockError(f"cannot list lock directory {self.directory}: {exc}") from None
+        found = []
+        for name in names:
+            if name.endswith(SUFFIX) and not name.startswith("."):
+                info = self._read(self.directory / name)
+                if info is not None:
+                    found.append(info)
+        return found
+
+    def force_break(self, key: str) -> bool:
+        path = self._path(key)
+        with self._guard(create=True):
+            return self._unlink(path)
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        if not key:
+            raise LockError("lock key is empty")
+        name = quote(key, safe="") + SUFFIX
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise LockError(f"lock key {key[:40]!r}... is too long for a file name")
+        return self.directory / name
+
+    @contextlib.contextmanager
+    def _guard(self, create: bool) -> Iterator[None]:
+        if create:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LockError(f"cannot create lock directory {self.directory}: {exc}") from None
+        guard = self.directory / GUARD_NAME
+        try:
+            fd = os.open(guard, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LockError(f"cannot open lock guard {guard}: {exc}") from None
+        try:
+            _flock_with_timeout(fd, guard)
+            yield
+        finally:
+            # Closing the descriptor drops the flock too.
+            os.close(fd)
+
+    def _read(self, path: Path) -> LockInfo | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LockError(f"cannot read lock file {path}: {exc}") from None
+        try:
+            record = json.loads(raw)
+            return LockInfo(
+                key=str(record["key"]),
+                owner=str(record["owner"]),
+                acquired_at=float(record["acquired_at"]),
+                expires_at=float(record["expires_at"]),
+                note=str(record.get("note", "")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Files are only ever renamed into place whole, so this one was written by
+            # something else: refuse to guess whether it is a live lock.
+            raise LockError(
+                f"lock file {path} is not a shipsure lock record; inspect it, then remove it "
+                "with `shipsure stacks locks break`"
+            ) from None
+
+    def _write(self, path: Path, info: LockInfo) -> None:
+        body = json.dumps(
+            {
+                "key": info.key,
+                "owner": info.owner,
+                "acquired_at": info.acquired_at,
+                "expires_at": info.expires_at,
+                "note": info.note,
+            },
+            indent=2,
+        ).encode()
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=SUFFIX)
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(body + b"\n")
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+            tmp_name = None
+        except OSError as exc:
+            raise LockError(f"cannot write lock file {path}: {exc}") from None
+        finally:
+            if tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
+
+    def _unlink(self, path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise LockError(f"cannot remove lock file {path}: {exc}") from None
+        return True
+
+
+def _flock_with_timeout(fd: int, guard: Path) -> None:
+    # A blocking flock cannot time out; poll a non-blocking one with a short sleep instead.
+    deadline = time.monotonic() + GUARD_TIMEOUT_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockError(
+                    f"lock guard {guard} stayed busy for {GUARD_TIMEOUT_SECONDS:.0f}s"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        except OSError as exc:
+            raise LockError(f"cannot lock guard {guard}: {exc}") from None
+
+
+def _lost_message(key: str, owner: str, current: LockInfo | None) -> str:
+    if current is None:
+        return f"lock {key!r} of {owner} is gone (released or broken)"
+    if current.owner != owner:
+        return f"lock {key!r} of {owner} was taken over by {current.owner}"
+    return f"lock {key!r} of {owner} expired before it was renewed"

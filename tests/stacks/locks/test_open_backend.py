@@ -1,0 +1,53 @@
+"""open_backend(url): the scheme picks the backend; a URL we cannot use is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipsure.errors import UsageError
+from shipsure.stacks.locks import open_backend
+from shipsure.stacks.locks.file import FileLockBackend
+
+
+def test_file_url_opens_a_directory_backend(tmp_path: Path) -> None:
+    backend = open_backend(f"file://{tmp_path}/locks")
+    assert isinstance(backend, FileLockBackend)
+    assert backend.directory == tmp_path / "locks"
+    assert backend.acquire("stacks/a", "me", 60) is not None
+    assert (tmp_path / "locks").is_dir()
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("consul://127.0.0.1:8500", "unknown scheme 'consul'"),
+        ("/var/lib/locks", "has no scheme"),
+        ("file://", "names no directory"),
+        ("file://otherhost/locks", "not a host"),
+        ("etcd://", "names no host"),
+        ("etcd://127.0.0.1:notaport", "invalid port"),
+        ("vault+http://127.0.0.1:8200", "names no KV v2 mount"),
+    ],
+)
+def test_unusable_urls_are_usage_errors(url: str, expected: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        open_backend(url)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_vault_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VAULT_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="VAULT_TOKEN"):
+        open_backend("vault+http://127.0.0.1:8200/secret/ci/locks")
+
+
+def test_passwords_never_reach_messages() -> None:
+    with pytest.raises(UsageError) as caught:
+        open_backend("consul://ci:hunter2@127.0.0.1:8500")
+    assert "hunter2" not in str(caught.value)
+    assert "ci:***@127.0.0.1:8500" in str(caught.value)
