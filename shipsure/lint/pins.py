@@ -1,0 +1,157 @@
+"""Image references in YAML files: compose, Kubernetes, Woodpecker and GitHub Actions.
+
+Pure: parsed documents (with line marks) in, `ImageUse`s out. Each extractor reads only the
+fields its tool pulls images from, so a string that merely looks like an image (an env value,
+a label) is never reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from shipsure.lint.images import ImageUse
+from shipsure.lint.yaml_lines import LineDict, LineList, Mark
+
+# Kubernetes pod specs hold images in these lists (core/v1 PodSpec).
+_K8S_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+# Deep enough for CronJob -> jobTemplate -> spec -> template -> spec -> containers, and Lists.
+_K8S_MAX_DEPTH = 32
+
+
+class SourceLines:
+    """The file's lines, to find the exact column of a value inside its line."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def locate(self, mark: Mark, text: str) -> Mark:
+        """Where `text` is written at or after `mark` on its line (quotes skipped)."""
+        if 1 <= mark.line <= len(self.lines):
+            col = self.lines[mark.line - 1].find(text, max(mark.column - 1, 0))
+            if col >= 0:
+                return Mark(mark.line, col + 1)
+        return mark
+
+
+def _use(
+    src: SourceLines, file: str, owner: LineDict, key: Any, source: str, text: str | None = None
+) -> ImageUse | None:
+    value = owner.get(key) if text is None else text
+    if not isinstance(value, str) or not value.strip():
+        return None
+    where = src.locate(owner.value_mark(key), value)
+    return ImageUse(file, where.line, where.column, value, source, where.line)
+
+
+def _named_items(container: Any) -> Iterator[tuple[str, LineDict]]:
+    """Items of a map-style (`name: {...}`) or list-style (`- name: ...`) section."""
+    if isinstance(container, LineDict):
+        for name, item in container.items():
+            if isinstance(item, LineDict):
+                yield str(name), item
+    elif isinstance(container, LineList):
+        for index, item in enumerate(container):
+            if isinstance(item, LineDict):
+                yield str(item.get("name", f"#{index + 1}")), item
+
+
+def compose_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
+    out: list[ImageUse] = []
+    if isinstance(doc, LineDict):
+        for name, service in _named_items(doc.get("services")):
+            use = _use(src, file, service, "image", f"compose service {name}")
+            if use:
+                out.append(use)
+    return out
+
+
+def is_kubernetes(doc: Any) -> bool:
+    return isinstance(doc, LineDict) and "apiVersion" in doc and "kind" in doc
+
+
+def kubernetes_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
+    if not is_kubernetes(doc):
+        return []
+    kind = doc.get("kind")
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, LineDict) else None
+    owner = f"{kind} {name}" if name else str(kind)
+    out: list[ImageUse] = []
+    seen: set[int] = set()
+
+    def walk(node: Any, depth: int) -> None:
+        # Aliases make shared nodes: visit each once, and never deeper than a pod spec goes.
+        if depth > _K8S_MAX_DEPTH or id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, LineDict):
+            for key, value in node.items():
+                if key in _K8S_CONTAINER_LISTS and isinstance(value, LineList):
+                    for container_name, container in _named_items(value):
+                        use = _use(
+                            src, file, container, "image", f"{owner} container {container_name}"
+                        )
+                        if use:
+                            out.append(use)
+                else:
+                    walk(value, depth + 1)
+        elif isinstance(node, LineList):
+            for item in node:
+                walk(item, depth + 1)
+
+    walk(doc, 0)
+    return out
+
+
+def woodpecker_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
+    out: list[ImageUse] = []
+    if not isinstance(doc, LineDict):
+        return out
+    for section, label in (("steps", "step"), ("services", "service")):
+        for name, step in _named_items(doc.get(section)):
+            use = _use(src, file, step, "image", f"Woodpecker {label} {name}")
+            if use:
+                out.append(use)
+    clone = doc.get("clone")
+    for name, step in _named_items(clone):
+        use = _use(src, file, step, "image", f"Woodpecker clone {name}")
+        if use:
+            out.append(use)
+    return out
+
+
+_DOCKER_USES = "docker://"
+
+
+def github_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
+    out: list[ImageUse] = []
+    if not isinstance(doc, LineDict):
+        return out
+    for job_name, job in _named_items(doc.get("jobs")):
+        container = job.get("container")
+        if isinstance(container, str):
+            use = _use(src, file, job, "container", f"GitHub job {job_name} container")
+        elif isinstance(container, LineDict):
+            use = _use(src, file, container, "image", f"GitHub job {job_name} container")
+        else:
+            use = None
+        if use:
+            out.append(use)
+        for service_name, service in _named_items(job.get("services")):
+            use = _use(src, file, service, "image", f"GitHub job {job_name} service {service_name}")
+            if use:
+                out.append(use)
+        steps = job.get("steps")
+        if isinstance(steps, LineList):
+            for index, step in enumerate(steps):
+                uses = step.get("uses") if isinstance(step, LineDict) else None
+                if isinstance(uses, str) and uses.startswith(_DOCKER_USES):
+                    label = step.get("name") or f"#{index + 1}"
+                    image = uses[len(_DOCKER_USES) :]
+                    use = _use(
+                        src, file, step, "uses", f"GitHub job {job_name} step {label}", image
+                    )
+                    if use:
+                        out.append(use)
+    return out
