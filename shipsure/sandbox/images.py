@@ -191,8 +191,9 @@ class PushedIndex(PushedManifest):
     @property
     def manifest_digests(self) -> tuple[str, ...]:
         """This index, every inner index and every image manifest below it."""
-        inner = tuple(d for index in self.inner for d in index.manifest_digests)
-        return (self.digest, *inner, *(image.digest for image in self.images()))
+        direct = (image.digest for image in (*self.children, *self.attestations))
+        inner = (d for index in self.inner for d in index.manifest_digests)
+        return (self.digest, *direct, *inner)
 
     @property
     def blob_digests(self) -> frozenset[str]:
