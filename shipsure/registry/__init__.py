@@ -1,1 +1,156 @@
-"""Talking to a registry over HTTP: the seam (interface.py), its client and auth."""
+"""Talking to a registry over HTTP: the seam (interface.py), its client and auth.
+
+`open_registry(host)` is the one way in: it picks the scheme (HTTPS, plain HTTP for
+loopback hosts as docker and crane do), TLS verification, credentials and limits, and
+returns a thread-safe `Registry`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import ssl
+from dataclasses import dataclass
+
+import httpx
+
+from shipsure import __version__
+from shipsure.errors import BadInputError, UsageError
+from shipsure.registry.auth import RegistryAuth
+from shipsure.registry.credentials import CredentialProvider, Credentials
+from shipsure.registry.http import HttpRegistry
+from shipsure.registry.retry import RetryPolicy
+
+DEFAULT_TIMEOUT = 30.0  # seconds a read may stall; connecting gets at most 10
+DEFAULT_CONCURRENCY = 16
+DEFAULT_RETRIES = 3
+MAX_CONCURRENCY = 256
+USER_AGENT = f"shipsure/{__version__}"
+
+# docker.io is a name; the API lives on registry-1.docker.io (docker's DefaultV2Registry).
+DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DOCKER_HUB_API = "registry-1.docker.io"
+
+_HOST_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach one registry host."""
+
+    host: str  # as the user named it, without scheme: what messages show
+    base_url: str  # scheme://netloc of the API
+    plain_http_allowed: bool
+    probe_scheme: bool  # --insecure without a scheme: try HTTPS, fall back to HTTP
+
+
+def is_loopback(hostname: str) -> bool:
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_endpoint(host: str, *, insecure: bool = False) -> Endpoint:
+    """`registry.example.com[:port]`, optionally with `https://` or `http://` in front."""
+    text = host.strip()
+    scheme: str | None = None
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise BadInputError(f"registry {host!r}: scheme must be http or https")
+    text = text.rstrip("/")
+    if not _HOST_RE.match(text):
+        raise BadInputError(f"registry {host!r}: not a host[:port]")
+    hostname = text.rsplit(":", 1)[0] if not text.endswith("]") and ":" in text else text
+    loopback = is_loopback(hostname)
+    netloc = DOCKER_HUB_API if hostname.lower() in DOCKER_HUB_HOSTS else text
+    if scheme == "http" and not (insecure or loopback):
+        raise UsageError(f"registry {host!r}: plain HTTP needs --insecure")
+    probe = False
+    if scheme is None:
+        scheme = "http" if loopback else "https"
+        probe = insecure and not loopback
+    return Endpoint(
+        host=text,
+        base_url=f"{scheme}://{netloc}",
+        plain_http_allowed=insecure or loopback,
+        probe_scheme=probe,
+    )
+
+
+def tls_verification(insecure: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+    if insecure:
+        return False
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a PEM certificate bundle"
+        raise BadInputError(f"--ca-file {ca_file}: {reason}") from None
+
+
+def open_registry(
+    host: str,
+    *,
+    insecure: bool = False,
+    ca_file: str | None = None,
+    credentials: Credentials | CredentialProvider | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    retries: int | RetryPolicy = DEFAULT_RETRIES,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpRegistry:
+    """A thread-safe `Registry` for `host`. Close it when done (or use it as a context).
+
+    `credentials` may be a provider called on the first challenge only, so that anonymous
+    registries never make shipsure read docker's config or run a credential helper.
+    `transport` replaces the network (tests hand an `httpx.MockTransport`).
+    """
+    if not timeout > 0:
+        raise UsageError(f"timeout {timeout}: must be above 0 seconds")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"concurrency {concurrency}: must be 1..{MAX_CONCURRENCY}")
+    policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
+    if policy.retries < 0:
+        raise UsageError(f"retries {policy.retries}: must be 0 or more")
+    endpoint = resolve_endpoint(host, insecure=insecure)
+    auth = RegistryAuth(
+        httpx.URL(endpoint.base_url).netloc.decode("ascii"),
+        credentials,
+        plain_http_allowed=endpoint.plain_http_allowed,
+    )
+    client = httpx.Client(
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=concurrency + 2,
+            max_keepalive_connections=concurrency + 2,
+        ),
+        verify=tls_verification(insecure, ca_file),
+        transport=transport,
+        follow_redirects=False,
+        # A handed-in transport must see every request: proxies from the environment
+        # would otherwise take matching URLs away from it.
+        trust_env=transport is None,
+    )
+    return HttpRegistry(
+        endpoint.host,
+        endpoint.base_url,
+        client,
+        concurrency=concurrency,
+        retry=policy,
+        body_deadline=max(60.0, 4 * timeout),
+        scheme_fallback=endpoint.probe_scheme,
+    )
+
+
+__all__ = ["Endpoint", "HttpRegistry", "open_registry", "resolve_endpoint"]

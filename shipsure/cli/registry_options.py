@@ -1,0 +1,112 @@
+"""Registry connection options shared by every command that talks to a registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shipsure.errors import UsageError
+from shipsure.registry import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    MAX_CONCURRENCY,
+    HttpRegistry,
+    open_registry,
+)
+from shipsure.registry.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials, provider_for
+
+CREDENTIALS_HELP = f"""\
+credentials, first found wins (as docker looks them up):
+  --username NAME --password-stdin   (the password is read from standard input)
+  {ENV_USERNAME} and {ENV_PASSWORD}   environment variables
+  docker's config.json ($DOCKER_CONFIG or ~/.docker): credHelpers, credsStore, auths
+  none: anonymous access
+Loopback registries (localhost, 127.0.0.0/8, ::1) are spoken to over plain HTTP."""
+
+# The password is read once per run, however many registries the command opens.
+_PASSWORD_ATTRIBUTE = "_registry_password"
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry connection")
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and do not verify TLS certificates",
+    )
+    group.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="verify TLS with these CA certificates instead of the system's",
+    )
+    group.add_argument("--username", metavar="NAME", help="registry user name")
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (or token) for --username from standard input",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on a stalled connection or read after this long (default: "
+        f"{DEFAULT_TIMEOUT:g})",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight at once per registry (default: {DEFAULT_CONCURRENCY})",
+    )
+
+
+def registry_from_args(args: argparse.Namespace, host: str) -> HttpRegistry:
+    """Open `host` with the options of `add_registry_options`; close it when done."""
+    explicit = _explicit_credentials(args)
+    return open_registry(
+        host,
+        insecure=args.insecure,
+        ca_file=args.ca_file,
+        credentials=provider_for(host, explicit=explicit),
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+    )
+
+
+def _explicit_credentials(args: argparse.Namespace) -> Credentials | None:
+    if args.username is None and not args.password_stdin:
+        return None
+    if args.username is None:
+        raise UsageError("--password-stdin needs --username")
+    if not args.password_stdin:
+        raise UsageError("--username needs --password-stdin (passwords are never flags)")
+    password = getattr(args, _PASSWORD_ATTRIBUTE, None)
+    if password is None:
+        # docker login --password-stdin: the whole input, without the trailing newline.
+        password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: standard input is empty")
+        setattr(args, _PASSWORD_ATTRIBUTE, password)
+    return Credentials(args.username, password, source="--username")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds: {text!r}")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_CONCURRENCY}: {text!r}")
+    return value

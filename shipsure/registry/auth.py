@@ -1,0 +1,353 @@
+"""Registry authentication as one httpx auth flow: anonymous, Basic and Bearer tokens.
+
+The flow follows docker's token protocol (distribution docs/spec/auth/token.md):
+a request answered `401` with `WWW-Authenticate: Bearer realm=...,service=...,scope=...`
+makes us GET `realm?service=...&scope=...` (with Basic credentials when we have them, or
+POST an OAuth2 refresh-token grant when we hold an identity token), take `token` or
+`access_token` from the JSON answer, and send the request again. Tokens are cached per scope
+and sent pre-emptively on later requests of the same repository, so a walk pays the
+challenge once per repository, not once per request. A `Basic` challenge is answered with
+the username and password, which are then sent pre-emptively too.
+
+Credentials go only to the registry host itself and to the token realm it names, never
+over plain HTTP unless the registry itself is spoken to over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import zlib
+from collections.abc import AsyncGenerator, Generator
+from dataclasses import dataclass
+from typing import cast
+
+import httpx
+
+from shipsure.registry.credentials import CredentialProvider, Credentials
+from shipsure.registry.interface import AuthError, ProtocolError
+from shipsure.registry.retry import RETRY_STATUSES, TransientError
+
+# Token answers are a few KiB; anything far bigger is hostile.
+MAX_TOKEN_BODY = 1024 * 1024
+# A 401 body is never needed; read a little so the connection can be reused.
+MAX_DISCARDED_BODY = 64 * 1024
+# distribution token spec: "expires_in ... default to 60 seconds" when absent.
+DEFAULT_TOKEN_SECONDS = 60
+CLIENT_ID = "shipsure"
+
+# /v2/<name>/(manifests|blobs|tags|referrers)/<x>: the greedy name takes nested repositories
+# whose own path components happen to be called "blobs" or "tags".
+_REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+$")
+_CATALOG_PATH = "/v2/_catalog"
+
+
+def scope_for_path(path: str) -> str | None:
+    """The token scope a read of `path` needs, to send a cached token before any 401."""
+    if path == _CATALOG_PATH:
+        return "registry:catalog:*"
+    match = _REPOSITORY_PATH.match(path)
+    return f"repository:{match.group(1)}:pull" if match else None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # lower case: "bearer", "basic"
+    params: dict[str, str]
+
+
+_SCHEME_RE = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9._~+/-]*)(?=\s|$)")
+_PARAM_RE = re.compile(r'\s*,?\s*([A-Za-z0-9._~+-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
+
+
+def parse_challenges(values: list[str]) -> list[Challenge]:
+    """RFC 9110 `WWW-Authenticate` challenges, from one or more header values."""
+    found: list[Challenge] = []
+    for value in values:
+        pos = 0
+        while pos < len(value):
+            scheme = _SCHEME_RE.match(value, pos)
+            if scheme is None:
+                break
+            pos = scheme.end()
+            params: dict[str, str] = {}
+            while True:
+                param = _PARAM_RE.match(value, pos)
+                if param is None:
+                    break
+                raw = param.group(2)
+                if raw.startswith('"'):
+                    raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+                params[param.group(1).lower()] = raw
+                pos = param.end()
+            found.append(Challenge(scheme.group(1).lower(), params))
+    return found
+
+
+@dataclass(frozen=True)
+class _Token:
+    header: str
+    expires_at: float  # time.monotonic()
+
+
+def basic_header(username: str, password: str) -> str:
+    pair = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def discard_body(response: httpx.Response, cap: int = MAX_DISCARDED_BODY) -> tuple[bytes, bool]:
+    """Read at most `cap` raw bytes of a response we answer ourselves inside the flow.
+
+    httpx reads every intermediate response in full before sending the next request of an
+    auth flow; a hostile endless 401 body would never end. So read a bounded amount here,
+    close the network stream, and leave the response holding only what was read.
+    Returns the bytes and whether the body went past `cap`.
+    """
+    stream = cast(httpx.SyncByteStream, response.stream)
+    chunks: list[bytes] = []
+    total = 0
+    overflow = False
+    try:
+        for chunk in stream:
+            total += len(chunk)
+            if total > cap:
+                overflow = True
+                break
+            chunks.append(chunk)
+    finally:
+        stream.close()
+    body = b"".join(chunks)
+    response.stream = httpx.ByteStream(body)
+    return body, overflow
+
+
+def _decode(body: bytes, encoding: str | None, cap: int) -> bytes | None:
+    """Undo gzip/deflate, bounded by `cap`; None when it would exceed it or is garbled."""
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    try:
+        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
+        out = inflater.decompress(body, cap + 1)
+    except zlib.error:
+        return None
+    return out if len(out) <= cap else None
+
+
+class RegistryAuth(httpx.Auth):
+    """Auth flow for one registry host; thread-safe, shared by every request of a client."""
+
+    def __init__(
+        self,
+        registry_netloc: str,
+        credentials: Credentials | CredentialProvider | None = None,
+        *,
+        plain_http_allowed: bool = False,
+    ) -> None:
+        self._netloc = registry_netloc.encode("ascii")
+        self._credentials_source = credentials
+        self._credentials: Credentials | None = None
+        self._credentials_loaded = False
+        self._plain_http_allowed = plain_http_allowed
+        self._lock = threading.Lock()
+        self._scope_locks: dict[str | None, threading.Lock] = {}
+        self._tokens: dict[str | None, _Token] = {}
+        self._basic: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RegistryAuth({self._netloc.decode()!r})"
+
+    # -- the flow -------------------------------------------------------------------------
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        if request.url.netloc != self._netloc:
+            # A redirect to blob storage (S3, a CDN) carries its own signature; our
+            # credentials stay with the registry.
+            yield request
+            return
+        scope = scope_for_path(request.url.path)
+        sent = self._preemptive_header(scope)
+        if sent is not None:
+            request.headers["Authorization"] = sent
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        if bearer is not None:
+            discard_body(response)
+            wanted = bearer.params.get("scope") or scope
+            header = yield from self._bearer_header(bearer, wanted, request, failed=sent)
+            self._store_alias(scope, wanted)
+        elif basic is not None:
+            answer = self._basic_answer(sent)
+            if answer is None:
+                return  # nothing better to offer: the 401 stands and becomes an AuthError
+            discard_body(response)
+            header = answer
+        else:
+            return
+        request.headers["Authorization"] = header
+        yield request
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise NotImplementedError("RegistryAuth drives synchronous clients only")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        raise NotImplementedError("RegistryAuth drives synchronous clients only")
+        yield request  # pragma: no cover - makes this an async generator
+
+    # -- credentials and caches -----------------------------------------------------------
+
+    def credentials(self) -> Credentials | None:
+        """Looked up once, on the first challenge: anonymous registries never ask."""
+        with self._lock:
+            if not self._credentials_loaded:
+                source = self._credentials_source
+                self._credentials = source() if callable(source) else source
+                self._credentials_loaded = True
+            return self._credentials
+
+    def _preemptive_header(self, scope: str | None) -> str | None:
+        if self._basic is not None:
+            return self._basic
+        token = self._tokens.get(scope)
+        if token is not None and token.expires_at > time.monotonic():
+            return token.header
+        return None
+
+    def _scope_lock(self, scope: str | None) -> threading.Lock:
+        with self._lock:
+            lock = self._scope_locks.get(scope)
+            if lock is None:
+                lock = self._scope_locks[scope] = threading.Lock()
+            return lock
+
+    def _store_alias(self, path_scope: str | None, token_scope: str | None) -> None:
+        # The registry may name a scope spelled differently from ours; remember the token
+        # under the scope our next request of this path will look up.
+        if path_scope != token_scope and token_scope in self._tokens:
+            self._tokens[path_scope] = self._tokens[token_scope]
+
+    def _basic_answer(self, sent: str | None) -> str | None:
+        creds = self.credentials()
+        if creds is None or creds.username is None or creds.password is None:
+            return None
+        header = basic_header(creds.username, creds.password)
+        if header == sent:
+            return None  # these credentials were just refused
+        self._basic = header
+        return header
+
+    # -- bearer tokens --------------------------------------------------------------------
+
+    def _bearer_header(
+        self,
+        challenge: Challenge,
+        scope: str | None,
+        original: httpx.Request,
+        failed: str | None,
+    ) -> Generator[httpx.Request, httpx.Response, str]:
+        # One thread fetches a scope's token while the others wait and then reuse it.
+        with self._scope_lock(scope):
+            cached = self._preemptive_header(scope)
+            if cached is not None and cached != failed and not cached.startswith("Basic "):
+                return cached
+            token_request = self._token_request(challenge, scope, original)
+            response = yield token_request
+            token = self._read_token(response, token_request, scope)
+            self._tokens[scope] = token
+            return token.header
+
+    def _token_request(
+        self, challenge: Challenge, scope: str | None, original: httpx.Request
+    ) -> httpx.Request:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise ProtocolError(
+                f"registry {self._netloc.decode()} sent a Bearer challenge without a realm"
+            )
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            raise ProtocolError(
+                f"registry {self._netloc.decode()} sent an invalid token realm"
+            ) from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ProtocolError(
+                f"registry {self._netloc.decode()} sent a token realm that is not an HTTP URL"
+            )
+        creds = self.credentials()
+        if creds is not None and url.scheme == "http" and not self._plain_http_allowed:
+            raise AuthError(
+                f"registry {self._netloc.decode()} asks for credentials over plain HTTP "
+                f"(token realm {url.host}); refusing without --insecure"
+            )
+        params: dict[str, str] = {}
+        if challenge.params.get("service"):
+            params["service"] = challenge.params["service"]
+        if scope:
+            params["scope"] = scope
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        extensions = {"timeout": original.extensions["timeout"]} if original.extensions else {}
+        if creds is not None and creds.identity_token:
+            # docker's OAuth2 path: trade the identity (refresh) token for an access token.
+            form = {
+                **params,
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "client_id": CLIENT_ID,
+            }
+            return httpx.Request("POST", url, data=form, headers=headers, extensions=extensions)
+        if creds is not None and creds.username and creds.password is not None:
+            params["account"] = creds.username
+            headers["Authorization"] = basic_header(creds.username, creds.password)
+        return httpx.Request(
+            "GET", url.copy_merge_params(params), headers=headers, extensions=extensions
+        )
+
+    def _read_token(
+        self, response: httpx.Response, request: httpx.Request, scope: str | None
+    ) -> _Token:
+        where = f"token server {request.url.host}"
+        what = f"scope {scope}" if scope else "the registry"
+        status = response.status_code
+        body, overflow = discard_body(response, MAX_TOKEN_BODY)
+        if status in (401, 403):
+            creds = self.credentials()
+            who = f"credentials from {creds.source}" if creds else "anonymous access"
+            raise AuthError(f"{where} refused {who} for {what} (HTTP {status})", status=status)
+        if status in RETRY_STATUSES or status >= 500:
+            raise TransientError(f"{where} answered HTTP {status} for {what}")
+        if status != 200:
+            raise ProtocolError(f"{where} answered HTTP {status} for {what}", status=status)
+        decoded = (
+            None
+            if overflow
+            else _decode(body, response.headers.get("content-encoding"), MAX_TOKEN_BODY)
+        )
+        if decoded is None:
+            raise ProtocolError(f"{where} sent a token answer over {MAX_TOKEN_BODY} bytes")
+        try:
+            doc = json.loads(decoded)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ProtocolError(f"{where} sent a token answer that is not JSON") from None
+        token = None
+        if isinstance(doc, dict):
+            token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+            raise ProtocolError(f"{where} sent no token for {what}")
+        expires_in = doc.get("expires_in")
+        lifetime = (
+            expires_in
+            if isinstance(expires_in, int) and not isinstance(expires_in, bool)
+            else DEFAULT_TOKEN_SECONDS
+        )
+        lifetime = max(lifetime, DEFAULT_TOKEN_SECONDS)
+        # Renew a little early, so a token never expires between our check and its use.
+        return _Token(f"Bearer {token}", time.monotonic() + lifetime * 0.9)

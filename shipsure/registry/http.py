@@ -1,0 +1,562 @@
+"""`Registry` over the distribution HTTP API (OCI distribution-spec), with httpx.
+
+One `httpx.Client` per registry with a keep-alive pool sized to the concurrency limit; every
+request passes one semaphore shared by all threads, bounded retries for idempotent reads,
+and timeouts. Redirects are followed here rather than by httpx, so that a redirect body is
+never read unbounded, loops are told apart from long chains, and credentials never follow a
+redirect to another host (blob storage such as S3 signs its own URLs).
+
+Bodies are streamed and capped: manifests at 4 MiB, listings and error bodies smaller, blobs
+at the caller's limit. A HEAD never reads a body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+
+from shipsure import mediatypes as mt
+from shipsure.errors import InvalidReferenceError, ManifestError, UsageError
+from shipsure.model import Descriptor, Digest, ImageIndex, parse_manifest
+from shipsure.registry.interface import (
+    AuthError,
+    BlobRead,
+    HeadResult,
+    ManifestResponse,
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    UnavailableError,
+)
+from shipsure.registry.retry import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    TransientError,
+    parse_retry_after,
+)
+
+T = TypeVar("T")
+
+MAX_REDIRECTS = 10
+MAX_ERROR_BODY = 64 * 1024
+MAX_LISTING_BODY = 16 * 1024 * 1024  # one catalog or tags page
+MAX_PAGES = 100_000  # a registry that keeps sending "next" forever is hostile
+MAX_CATALOG_PAGE = 1000  # distribution: n > 1000 is 400 PAGINATION_NUMBER_INVALID
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
+# request. Looser than the reference grammar on purpose: catalogs list what they list.
+_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:[._/-]+[a-z0-9]+)*$")
+_REFERENCE_RE = re.compile(r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)$")
+_LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
+
+# Connection-level failures that a second attempt may cure. httpx reports an invalid
+# Content-Length or a garbled status line as RemoteProtocolError too; those are not
+# transient, and only these early-disconnect messages are retried.
+_DISCONNECT_HINTS = ("disconnected", "peer closed", "incomplete", "connection reset")
+
+
+class HttpRegistry:
+    """A `Registry` for one host. Thread-safe; close it (or use `with`) when done."""
+
+    def __init__(
+        self,
+        host: str,
+        base_url: str,
+        client: httpx.Client,
+        *,
+        concurrency: int,
+        retry: RetryPolicy,
+        body_deadline: float,
+        scheme_fallback: bool = False,
+    ) -> None:
+        self._host = host
+        self._base = base_url.rstrip("/")
+        self._client = client
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._retry = retry
+        self._body_deadline = body_deadline
+        self._scheme_fallback = scheme_fallback
+        self._scheme_lock = threading.Lock()
+        self._headers_manifest = {"Accept": mt.MANIFEST_ACCEPT}
+        self._headers_index = {"Accept": mt.OCI_INDEX}
+        self._headers_json = {"Accept": "application/json"}
+        self._headers_none: dict[str, str] = {}
+
+    # -- Registry protocol ----------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    def ping(self) -> None:
+        def check(response: httpx.Response) -> None:
+            if response.status_code == 404:
+                raise UnavailableError(
+                    f"{self._host} does not serve the registry API (GET /v2/ answered 404)",
+                    status=404,
+                )
+            self._raise_for_status(response, "GET /v2/")
+            self._drain(response)
+
+        self._call("GET", "/v2/", self._headers_json, check)
+
+    def get_manifest(self, repository: str, reference: str) -> ManifestResponse:
+        path = f"/v2/{_repo(repository)}/manifests/{_ref(reference)}"
+        what = f"manifest {repository}:{reference}" if ":" not in reference else None
+        what = what or f"manifest {repository}@{reference}"
+
+        def read(response: httpx.Response) -> ManifestResponse:
+            self._raise_for_status(response, what)
+            raw = self._read_small(response, mt.MAX_MANIFEST_BYTES, what, exact=True)
+            return ManifestResponse(
+                raw=raw,
+                media_type=_media_type(response),
+                digest_header=response.headers.get("docker-content-digest"),
+            )
+
+        return self._call("GET", path, self._headers_manifest, read)
+
+    def head_manifest(self, repository: str, reference: str) -> HeadResult:
+        path = f"/v2/{_repo(repository)}/manifests/{_ref(reference)}"
+        return self._head(path, self._headers_manifest, f"manifest {repository}:{reference}")
+
+    def head_blob(self, repository: str, digest: Digest) -> HeadResult:
+        path = f"/v2/{_repo(repository)}/blobs/{digest}"
+        return self._head(path, self._headers_none, f"blob {repository}@{digest}")
+
+    def read_blob(self, repository: str, digest: Digest, limit: int) -> BlobRead:
+        """Stream and hash; a body that ends early (the registry closed the connection
+        before its Content-Length, as a stale blob cache does) comes back as a short read:
+        `size` below the descriptor's size is the caller's finding, not an error."""
+        path = f"/v2/{_repo(repository)}/blobs/{digest}"
+        what = f"blob {repository}@{digest}"
+
+        def read(response: httpx.Response) -> BlobRead:
+            self._raise_for_status(response, what)
+            hasher = digest.hasher()
+            size = 0
+            budget = limit + 1
+            try:
+                for chunk in response.iter_bytes():
+                    if size + len(chunk) > budget:
+                        chunk = chunk[: budget - size]
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    if size >= budget:
+                        break
+            except httpx.RemoteProtocolError as exc:
+                if not _is_disconnect(exc):
+                    raise
+            return BlobRead(
+                size=size,
+                digest=Digest(digest.algorithm, hasher.hexdigest()),
+                overflow=size > limit,
+            )
+
+        return self._call("GET", path, self._headers_none, read)
+
+    def catalog(self, page_size: int = MAX_CATALOG_PAGE) -> Iterator[str]:
+        if not 1 <= page_size <= MAX_CATALOG_PAGE:
+            raise UsageError(f"catalog page size {page_size}: must be 1..{MAX_CATALOG_PAGE}")
+        for doc in self._pages(f"/v2/_catalog?n={page_size}", "catalog"):
+            names = doc.get("repositories")
+            yield from _strings(names, "repositories", f"{self._host} catalog")
+
+    def tags(self, repository: str) -> Iterator[str]:
+        what = f"tags of {repository}"
+        for doc in self._pages(f"/v2/{_repo(repository)}/tags/list", what):
+            yield from _strings(doc.get("tags"), "tags", f"{self._host} {what}")
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        path = f"/v2/{_repo(repository)}/referrers/{digest}"
+        what = f"referrers of {repository}@{digest}"
+        if artifact_type:
+            path += "?" + str(httpx.QueryParams({"artifactType": artifact_type}))
+
+        def read(response: httpx.Response) -> list[Descriptor] | None:
+            if response.status_code == 404:
+                # OCI distribution-spec: "If a query returns a 404, the client MUST fall
+                # back to the tag schema." distribution 2.8 answers a plain-text 404.
+                body, _ = self._read_capped(response, MAX_ERROR_BODY)
+                return _index_entries(body, None)
+            self._raise_for_status(response, what)
+            body = self._read_small(response, mt.MAX_MANIFEST_BYTES, what)
+            entries = _index_entries(body, _media_type(response))
+            if entries is None:
+                raise ProtocolError(f"{self._host}: {what}: answer is not an OCI image index")
+            return entries
+
+        found = self._call("GET", path, self._headers_index, read)
+        if found is None:
+            found = self._referrers_tag(repository, digest)
+        if found is None or artifact_type is None:
+            return found
+        # Filter here too: the API may ignore artifactType, and the tag schema cannot filter.
+        return [d for d in found if d.artifact_type == artifact_type]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HttpRegistry({self._host!r}, {self._base!r})"
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _referrers_tag(self, repository: str, digest: Digest) -> list[Descriptor] | None:
+        # OCI distribution-spec "Referrers Tag Schema": <alg>-<ref>, ref cut to 64 chars.
+        tag = f"{digest.algorithm}-{digest.hex[:64]}"
+        try:
+            answer = self.get_manifest(repository, tag)
+        except NotFoundError:
+            return None
+        entries = _index_entries(answer.raw, answer.media_type)
+        if entries is None:
+            raise ProtocolError(
+                f"{self._host}: referrers tag {repository}:{tag} is not an image index"
+            )
+        return entries
+
+    def _head(self, path: str, headers: dict[str, str], what: str) -> HeadResult:
+        def read(response: httpx.Response) -> HeadResult:
+            self._raise_for_status(response, what)
+            return HeadResult(
+                digest=response.headers.get("docker-content-digest"),
+                media_type=_media_type(response),
+                size=_content_length(response, f"{self._host}: {what}"),
+            )
+
+        return self._call("HEAD", path, headers, read)
+
+    def _pages(self, first: str, what: str) -> Iterator[dict[str, Any]]:
+        """Each JSON page of a listing, following `Link: <...>; rel="next"`."""
+        path: str | None = first
+        seen: set[str] = set()
+        pages = 0
+        while path is not None:
+            if path in seen:
+                raise ProtocolError(f"{self._host}: {what}: pagination loops back to {path}")
+            seen.add(path)
+            pages += 1
+            if pages > MAX_PAGES:
+                raise ProtocolError(f"{self._host}: {what}: more than {MAX_PAGES} pages")
+
+            def read(response: httpx.Response) -> tuple[dict[str, Any], str | None]:
+                self._raise_for_status(response, what)
+                body = self._read_small(response, MAX_LISTING_BODY, what)
+                try:
+                    doc = json.loads(body)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    raise ProtocolError(f"{self._host}: {what}: answer is not JSON") from None
+                if not isinstance(doc, dict):
+                    raise ProtocolError(f"{self._host}: {what}: answer is not a JSON object")
+                return doc, self._next_link(response, what)
+
+            doc, path = self._call("GET", path, self._headers_json, read)
+            yield doc
+
+    def _next_link(self, response: httpx.Response, what: str) -> str | None:
+        for value in response.headers.get_list("link"):
+            for match in _LINK_NEXT_RE.finditer(value):
+                params = match.group(2).lower().replace(" ", "")
+                if 'rel="next"' not in params and "rel=next" not in params:
+                    continue
+                try:
+                    target = response.request.url.join(match.group(1))
+                except httpx.InvalidURL:
+                    raise ProtocolError(f"{self._host}: {what}: invalid Link URL") from None
+                base = httpx.URL(self._base)
+                if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+                    raise ProtocolError(
+                        f"{self._host}: {what}: Link points to another host ({target.host})"
+                    )
+                path = target.raw_path.decode("ascii")
+                return path
+        return None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        consume: Callable[[httpx.Response], T],
+    ) -> T:
+        """Send with bounded retries; `consume` reads the response inside the retry loop
+        (a body cut mid-way is retried like a refused connection) and the concurrency slot."""
+        base = self._resolved_base()
+        url = base + path
+        retry = self._retry
+        with self._slots:
+            attempt = 1
+            while True:
+                retry_after: float | None = None
+                try:
+                    response = self._send_following_redirects(method, url, headers)
+                    try:
+                        status = response.status_code
+                        if status in RETRY_STATUSES and attempt < retry.attempts:
+                            retry_after = parse_retry_after(response.headers.get("retry-after"))
+                        else:
+                            return consume(response)
+                    finally:
+                        response.close()
+                except (httpx.TimeoutException, httpx.NetworkError, TransientError) as exc:
+                    if attempt >= retry.attempts:
+                        raise UnavailableError(
+                            f"{self._host}: {method} {_path_only(path)}: {_describe(exc)} "
+                            f"(after {attempt} attempts)"
+                        ) from None
+                except httpx.RemoteProtocolError as exc:
+                    if not _is_disconnect(exc):
+                        raise ProtocolError(
+                            f"{self._host}: {method} {_path_only(path)}: malformed answer: {exc}"
+                        ) from None
+                    if attempt >= retry.attempts:
+                        raise UnavailableError(
+                            f"{self._host}: {method} {_path_only(path)}: connection closed "
+                            f"early (after {attempt} attempts)"
+                        ) from None
+                except (httpx.DecodingError, httpx.LocalProtocolError) as exc:
+                    raise ProtocolError(
+                        f"{self._host}: {method} {_path_only(path)}: malformed answer: {exc}"
+                    ) from None
+                except httpx.TransportError as exc:  # proxy errors and the like
+                    raise UnavailableError(
+                        f"{self._host}: {method} {_path_only(path)}: {_describe(exc)}"
+                    ) from None
+                retry.sleep(retry.delay(attempt, retry_after))
+                attempt += 1
+
+    def _send_following_redirects(
+        self, method: str, url: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        client = self._client
+        seen = {url}
+        current = httpx.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            request = client.build_request(method, current, headers=headers)
+            response = client.send(request, stream=True, follow_redirects=False)
+            if response.status_code not in _REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("location")
+            self._drain(response)
+            response.close()
+            if not location:
+                raise ProtocolError(
+                    f"{self._host}: {method} {current.path}: redirect without a Location",
+                    status=response.status_code,
+                )
+            try:
+                target = current.join(location)
+            except httpx.InvalidURL:
+                raise ProtocolError(
+                    f"{self._host}: {method} {current.path}: redirect to an invalid URL"
+                ) from None
+            if target.scheme not in ("http", "https"):
+                raise ProtocolError(
+                    f"{self._host}: {method} {current.path}: redirect to a non-HTTP URL"
+                )
+            if current.scheme == "https" and target.scheme == "http":
+                raise ProtocolError(
+                    f"{self._host}: {method} {current.path}: redirect downgrades HTTPS to HTTP"
+                )
+            key = str(target)
+            if key in seen:
+                raise ProtocolError(f"{self._host}: {method} {url_path(url)}: redirect loop")
+            seen.add(key)
+            current = target
+        raise ProtocolError(
+            f"{self._host}: {method} {url_path(url)}: more than {MAX_REDIRECTS} redirects"
+        )
+
+    def _resolved_base(self) -> str:
+        if not self._scheme_fallback:
+            return self._base
+        with self._scheme_lock:
+            if self._scheme_fallback:
+                self._base = self._probe_scheme()
+                self._scheme_fallback = False
+        return self._base
+
+    def _probe_scheme(self) -> str:
+        """`--insecure` without a scheme: HTTPS when the host speaks it, else plain HTTP,
+        as docker does for its insecure registries."""
+        try:
+            response = self._client.send(
+                self._client.build_request("GET", self._base + "/v2/"),
+                stream=True,
+                follow_redirects=False,
+            )
+        except httpx.ConnectError:
+            return "http://" + self._base.removeprefix("https://")
+        except httpx.HTTPError:
+            return self._base
+        response.close()
+        return self._base
+
+    # -- bodies and statuses --------------------------------------------------------------
+
+    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        code = None
+        if response.request.method != "HEAD":
+            body, _ = self._read_capped(response, MAX_ERROR_BODY)
+            code = _error_code(body)
+        detail = f"{self._host}: {what}: HTTP {status}" + (f" {code}" if code else "")
+        if status == 404:
+            raise NotFoundError(detail, status=status, code=code)
+        if status in (401, 403):
+            raise AuthError(detail, status=status, code=code)
+        if status == 429 or status >= 500:
+            raise UnavailableError(detail, status=status, code=code)
+        raise ProtocolError(detail, status=status, code=code)
+
+    def _read_capped(self, response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+        """At most `cap` + 1 bytes of the decoded body, within the body deadline."""
+        deadline = time.monotonic() + self._body_deadline
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                break
+            if time.monotonic() > deadline:
+                raise TransientError(f"body trickled in for more than {self._body_deadline:g} s")
+        body = b"".join(chunks)
+        return body[: cap + 1], total > cap
+
+    def _read_small(
+        self, response: httpx.Response, cap: int, what: str, *, exact: bool = False
+    ) -> bytes:
+        declared = _content_length(response, f"{self._host}: {what}")
+        if declared is not None and declared > cap:
+            raise ProtocolError(
+                f"{self._host}: {what}: answer of {declared} bytes is over the {cap} byte limit"
+            )
+        body, overflow = self._read_capped(response, cap)
+        if overflow:
+            raise ProtocolError(f"{self._host}: {what}: answer is over the {cap} byte limit")
+        if exact and declared is not None and len(body) != declared:
+            raise ProtocolError(
+                f"{self._host}: {what}: body is {len(body)} bytes, Content-Length said {declared}"
+            )
+        return body
+
+    def _drain(self, response: httpx.Response) -> None:
+        """Read a small body to the end so the connection can be reused; give up on a big one."""
+        with contextlib.suppress(httpx.HTTPError, TransientError):
+            self._read_capped(response, MAX_ERROR_BODY)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _repo(repository: str) -> str:
+    if not _REPOSITORY_RE.match(repository) or len(repository) > 255:
+        raise InvalidReferenceError(f"invalid repository name {repository[:160]!r}")
+    return repository
+
+
+def _ref(reference: str) -> str:
+    if not _REFERENCE_RE.match(reference):
+        raise InvalidReferenceError(f"invalid tag or digest {reference[:160]!r}")
+    return reference
+
+
+def _media_type(response: httpx.Response) -> str | None:
+    value = response.headers.get("content-type")
+    if not value:
+        return None
+    return value.split(";", 1)[0].strip() or None
+
+
+def _content_length(response: httpx.Response, where: str) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None:
+        return None
+    # RFC 9110: Content-Length = 1*DIGIT; a list of equal values is tolerated by h11 only.
+    if not value.isascii() or not value.isdigit():
+        raise ProtocolError(f"{where}: invalid Content-Length {value[:40]!r}")
+    return int(value)
+
+
+def _error_code(body: bytes) -> str | None:
+    """`{"errors":[{"code":"MANIFEST_UNKNOWN",...}]}`; None for a plain-text router 404."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    errors = doc.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+        if isinstance(code, str) and code.isascii() and len(code) <= 64:
+            return code
+    return None
+
+
+def _index_entries(body: bytes, media_type: str | None) -> list[Descriptor] | None:
+    """The descriptors of an OCI image index, or None when `body` is not one."""
+    try:
+        parsed = parse_manifest(body, media_type)
+    except ManifestError:
+        return None
+    if not isinstance(parsed, ImageIndex):
+        return None
+    return list(parsed.manifests)
+
+
+def _strings(value: object, field: str, where: str) -> Iterator[str]:
+    if value is None:
+        return  # distribution sends "tags": null for a repository whose tags are all gone
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{where}: {field!r} is not a list of strings")
+    yield from value
+
+
+def _is_disconnect(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(hint in text for hint in _DISCONNECT_HINTS)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, TransientError):
+        return str(exc)
+    text = str(exc) or type(exc).__name__
+    return f"cannot connect: {text}" if isinstance(exc, httpx.ConnectError) else text
+
+
+def _path_only(path: str) -> str:
+    return path.split("?", 1)[0]
+
+
+def url_path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+__all__ = ["HttpRegistry", "RegistryError"]
