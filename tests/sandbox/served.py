@@ -12,6 +12,7 @@ class Served:
 
     def __init__(self, client: httpx.Client, url: str, repo: str) -> None:
         self.client = client
+        self.repo = repo
         self.base = f"{url}/v2/{repo}"
 
     def manifest(self, reference: str, method: str = "GET") -> httpx.Response:

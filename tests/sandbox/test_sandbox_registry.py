@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+import socket
+from pathlib import Path
 
+import httpx
+import pytest
+
+from shipsure.sandbox import SandboxError
+from shipsure.sandbox import registry as registry_module
 from shipsure.sandbox.registry import SandboxRegistry
 
 
@@ -25,3 +32,41 @@ def test_restart_keeps_port_and_storage(fresh_registry: SandboxRegistry) -> None
     registry.restart()
     assert registry.url == url
     assert httpx.get(f"{url}/v2/", timeout=5).status_code == 200
+
+
+def test_a_failed_start_names_the_port_and_shows_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(registry_module, "_free_port", lambda: port)
+        sandbox = SandboxRegistry()
+        with pytest.raises(
+            SandboxError, match=rf"127\.0\.0\.1:{port} exited .*address already in use"
+        ):
+            sandbox.start()
+    assert sandbox.pid is None
+    with pytest.raises(SandboxError, match="not started"):
+        _ = sandbox.url
+
+
+def test_registry_process_never_sees_aws_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+    monkeypatch.setenv("REGISTRY_STORAGE_DELETE_ENABLED", "false")
+    with SandboxRegistry() as sandbox:
+        environment = Path(f"/proc/{sandbox.pid}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environment if v.startswith((b"AWS_CA_BUNDLE=", b"REGISTRY_"))]
+
+
+def test_config_is_what_the_tests_rely_on(registry: SandboxRegistry) -> None:
+    config = json.loads(registry.config_path.read_text())
+    storage = config["storage"]
+    assert storage["delete"] == {"enabled": True}
+    assert storage["maintenance"]["uploadpurging"] == {"enabled": False}
+    assert "cache" not in storage
+    assert config["http"]["addr"] == registry.host
+    assert config["log"]["level"] == "warn"
