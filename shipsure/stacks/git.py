@@ -1,0 +1,106 @@
+"""The few git questions stack detection asks, each one subprocess with a timeout.
+
+Paths cross this module as POSIX strings relative to the repository root, read with `-z`
+so unusual file names survive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipsure.errors import BadInputError, CouldNotRunError
+
+GIT_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class FileChange:
+    status: str  # git's letter: A added, M modified, D deleted, T type change
+    path: str
+
+
+class Git:
+    def __init__(self, root: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> None:
+        self.root = root
+        self.timeout = timeout
+
+    @classmethod
+    def discover(cls, start: Path) -> Git:
+        """The repository holding `start`; a bad input error when it is not in one."""
+        if not start.exists():
+            raise BadInputError(f"{start}: no such folder")
+        try:
+            out = _run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], 30.0)
+        except _GitFailed:
+            raise BadInputError(f"{start}: not inside a git repository") from None
+        return cls(Path(out.strip()))
+
+    def _git(self, *args: str) -> str:
+        try:
+            return _run(["git", "-C", str(self.root), *args], self.timeout)
+        except _GitFailed as exc:
+            raise CouldNotRunError(f"git {args[0]} failed in {self.root}: {exc}") from None
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit `ref` names, or None when this clone does not have it."""
+        if ref.startswith("-"):
+            return None
+        try:
+            cmd = ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
+            out = _run(["git", "-C", str(self.root), *cmd], self.timeout)
+        except _GitFailed:
+            return None
+        return out.strip() or None
+
+    def head(self) -> str:
+        sha = self.resolve("HEAD")
+        if sha is None:
+            raise BadInputError(f"{self.root}: the repository has no commits yet")
+        return sha
+
+    def is_shallow(self) -> bool:
+        return self._git("rev-parse", "--is-shallow-repository").strip() == "true"
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        try:
+            out = _run(["git", "-C", str(self.root), "merge-base", a, b], self.timeout)
+        except _GitFailed:
+            return None
+        return out.strip() or None
+
+    def tracked_files(self) -> list[str]:
+        return [p for p in self._git("ls-files", "-z").split("\0") if p]
+
+    def changes(self, base: str, head: str) -> list[FileChange]:
+        """Files that differ between two commits' trees. Renames count as delete + add so
+        both the old and the new folder are seen."""
+        out = self._git("diff", "--name-status", "-z", "--no-renames", base, head, "--")
+        parts = out.split("\0")
+        changes: list[FileChange] = []
+        for i in range(0, len(parts) - 1, 2):
+            if parts[i]:
+                changes.append(FileChange(parts[i][0], parts[i + 1]))
+        return changes
+
+
+class _GitFailed(Exception):
+    pass
+
+
+def _run(cmd: list[str], timeout: float) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        raise CouldNotRunError("git is not installed (not found on PATH)") from None
+    except subprocess.TimeoutExpired:
+        raise _GitFailed(f"timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise _GitFailed(message[-1] if message else f"exit code {proc.returncode}")
+    return proc.stdout.decode("utf-8", "surrogateescape")

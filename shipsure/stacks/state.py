@@ -1,0 +1,99 @@
+"""What shipsure remembers between runs, under the state folder (default
+`.shipsure/state` at the repository root; `state_dir` in the configuration, or
+`--state-dir`, points it at a folder CI keeps between pipelines):
+
+* `last-applied` — the commit of the last `stacks run apply` in which every selected stack
+  applied successfully; `stacks changed --since-last-apply` diffs against it;
+* `drift.json` — each stack's last drift status, so alerts fire on transitions only;
+* `journal.log` — one line per state-changing action (`locks break --apply`).
+
+Every write goes to a temp file in the same folder and is renamed into place, so a crash
+never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from shipsure.errors import BadInputError, CouldNotRunError
+
+LAST_APPLIED = "last-applied"
+DRIFT_STATE = "drift.json"
+JOURNAL = "journal.log"
+MAX_STATE_BYTES = 16 * 1024 * 1024
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise CouldNotRunError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def read_last_applied(state_dir: Path) -> str | None:
+    path = state_dir / LAST_APPLIED
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CouldNotRunError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not _SHA.fullmatch(text):
+        raise BadInputError(f"{path}: expected one commit id, found {text[:60]!r}")
+    return text
+
+
+def write_last_applied(state_dir: Path, commit: str) -> None:
+    write_atomic(state_dir / LAST_APPLIED, commit + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, None when the file does not exist."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CouldNotRunError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_STATE_BYTES:
+        raise BadInputError(f"{path}: larger than {MAX_STATE_BYTES} bytes; not a state file")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: expected a JSON object")
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def journal(state_dir: Path, line: str) -> None:
+    """Append one line; appends of a single short line are atomic on POSIX."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with (state_dir / JOURNAL).open("a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {' '.join(line.split())}\n")
+    except OSError as exc:
+        raise CouldNotRunError(f"{state_dir / JOURNAL}: cannot write: {exc}") from None
