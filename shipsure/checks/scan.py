@@ -1,0 +1,264 @@
+"""`shipsure scan`: an offline fsck of distribution's storage.
+
+Reads the storage directly (filesystem or S3), walks every repository the way a pull would
+(tag -> index -> child -> config and layers), and reports every on-disk fault of
+registry-facts §4 plus malformed links, dangling and missing layer links, unreferenced
+blobs and stale uploads. Safe while the registry runs: each fault is re-checked on storage
+before it is reported, so a concurrent push or delete never becomes a finding.
+
+Scale-out: `Shard` splits repositories deterministically; a sharded run leaves the global
+blob check (which blobs nothing references) to `merge_reports`.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from shipsure.checks import scan_kinds as k
+from shipsure.checks.scan_recheck import Present, still_holds
+from shipsure.checks.scan_walk import Candidate, RepositoryWalk, WalkResult
+from shipsure.errors import BadInputError, UsageError
+from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.storage import layout
+from shipsure.storage.interface import Storage, StorageError, StorageMissingError
+from shipsure.storage.inventory import (
+    MISSING,
+    BlobStore,
+    ReadProblem,
+    discover_repositories,
+    list_blobs,
+    read_repository,
+)
+
+COMMAND = "scan"
+DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h)
+# A blob a push is writing right now is unreferenced until its manifest lands; only blobs
+# older than this are reported as garbage-collection candidates.
+DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
+DEFAULT_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        i, sep, n = text.partition("/")
+        try:
+            shard = cls(int(i), int(n))
+        except ValueError:
+            shard = None
+        if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise UsageError(f"invalid shard {text!r}: want I/N with 0 <= I < N, e.g. 0/4")
+        return shard
+
+    def owns(self, repository: str) -> bool:
+        # crc32 is stable across runs, machines and Python versions (hash() is not).
+        return zlib.crc32(repository.encode()) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    verify_content: bool = False
+    upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
+    unreferenced_min_age: float = DEFAULT_UNREFERENCED_MIN_AGE
+    shard: Shard | None = None
+    workers: int = DEFAULT_WORKERS
+    now: float | None = None  # "now" for ages; the clock when None
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def scan(
+    storage: Storage, options: ScanOptions, progress: ProgressCallback | None = None
+) -> Report:
+    """Scan the storage and return a report of re-checked findings."""
+    started = time.monotonic()
+    now = options.now if options.now is not None else time.time()
+    _check_root(storage)
+    report = Report(COMMAND)
+    problems: list[ReadProblem] = []
+    repositories = discover_repositories(storage, problems)
+    if options.shard is not None:
+        repositories = [r for r in repositories if options.shard.owns(r)]
+    blobs = BlobStore(storage)
+    candidates: list[Candidate] = [_read_problem(p) for p in problems]
+    referenced: set[str] = set()
+
+    def walk(name: str) -> WalkResult:
+        inv = read_repository(storage, name)
+        return RepositoryWalk(
+            inv,
+            blobs,
+            verify_content=options.verify_content,
+            upload_max_age=options.upload_max_age,
+            now=now,
+        ).run()
+
+    for done, result in enumerate(_map(walk, repositories, options.workers), start=1):
+        candidates += result.candidates
+        referenced |= result.referenced
+        for what, n in result.counts.items():
+            report.count(what, n)
+        if progress is not None:
+            progress(done, len(repositories))
+    report.checked.setdefault("repositories", 0)
+    report.count("manifests", blobs.manifests_read)
+
+    scan_meta: dict[str, object] = {"storage": storage.describe()}
+    blob_problems: list[ReadProblem] = []
+    if options.shard is None:
+        candidates += _unreferenced(storage, blobs, referenced, now, options, blob_problems)
+    else:
+        scan_meta["shard"] = str(options.shard)
+        scan_meta["referenced"] = sorted(referenced)
+        if options.shard.index == 0:
+            # The dedicated shard for the global blob check: its candidates, minus what the
+            # other shards reference, are the unreferenced blobs (see merge_reports).
+            scan_meta["blob_candidates"] = {
+                c.digest: c.details["bytes"]
+                for c in _unreferenced(storage, blobs, referenced, now, options, blob_problems)
+                if c.digest is not None
+            }
+    candidates += [_read_problem(p) for p in blob_problems]
+    report.extend(_confirmed(storage, candidates, options.workers))
+    report.meta.update(
+        {
+            "scan": scan_meta,
+            "options": {
+                "verify_content": options.verify_content,
+                "upload_max_age_days": options.upload_max_age / 86400,
+                "unreferenced_min_age_hours": options.unreferenced_min_age / 3600,
+            },
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    return report
+
+
+def _check_root(storage: Storage) -> None:
+    storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
+    try:
+        storage.list_dir(layout.V2)
+    except StorageMissingError:
+        try:
+            entries = storage.list_dir("")
+        except StorageError:
+            entries = []
+        if entries:
+            raise BadInputError(
+                f"storage root {storage.describe()}: no {layout.V2} inside; pass the "
+                "registry's rootdirectory (the folder that holds `docker/`)"
+            ) from None
+        # An empty root is a registry nobody pushed to yet: clean, not an error.
+
+
+def _map(fn: Callable[[str], WalkResult], names: list[str], workers: int) -> Iterator[WalkResult]:
+    if workers <= 1 or len(names) <= 1:
+        yield from map(fn, names)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
+        # Bounded look-ahead keeps memory flat however many repositories there are.
+        window = workers * 4
+        pending = [pool.submit(fn, n) for n in names[:window]]
+        next_index = len(pending)
+        while pending:
+            result = pending.pop(0).result()
+            if next_index < len(names):
+                pending.append(pool.submit(fn, names[next_index]))
+                next_index += 1
+            yield result
+
+
+def _read_problem(problem: ReadProblem) -> Candidate:
+    return Candidate(
+        CHECK_ERROR,
+        None,
+        None,
+        None,
+        f"could not read {problem.path}: {problem.message}",
+        (),
+        (),
+        {"storage_path": problem.path},
+    )
+
+
+def _unreferenced(
+    storage: Storage,
+    blobs: BlobStore,
+    referenced: set[str],
+    now: float,
+    options: ScanOptions,
+    problems: list[ReadProblem],
+) -> Iterator[Candidate]:
+    """Blobs no manifest of the scanned repositories names: garbage-collection candidates."""
+    for digest in list_blobs(storage, problems):
+        if digest in referenced:
+            continue
+        st = blobs.stat(digest)
+        if st == MISSING:  # a blob folder without data: nothing to reclaim or serve
+            continue
+        if isinstance(st, str):
+            problems.append(ReadProblem(layout.blob_data(digest), st))
+            continue
+        if now - st.mtime < options.unreferenced_min_age:
+            continue
+        yield Candidate(
+            k.BLOB_UNREFERENCED,
+            None,
+            digest,
+            None,
+            f"blob {digest} ({st.size} bytes) is referenced by no manifest: garbage "
+            "collection will delete it",
+            (f"blob {digest}",),
+            (Present(layout.blob_data(digest)),),
+            {"storage_path": layout.blob_data(digest), "bytes": st.size},
+        )
+
+
+def _confirmed(storage: Storage, candidates: list[Candidate], workers: int) -> list[Finding]:
+    def holds(c: Candidate) -> bool:
+        return all(still_holds(storage, fact) for fact in c.evidence)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        kept = list(pool.map(holds, candidates))
+    return [to_finding(c) for c, keep in zip(candidates, kept, strict=True) if keep]
+
+
+def to_finding(c: Candidate) -> Finding:
+    tags = sorted(c.tags)
+    severity = Severity.ERROR if c.kind == CHECK_ERROR else k.severity(c.kind, len(tags))
+    details = dict(c.details)
+    if c.kind != CHECK_ERROR and c.kind not in (k.BLOB_UNREFERENCED, k.UPLOAD_STALE):
+        details["tags"] = tags
+    if tags and c.kind not in k.TAG_LEVEL:
+        message = f"{c.message}; breaks {_tag_list(tags)}"
+    else:
+        message = c.message
+    return Finding(
+        kind=c.kind,
+        severity=severity,
+        message=message,
+        repository=c.repository,
+        reference=c.reference,
+        digest=c.digest,
+        path=c.path,
+        details=details,
+    )
+
+
+def _tag_list(tags: Iterable[str]) -> str:
+    tags = list(tags)
+    shown = ", ".join(tags[:5])
+    more = f" and {len(tags) - 5} more" if len(tags) > 5 else ""
+    return f"tag{'s' if len(tags) > 1 else ''} {shown}{more}"

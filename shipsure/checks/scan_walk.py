@@ -1,0 +1,448 @@
+"""Walk one repository's storage the way a pull would: tag -> index -> child -> blobs.
+
+Every fault becomes a candidate with the tags it breaks, the path from the first tag that
+reaches it, and the storage facts it rests on (re-checked before reporting). Content only
+reachable by digest (untagged revisions and what they name) is walked too, with no tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipsure.checks import scan_kinds as k
+from shipsure.checks.scan_recheck import (
+    Absent,
+    Evidence,
+    FolderPresent,
+    HashDiffers,
+    LinkReads,
+    Present,
+    SizeIs,
+)
+from shipsure.findings import CHECK_ERROR
+from shipsure.storage import layout
+from shipsure.storage.graph import ManifestNode, Ref
+from shipsure.storage.inventory import MISSING, BlobStore, Link, RepositoryInventory
+
+ROOT_TAG = "tag"
+ROOT_REVISION = "revision"
+CHILD = "child"
+
+
+@dataclass
+class Candidate:
+    """A fault seen once; it becomes a Finding only if its evidence still holds."""
+
+    kind: str
+    repository: str | None
+    digest: str | None
+    reference: str | None
+    message: str
+    path: tuple[str, ...]
+    evidence: tuple[Evidence, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    tags: set[str] = field(default_factory=set)
+
+
+_Key = tuple[str, str | None, str | None]
+
+
+@dataclass
+class WalkResult:
+    candidates: list[Candidate]
+    referenced: set[str]
+    counts: dict[str, int]
+
+
+class RepositoryWalk:
+    def __init__(
+        self,
+        inv: RepositoryInventory,
+        blobs: BlobStore,
+        *,
+        verify_content: bool,
+        upload_max_age: float,
+        now: float,
+    ) -> None:
+        self.inv = inv
+        self.repo = inv.name
+        self.blobs = blobs
+        self.verify_content = verify_content
+        self.upload_max_age = upload_max_age
+        self.now = now
+        self.faults: dict[_Key, Candidate] = {}
+        self.referenced: set[str] = set()
+        # Fault keys found at or below a node, so a second tag reaching it only adds itself.
+        self._under: dict[tuple[str, str], list[_Key]] = {}
+        self._blob_faults: dict[str, list[_Key]] = {}
+        self._in_progress: set[str] = set()
+        self._blob_refs: set[str] = set()
+
+    # --- recording --------------------------------------------------------------------
+
+    def _fault(
+        self,
+        kind: str,
+        digest: str | None,
+        path: tuple[str, ...],
+        message: str,
+        evidence: tuple[Evidence, ...],
+        *,
+        reference: str | None = None,
+        **details: Any,
+    ) -> _Key:
+        key = (kind, digest, reference)
+        if key not in self.faults:
+            self.faults[key] = Candidate(
+                kind, self.repo, digest, reference, message, path, evidence, details
+            )
+        return key
+
+    def _check_error(self, path_on_disk: str, message: str, path: tuple[str, ...]) -> _Key:
+        key = (CHECK_ERROR, path_on_disk, None)
+        if key not in self.faults:
+            self.faults[key] = Candidate(
+                CHECK_ERROR,
+                self.repo,
+                None,
+                None,
+                f"could not read {path_on_disk}: {message}",
+                path,
+                (),
+                {"storage_path": path_on_disk},
+            )
+        return key
+
+    # --- the walk ---------------------------------------------------------------------
+
+    def run(self) -> WalkResult:
+        inv = self.inv
+        for problem in inv.errors:
+            self._check_error(problem.path, problem.message, ())
+        tagged: set[str] = set()
+        for tag in sorted(inv.tags):
+            keys = self._tag(tag, inv.tags[tag])
+            for key in keys:
+                self.faults[key].tags.add(tag)
+            link = inv.tags[tag]
+            if link is not None and link.digest is not None:
+                tagged.add(link.digest)
+        # By-digest content: every revision no tag reached first, then what it names.
+        for digest in sorted(inv.revisions):
+            if (digest, ROOT_TAG) in self._under or (digest, CHILD) in self._under:
+                continue
+            self._visit(digest, (f"revision {digest}",), ROOT_REVISION)
+        self._layer_links()
+        self._uploads()
+        counts = {
+            "repositories": 1,
+            "tags": len(inv.tags),
+            "revisions": len(inv.revisions),
+            "layer_links": len(inv.layers),
+            "uploads": len(inv.uploads),
+        }
+        return WalkResult(list(self.faults.values()), self.referenced, counts)
+
+    def _tag(self, tag: str, link: Link | None) -> list[_Key]:
+        current = layout.tag_current_link(self.repo, tag)
+        where = (f"tag {tag}",)
+        if link is None:
+            return [
+                self._fault(
+                    k.TAG_LINK_MISSING,
+                    None,
+                    where,
+                    f"tag {tag} has a folder but no current/link: it is listed but answers 404",
+                    (Absent(current), FolderPresent(layout.tag_dir(self.repo, tag))),
+                    reference=tag,
+                    storage_path=current,
+                )
+            ]
+        if link.digest is None:
+            return [
+                self._fault(
+                    k.MALFORMED_LINK,
+                    None,
+                    where,
+                    f"tag {tag}: current/link holds {link.raw[:80]!r}, not a digest: the tag "
+                    "answers 404",
+                    (LinkReads(current, link.raw),),
+                    reference=tag,
+                    storage_path=current,
+                )
+            ]
+        return self._visit(link.digest, where, ROOT_TAG, tag_link=link)
+
+    def _visit(
+        self, digest: str, path: tuple[str, ...], via: str, tag_link: Link | None = None
+    ) -> list[_Key]:
+        memo_key = (digest, ROOT_TAG if via == ROOT_TAG else CHILD)
+        done = self._under.get(memo_key)
+        if done is not None:
+            return done
+        if digest in self._in_progress:  # an index that (indirectly) lists itself
+            return []
+        self._in_progress.add(digest)
+        try:
+            keys = self._visit_fresh(digest, path, via, tag_link)
+        finally:
+            self._in_progress.discard(digest)
+        self._under[memo_key] = keys
+        return keys
+
+    def _visit_fresh(
+        self, digest: str, path: tuple[str, ...], via: str, tag_link: Link | None
+    ) -> list[_Key]:
+        self.referenced.add(digest)
+        repo = self.repo
+        rev_path = layout.revision_link(repo, digest)
+        data = layout.blob_data(digest)
+        # A tag fault holds only while the tag still names this digest.
+        tag_fact: tuple[Evidence, ...] = (
+            (LinkReads(tag_link.path, tag_link.raw),) if tag_link is not None else ()
+        )
+        rev = self.inv.revisions.get(digest)
+        m = self.blobs.manifest(digest)
+        if m.state == "unreadable":
+            return [self._check_error(data, m.message, path)]
+        node_path = (*path, m.node.label) if via == ROOT_TAG and m.node else path
+        if rev is None:
+            relinkable = m.state == "ok"
+            state = "present and verified" if relinkable else _data_state(m.state)
+            data_fact: Evidence = Present(data) if relinkable else Absent(data)
+            if m.state == "digest-mismatch":
+                data_fact = HashDiffers(data, digest)
+            if via == ROOT_TAG:
+                kind = k.TAG_REVISION_MISSING
+                message = (
+                    f"{path[0]} names {digest}, which has no revision link in this repository: "
+                    f"the tag answers 404 (manifest data {state})"
+                )
+            elif via == CHILD:
+                kind = k.INDEX_CHILD_RELINKABLE if relinkable else k.INDEX_CHILD_LOST
+                message = (
+                    f"index child {digest} has no revision link: 404 MANIFEST_UNKNOWN "
+                    f"(manifest data {state}"
+                    + ("; re-create the link to serve it again)" if relinkable else ")")
+                )
+            else:  # pragma: no cover - revision roots always have a link
+                return []
+            key = self._fault(
+                kind,
+                digest,
+                node_path,
+                message,
+                (*tag_fact, Absent(rev_path), data_fact),
+                relinkable=relinkable,
+                storage_path=rev_path,
+            )
+            keys = [key]
+            if relinkable and m.node is not None:
+                keys += self._walk_node(m.node, node_path)
+            return keys
+        if rev.digest != digest:
+            return [
+                self._fault(
+                    k.MALFORMED_LINK,
+                    digest,
+                    node_path,
+                    f"revision link of {digest} holds {rev.raw[:80]!r}: the manifest cannot be "
+                    "served",
+                    (LinkReads(rev.path, rev.raw),),
+                    storage_path=rev.path,
+                )
+            ]
+        if m.state == MISSING:
+            kind = k.TAG_MANIFEST_MISSING if via == ROOT_TAG else k.REVISION_DATA_MISSING
+            what = f"{path[0]} names" if via == ROOT_TAG else "revision link of"
+            return [
+                self._fault(
+                    kind,
+                    digest,
+                    node_path,
+                    f"{what} {digest} but its manifest data is gone: 404 MANIFEST_UNKNOWN",
+                    (*tag_fact, Present(rev_path), Absent(data)),
+                    storage_path=data,
+                )
+            ]
+        if m.state == "digest-mismatch":
+            return [
+                self._fault(
+                    k.MANIFEST_DIGEST_MISMATCH,
+                    digest,
+                    node_path,
+                    f"manifest data of {digest} is corrupt: {m.message}",
+                    (HashDiffers(data, digest),),
+                    storage_path=data,
+                )
+            ]
+        if m.state == "invalid" or m.node is None:
+            return [
+                self._fault(
+                    k.MANIFEST_INVALID,
+                    digest,
+                    node_path,
+                    f"manifest {digest} cannot be read: {m.message}",
+                    (Present(data),),
+                    storage_path=data,
+                )
+            ]
+        return self._walk_node(m.node, node_path)
+
+    def _walk_node(self, node: ManifestNode, path: tuple[str, ...]) -> list[_Key]:
+        keys: list[_Key] = []
+        for child in node.children:
+            keys += self._visit(child.digest, (*path, child.label), CHILD)
+        for ref in node.blobs:
+            keys += self._blob(ref, (*path, ref.label))
+        return keys
+
+    def _blob(self, ref: Ref, path: tuple[str, ...]) -> list[_Key]:
+        self.referenced.add(ref.digest)
+        self._blob_refs.add(ref.digest)
+        done = self._blob_faults.get(ref.digest)
+        if done is not None:
+            return done
+        keys: list[_Key] = []
+        digest = ref.digest
+        data = layout.blob_data(digest)
+        link_path = layout.layer_link(self.repo, digest)
+        link = self.inv.layers.get(digest)
+        st = self.blobs.stat(digest)
+        if isinstance(st, str) and st != MISSING:
+            keys.append(self._check_error(data, st, path))
+        elif st == MISSING:
+            has_link = link is not None
+            keys.append(
+                self._fault(
+                    k.BLOB_MISSING,
+                    digest,
+                    path,
+                    f"blob {digest} has no data: 404 BLOB_UNKNOWN"
+                    + (" (the repository's layer link dangles)" if has_link else ""),
+                    (Absent(data),),
+                    storage_path=data,
+                    layer_link="present" if has_link else "absent",
+                )
+            )
+        else:
+            assert not isinstance(st, str)
+            if ref.size >= 0 and st.size != ref.size:
+                keys.append(
+                    self._fault(
+                        k.BLOB_SIZE_MISMATCH,
+                        digest,
+                        path,
+                        f"blob {digest} data is {st.size} bytes, the manifest says {ref.size}",
+                        (SizeIs(data, st.size),),
+                        storage_path=data,
+                        size=st.size,
+                        expected_size=ref.size,
+                    )
+                )
+            elif self.verify_content:
+                keys += self._verify(digest, path)
+            if link is None:
+                keys.append(
+                    self._fault(
+                        k.LAYER_LINK_MISSING,
+                        digest,
+                        path,
+                        f"blob {digest} has data but no layer link in this repository: 404 "
+                        "BLOB_UNKNOWN here (re-linkable)",
+                        (Absent(link_path), Present(data)),
+                        storage_path=link_path,
+                    )
+                )
+        if link is not None and link.digest != digest:
+            keys.append(self._malformed_layer_link(digest, link, path))
+        self._blob_faults[digest] = keys
+        return keys
+
+    def _verify(self, digest: str, path: tuple[str, ...]) -> list[_Key]:
+        data = layout.blob_data(digest)
+        got = self.blobs.content_hash(digest)
+        if isinstance(got, str):
+            if got == MISSING:  # vanished since the stat: the re-check decides
+                return []
+            return [self._check_error(data, got, path)]
+        actual, _ = got
+        algorithm = digest.partition(":")[0]
+        if actual == digest.partition(":")[2]:
+            return []
+        return [
+            self._fault(
+                k.BLOB_DIGEST_MISMATCH,
+                digest,
+                path,
+                f"blob {digest} data is corrupt: it hashes to {algorithm}:{actual}",
+                (HashDiffers(data, digest),),
+                storage_path=data,
+                actual_digest=f"{algorithm}:{actual}",
+            )
+        ]
+
+    def _malformed_layer_link(self, digest: str, link: Link, path: tuple[str, ...]) -> _Key:
+        return self._fault(
+            k.MALFORMED_LINK,
+            digest,
+            path,
+            f"layer link of {digest} holds {link.raw[:80]!r}: the blob cannot be served here",
+            (LinkReads(link.path, link.raw),),
+            storage_path=link.path,
+        )
+
+    def _layer_links(self) -> None:
+        """Layer links no manifest of this repository uses: dangling or malformed."""
+        for digest in sorted(self.inv.layers):
+            if digest in self._blob_refs:
+                continue
+            link = self.inv.layers[digest]
+            where = (f"layer link {digest}",)
+            if link.digest != digest:
+                self._malformed_layer_link(digest, link, where)
+                continue
+            st = self.blobs.stat(digest)
+            if st == MISSING:
+                self._fault(
+                    k.LAYER_LINK_DANGLING,
+                    digest,
+                    where,
+                    f"layer link of {digest} dangles: its data is gone (HEAD may still answer "
+                    "200 from a blob-descriptor cache)",
+                    (Present(link.path), Absent(layout.blob_data(digest))),
+                    storage_path=link.path,
+                )
+            elif isinstance(st, str):
+                self._check_error(layout.blob_data(digest), st, where)
+
+    def _uploads(self) -> None:
+        for upload in self.inv.uploads:
+            if upload.started_at is None:
+                continue
+            age = self.now - upload.started_at
+            if age < self.upload_max_age:
+                continue
+            self._fault(
+                k.UPLOAD_STALE,
+                None,
+                (f"upload {upload.upload_id}",),
+                f"upload {upload.upload_id} started {age / 86400:.1f} days ago and never "
+                f"finished ({upload.size} bytes)",
+                (FolderPresent(upload.path),),
+                reference=upload.upload_id,
+                storage_path=upload.path,
+                bytes=upload.size,
+                age_days=round(age / 86400, 2),
+            )
+
+
+def _data_state(state: str) -> str:
+    return {MISSING: "gone", "digest-mismatch": "corrupt", "invalid": "unreadable"}.get(
+        state, state
+    )
+
+
+WalkFactory = Callable[[RepositoryInventory], RepositoryWalk]

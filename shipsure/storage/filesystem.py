@@ -1,0 +1,147 @@
+"""Distribution's filesystem driver layout on a local disk.
+
+The hot paths (listing, reading link files) use os.scandir and raw file descriptors on
+plain strings: a storage scan touches every link file, and Path objects or buffered file
+objects per file cost more than the system calls themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+
+from shipsure.storage.interface import (
+    Entry,
+    FileInfo,
+    StorageError,
+    StorageMissingError,
+    StorageReadError,
+    StorageWriteError,
+)
+
+_MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})
+_HASH_CHUNK = 1 << 20
+
+
+def _error(exc: OSError, path: str) -> StorageError:
+    if exc.errno in _MISSING_ERRNOS:
+        return StorageMissingError(f"{path}: not found", path=path)
+    reason = exc.strerror or type(exc).__name__
+    return StorageReadError(f"{path}: {reason}", path=path)
+
+
+class FilesystemStorage:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self._prefix = self.root.rstrip("/") + "/"
+
+    def describe(self) -> str:
+        return self.root
+
+    def _abs(self, path: str) -> str:
+        return self._prefix + path if path else self.root
+
+    def check_root(self) -> None:
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            reason = "not found" if exc.errno in _MISSING_ERRNOS else exc.strerror
+            raise StorageReadError(f"storage root {self.root}: {reason}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageReadError(f"storage root {self.root}: not a directory")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise StorageReadError(f"storage root {self.root}: permission denied")
+
+    def list_dir(self, path: str) -> list[Entry]:
+        try:
+            with os.scandir(self._abs(path)) as it:
+                # is_dir() answers from the directory entry's type: no extra stat per name.
+                return [Entry(e.name, e.is_dir()) for e in it]
+        except OSError as exc:
+            raise _error(exc, path) from None
+
+    def read(self, path: str, limit: int) -> bytes:
+        try:
+            fd = os.open(self._abs(path), os.O_RDONLY)
+        except OSError as exc:
+            raise _error(exc, path) from None
+        try:
+            # Read until EOF or past the limit; a link file ends within the first read.
+            first = os.read(fd, limit + 1)
+            if len(first) > limit or not first:
+                return first
+            chunks = [first]
+            remaining = limit + 1 - len(first)
+            while remaining > 0:
+                chunk = os.read(fd, remaining)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        except OSError as exc:
+            raise _error(exc, path) from None
+        finally:
+            os.close(fd)
+
+    def stat(self, path: str) -> FileInfo | None:
+        try:
+            st = os.stat(self._abs(path))
+        except OSError as exc:
+            if exc.errno in _MISSING_ERRNOS:
+                return None
+            raise _error(exc, path) from None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return FileInfo(st.st_size, st.st_mtime)
+
+    def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
+        try:
+            with open(self._abs(path), "rb", buffering=0) as f:
+                h = hashlib.new(algorithm)
+                size = 0
+                buf = bytearray(_HASH_CHUNK)
+                view = memoryview(buf)
+                while n := f.readinto(buf):
+                    h.update(view[:n])  # hashlib releases the GIL for large updates
+                    size += n
+                return h.hexdigest(), size
+        except OSError as exc:
+            raise _error(exc, path) from None
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        target = self._abs(path)
+        folder = os.path.dirname(target)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shipsure-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise StorageWriteError(f"{path}: {exc.strerror or exc}", path=path) from None
+
+    def remove_tree(self, path: str) -> None:
+        target = self._abs(path)
+        try:
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageWriteError(f"{path}: {exc.strerror or exc}", path=path) from None

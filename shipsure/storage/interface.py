@@ -1,0 +1,90 @@
+"""The storage seam: how shipsure reads (and, for repairs, writes) distribution's storage.
+
+Checks depend on `Storage` only; `filesystem.py` and `s3.py` implement it. Paths are
+relative to the storage root and always use `/` (they are S3 keys on S3), e.g.
+`docker/registry/v2/blobs/sha256/ab/ab12.../data`; `layout.py` does the path math.
+
+Errors tell "it is not there" (`StorageMissingError`) apart from "we could not read it"
+(`StorageReadError`: permission denied, I/O error, network). Only the first may ever become
+a "missing" finding; the second is a `check-error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shipsure.errors import CouldNotRunError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name in a folder listing."""
+
+    name: str
+    is_dir: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class StorageError(CouldNotRunError):
+    """Base of storage failures; `path` is the storage-relative path involved."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StorageMissingError(StorageError):
+    """The path does not exist (or vanished while we looked)."""
+
+
+class StorageReadError(StorageError):
+    """The path may exist but could not be read: permission, I/O error, network."""
+
+
+class StorageWriteError(StorageError):
+    """A repair could not write or remove a path."""
+
+
+class Storage(Protocol):
+    """Distribution's storage as a tree of folders and files.
+
+    Every method is safe to call from several threads at once.
+    """
+
+    def describe(self) -> str:
+        """Where this storage is, for messages and reports (no credentials)."""
+        ...
+
+    def check_root(self) -> None:
+        """Raise StorageError when the root itself cannot be read at all."""
+        ...
+
+    def list_dir(self, path: str) -> list[Entry]:
+        """Names directly under `path`. Raises StorageMissingError when absent."""
+        ...
+
+    def read(self, path: str, limit: int) -> bytes:
+        """At most `limit` + 1 bytes of a file (so callers can tell "too big")."""
+        ...
+
+    def stat(self, path: str) -> FileInfo | None:
+        """Size and modification time of a file, or None when it does not exist."""
+        ...
+
+    def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
+        """Stream a file through a hash: (hex digest, bytes read). Never loads it whole."""
+        ...
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write a small file so readers see either nothing or all of it."""
+        ...
+
+    def remove_tree(self, path: str) -> None:
+        """Remove a file or folder and everything under it; absent is not an error."""
+        ...

@@ -1,0 +1,344 @@
+"""What is on disk: repositories, tags, revisions, layer links, uploads, blobs, manifests.
+
+A reusable read-only model of distribution's storage for checks that need the whole picture
+(scan, garbage-collection prediction, restore). Reading never fails a whole repository for
+one bad file: every unreadable path is recorded in `errors` and the walk goes on, so callers
+can report "could not check" for exactly that path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from shipsure import mediatypes as mt
+from shipsure.errors import ManifestError
+from shipsure.storage import layout
+from shipsure.storage.graph import ManifestNode, node_from_bytes
+from shipsure.storage.interface import (
+    FileInfo,
+    Storage,
+    StorageError,
+    StorageMissingError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A link file as read. `digest` is set only when the content is exactly a digest."""
+
+    path: str
+    digest: str | None
+    raw: bytes
+
+    def points_to(self, digest: str) -> bool:
+        return self.digest == digest
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: str
+    path: str
+    started_at: float | None  # from `startedat`, else the data file's mtime, else None
+    size: int  # bytes in the upload's data file so far
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """A path that could not be read; becomes a `check-error`, never "missing"."""
+
+    path: str
+    message: str
+
+
+@dataclass
+class RepositoryInventory:
+    name: str
+    # Keyed by the digest of the folder the link sits in (`<alg>:<hex folder name>`).
+    revisions: dict[str, Link] = field(default_factory=dict)
+    layers: dict[str, Link] = field(default_factory=dict)
+    tags: dict[str, Link | None] = field(default_factory=dict)  # None: no current/link
+    uploads: list[Upload] = field(default_factory=list)
+    errors: list[ReadProblem] = field(default_factory=list)
+    # Folders under revisions/ and _layers/ whose names are not digests (never served).
+    stray: list[str] = field(default_factory=list)
+
+
+# --- discovery ---------------------------------------------------------------------------
+
+
+def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[str]:
+    """Every repository name under `repositories/`, nested ones included, sorted."""
+    found: list[str] = []
+    pending = [""]
+    while pending:
+        name = pending.pop()
+        path = f"{layout.REPOSITORIES}/{name}" if name else layout.REPOSITORIES
+        try:
+            entries = storage.list_dir(path)
+        except StorageMissingError:
+            continue
+        except StorageError as exc:
+            errors.append(ReadProblem(path, str(exc)))
+            continue
+        names = {e.name for e in entries if e.is_dir}
+        if name and names & layout.REPOSITORY_MARKERS:
+            found.append(name)
+        for child in names - layout.REPOSITORY_MARKERS:
+            # A repository path component starts with [a-z0-9]; `_`-names are registry data.
+            if not child.startswith("_"):
+                pending.append(f"{name}/{child}" if name else child)
+    found.sort()
+    return found
+
+
+# --- one repository ----------------------------------------------------------------------
+
+
+def read_repository(storage: Storage, name: str) -> RepositoryInventory:
+    inv = RepositoryInventory(name)
+    _read_digest_links(
+        storage, inv, f"{layout.repository_dir(name)}/_manifests/revisions", inv.revisions
+    )
+    _read_digest_links(storage, inv, f"{layout.repository_dir(name)}/_layers", inv.layers)
+    _read_tags(storage, inv)
+    _read_uploads(storage, inv)
+    return inv
+
+
+def _list(storage: Storage, inv: RepositoryInventory, path: str) -> list[tuple[str, bool]]:
+    try:
+        return [(e.name, e.is_dir) for e in storage.list_dir(path)]
+    except StorageMissingError:
+        return []
+    except StorageError as exc:
+        inv.errors.append(ReadProblem(path, str(exc)))
+        return []
+
+
+def read_link(storage: Storage, path: str) -> Link | None:
+    """The link at `path`, or None when absent. Raises StorageReadError when unreadable."""
+    try:
+        raw = storage.read(path, layout.LINK_READ_LIMIT)
+    except StorageMissingError:
+        return None
+    return Link(path, layout.parse_link(raw), raw)
+
+
+def _read_digest_links(
+    storage: Storage, inv: RepositoryInventory, base: str, into: dict[str, Link]
+) -> None:
+    for algorithm, is_dir in _list(storage, inv, base):
+        if not is_dir:
+            continue
+        folder = f"{base}/{algorithm}"
+        for hex_, sub_is_dir in _list(storage, inv, folder):
+            if not sub_is_dir:
+                continue
+            if not layout.is_digest_folder(algorithm, hex_):
+                inv.stray.append(f"{folder}/{hex_}")
+                continue
+            path = f"{folder}/{hex_}/link"
+            try:
+                link = read_link(storage, path)
+            except StorageError as exc:
+                inv.errors.append(ReadProblem(path, str(exc)))
+                continue
+            if link is not None:  # a folder without a link is not served: as if absent
+                into[f"{algorithm}:{hex_}"] = link
+
+
+def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
+    base = layout.tags_dir(inv.name)
+    for tag, is_dir in _list(storage, inv, base):
+        if not is_dir:
+            continue
+        path = f"{base}/{tag}/current/link"
+        try:
+            inv.tags[tag] = read_link(storage, path)
+        except StorageError as exc:
+            inv.errors.append(ReadProblem(path, str(exc)))
+
+
+def _read_uploads(storage: Storage, inv: RepositoryInventory) -> None:
+    base = layout.uploads_dir(inv.name)
+    for upload_id, is_dir in _list(storage, inv, base):
+        if not is_dir:
+            continue
+        inv.uploads.append(read_upload(storage, inv.name, upload_id, inv.errors))
+
+
+def read_upload(
+    storage: Storage, repository: str, upload_id: str, errors: list[ReadProblem]
+) -> Upload:
+    path = layout.upload_dir(repository, upload_id)
+    started: float | None = None
+    try:
+        started = parse_startedat(storage.read(f"{path}/startedat", 64))
+    except StorageMissingError:
+        pass
+    except StorageError as exc:
+        errors.append(ReadProblem(f"{path}/startedat", str(exc)))
+    data: FileInfo | None = None
+    try:
+        data = storage.stat(f"{path}/data")
+    except StorageError as exc:
+        errors.append(ReadProblem(f"{path}/data", str(exc)))
+    if started is None and data is not None:
+        started = data.mtime
+    return Upload(upload_id, path, started, data.size if data else 0)
+
+
+def parse_startedat(raw: bytes) -> float | None:
+    """`startedat` holds Go's time.RFC3339 text (registry/storage/linkedblobstore.go)."""
+    try:
+        return dt.datetime.fromisoformat(raw.decode().strip()).timestamp()
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+# --- the global blob store ---------------------------------------------------------------
+
+MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRead:
+    """A manifest's data as found: `node` when present, verified and parsed."""
+
+    digest: str
+    state: str  # ok | missing | digest-mismatch | invalid | unreadable
+    node: ManifestNode | None = None
+    message: str = ""
+    size: int = 0
+
+
+class BlobStore:
+    """Reads from the global blob store, each object at most once per scan.
+
+    Thread-safe enough for a pool: results are plain values in dicts, and a race only
+    means one object is read twice.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._stats: dict[str, FileInfo | str] = {}
+        self._manifests: dict[str, ManifestRead] = {}
+        self._hashes: dict[str, tuple[str, int] | str] = {}
+        self._hashing: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def stat(self, digest: str) -> FileInfo | str:
+        """FileInfo of the blob's data, MISSING, or the read error's message."""
+        got = self._stats.get(digest)
+        if got is None:
+            try:
+                info = self.storage.stat(layout.blob_data(digest))
+                got = info if info is not None else MISSING
+            except StorageError as exc:
+                got = str(exc)
+            self._stats[digest] = got
+        return got
+
+    def manifest(self, digest: str) -> ManifestRead:
+        got = self._manifests.get(digest)
+        if got is None:
+            got = read_manifest(self.storage, digest)
+            self._manifests[digest] = got
+        return got
+
+    def content_hash(self, digest: str) -> tuple[str, int] | str:
+        """(hex, size) of the blob's data hashed in `digest`'s algorithm, or MISSING, or the
+        read error's message. Each blob is hashed once even when threads ask together."""
+        with self._lock:
+            got = self._hashes.get(digest)
+            if got is not None:
+                return got
+            pending = self._hashing.get(digest)
+            if pending is None:
+                pending = self._hashing[digest] = threading.Event()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            pending.wait()
+            return self._hashes[digest]
+        algorithm = digest.partition(":")[0]
+        result: tuple[str, int] | str
+        try:
+            result = self.storage.hash_file(layout.blob_data(digest), algorithm)
+        except StorageMissingError:
+            result = MISSING
+        except StorageError as exc:
+            result = str(exc)
+        with self._lock:
+            self._hashes[digest] = result
+            del self._hashing[digest]
+        pending.set()
+        return result
+
+    @property
+    def manifests_read(self) -> int:
+        return len(self._manifests)
+
+
+def read_manifest(storage: Storage, digest: str) -> ManifestRead:
+    """Read, verify and parse one manifest from the blob store.
+
+    References come only from bytes whose hash matches the digest: corrupted bytes could
+    name blobs that were never part of the image.
+    """
+    path = layout.blob_data(digest)
+    try:
+        raw = storage.read(path, mt.MAX_MANIFEST_BYTES)
+    except StorageMissingError:
+        return ManifestRead(digest, MISSING)
+    except StorageError as exc:
+        return ManifestRead(digest, "unreadable", message=str(exc))
+    if len(raw) > mt.MAX_MANIFEST_BYTES:
+        return ManifestRead(
+            digest, "invalid", message="over the 4 MiB manifest limit", size=len(raw)
+        )
+    algorithm, _, hex_ = digest.partition(":")
+    actual = hashlib.new(algorithm, raw).hexdigest()
+    if actual != hex_:
+        return ManifestRead(
+            digest, "digest-mismatch", message=f"data hashes to {algorithm}:{actual}", size=len(raw)
+        )
+    try:
+        node = node_from_bytes(raw, digest)
+    except ManifestError as exc:
+        return ManifestRead(digest, "invalid", message=str(exc), size=len(raw))
+    return ManifestRead(digest, "ok", node=node, size=len(raw))
+
+
+def list_blobs(storage: Storage, errors: list[ReadProblem]) -> Iterator[str]:
+    """Every digest with a folder in the global blob store (data file not checked)."""
+    try:
+        algorithms = storage.list_dir(layout.BLOBS)
+    except StorageMissingError:
+        return
+    except StorageError as exc:
+        errors.append(ReadProblem(layout.BLOBS, str(exc)))
+        return
+    for alg in algorithms:
+        if not alg.is_dir or alg.name not in layout.ALGORITHMS:
+            continue
+        base = f"{layout.BLOBS}/{alg.name}"
+        try:
+            prefixes = storage.list_dir(base)
+        except StorageError as exc:
+            errors.append(ReadProblem(base, str(exc)))
+            continue
+        for prefix in sorted(e.name for e in prefixes if e.is_dir):
+            try:
+                entries = storage.list_dir(f"{base}/{prefix}")
+            except StorageError as exc:
+                errors.append(ReadProblem(f"{base}/{prefix}", str(exc)))
+                continue
+            for e in entries:
+                if e.is_dir and layout.is_digest_folder(alg.name, e.name):
+                    yield f"{alg.name}:{e.name}"
