@@ -1,0 +1,222 @@
+"""Lint a set of paths: discover files, read each once, run pin and Woodpecker rules, apply
+the config, and return one `Report`. The only module of `shipsure.lint` that reads files.
+
+File problems are data: an unreadable or unparsable file is a `check-error` finding for that
+file (a Woodpecker file that does not parse is WP001: Woodpecker refuses it too), and the
+walk goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from shipsure.errors import BadInputError
+from shipsure.findings import Finding, Report
+from shipsure.lint import dockerfile, pins
+from shipsure.lint.config import LintConfig, load_config
+from shipsure.lint.discover import FileKind, classify, walk, woodpecker_group, workflow_name
+from shipsure.lint.images import ImageUse, check_image
+from shipsure.lint.rules import check_error, finding, location
+from shipsure.lint.woodpecker import Workflow, build_workflow, lint_workflows
+from shipsure.lint.yaml_lines import error_line, error_text, load_all
+
+# Configuration files are small; a bigger file is generated data we should not load whole.
+MAX_FILE_BYTES = 5 << 20
+_K8S_HINT = re.compile(r"^apiVersion:.*^kind:|^kind:.*^apiVersion:", re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class LintOptions:
+    disable: frozenset[str] = frozenset()
+    config: Path | None = None  # default: <root>/.shipsure/lint.yaml when present
+    secrets: Path | None = None  # default: <root>/.shipsure/secrets.yaml when present
+
+
+@dataclass
+class LintResult:
+    report: Report
+    images: list[ImageUse] = field(default_factory=list)  # every reference seen (for --fix)
+
+
+@dataclass
+class _Root:
+    """One PATH argument: where files are, how to print them, which config applies."""
+
+    base: Path  # directory the relative paths are taken from
+    display: str  # prefix to print ("" for ".")
+    files: list[PurePosixPath]
+    config: LintConfig
+
+    def shown(self, rel: PurePosixPath) -> str:
+        return f"{self.display}/{rel}" if self.display else str(rel)
+
+
+def _display(path: str) -> str:
+    text = PurePosixPath(Path(path).as_posix()).as_posix()
+    return "" if text == "." else text.removeprefix("./")
+
+
+def _resolve_root(argument: str, options: LintOptions) -> _Root:
+    path = Path(argument)
+    if path.is_dir():
+        config = load_config(path, options.config, options.secrets)
+        return _Root(path, _display(argument), list(walk(path)), config)
+    if path.is_file():
+        rel = PurePosixPath(path.name)
+        if classify(rel) is None:
+            raise BadInputError(
+                f"{argument}: not a file lint reads (Dockerfile, compose, Woodpecker, "
+                "GitHub Actions or Kubernetes YAML)"
+            )
+        config = load_config(Path("."), options.config, options.secrets)
+        return _Root(path.parent, _display(str(path.parent)), [rel], config)
+    raise BadInputError(f"{argument}: no such file or directory")
+
+
+def _read(path: Path, shown: str) -> str | Finding:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return check_error(shown, 1, f"could not check: larger than {MAX_FILE_BYTES} bytes")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return check_error(shown, 1, "could not check: not UTF-8 text")
+    except OSError as exc:
+        return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
+
+
+def _parse_yaml(text: str) -> list[Any] | yaml.YAMLError:
+    try:
+        return list(load_all(text))
+    except yaml.YAMLError as exc:
+        return exc
+
+
+class _Run:
+    def __init__(self, options: LintOptions) -> None:
+        self.options = options
+        self.report = Report("lint")
+        self.images: list[ImageUse] = []
+
+    def add(self, root: _Root, rel: PurePosixPath, findings: Iterable[Finding]) -> None:
+        relpath = str(rel) if root.display == "" else root.shown(rel)
+        for f in findings:
+            rule = str(f.details.get("rule", f.kind))
+            if not f.is_check_error and (
+                rule in self.options.disable
+                or root.config.is_disabled(rule, str(rel))
+                or root.config.is_disabled(rule, relpath)
+            ):
+                continue
+            self.report.add(f)
+
+    def pins(self, root: _Root, rel: PurePosixPath, uses: list[ImageUse]) -> None:
+        self.images.extend(uses)
+        self.report.count("images", len(uses))
+        for use in uses:
+            self.add(root, rel, check_image(use))
+
+    def lint_root(self, root: _Root) -> None:
+        groups: dict[PurePosixPath, list[Workflow]] = {}
+        for rel in root.files:
+            kind = classify(rel)
+            shown = root.shown(rel)
+            text = _read(root.base / rel, shown)
+            if isinstance(text, Finding):
+                self.add(root, rel, [text])
+                continue
+            if kind is FileKind.DOCKERFILE:
+                self.report.count("files")
+                self.pins(root, rel, dockerfile.image_uses(text, shown))
+                continue
+            docs = _parse_yaml(text)
+            src = pins.SourceLines(text)
+            if isinstance(docs, yaml.YAMLError):
+                self._yaml_error(root, rel, kind, text, docs, groups)
+                continue
+            if kind is FileKind.YAML:
+                docs = [d for d in docs if pins.is_kubernetes(d)]
+                if not docs:
+                    continue  # some other YAML: not ours to judge
+            self.report.count("files")
+            uses: list[ImageUse] = []
+            for doc in docs:
+                if kind is FileKind.COMPOSE:
+                    uses += pins.compose_images(doc, src, shown)
+                elif kind is FileKind.GITHUB:
+                    uses += pins.github_images(doc, src, shown)
+                elif kind is FileKind.YAML:
+                    uses += pins.kubernetes_images(doc, src, shown)
+            if kind is FileKind.WOODPECKER:
+                doc = docs[0] if docs else None
+                uses += pins.woodpecker_images(doc, src, shown)
+                workflow = build_workflow(workflow_name(rel), shown, doc)
+                groups.setdefault(woodpecker_group(rel), []).append(workflow)
+                if workflow.doc is None:
+                    self.add(
+                        root,
+                        rel,
+                        [
+                            finding(
+                                "WP001", shown, 1, "not a Woodpecker workflow: expected a mapping"
+                            )
+                        ],
+                    )
+            self.pins(root, rel, uses)
+        for group_rel, workflows in groups.items():
+            self.report.count("workflows", len(workflows))
+            by_file = {w.file: w for w in workflows}
+            for f in lint_workflows(workflows, root.config):
+                owner = by_file.get(str(f.details.get("file")))
+                rel = _rel_of(root, owner.file) if owner else group_rel
+                self.add(root, rel, [f])
+
+    def _yaml_error(
+        self,
+        root: _Root,
+        rel: PurePosixPath,
+        kind: FileKind | None,
+        text: str,
+        exc: yaml.YAMLError,
+        groups: dict[PurePosixPath, list[Workflow]],
+    ) -> None:
+        shown = root.shown(rel)
+        line = error_line(exc) or 1
+        why = error_text(exc)
+        if kind is FileKind.WOODPECKER:
+            self.report.count("files")
+            groups.setdefault(woodpecker_group(rel), []).append(
+                Workflow(workflow_name(rel), shown, None)
+            )
+            self.add(root, rel, [finding("WP001", shown, line, f"not valid YAML: {why}")])
+        elif kind is FileKind.YAML and ("{{" in text or not _K8S_HINT.search(text)):
+            # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
+            self.report.count("skipped-templates" if "{{" in text else "skipped")
+        else:
+            self.report.count("files")
+            self.add(
+                root, rel, [check_error(shown, line, f"could not check: not valid YAML: {why}")]
+            )
+
+
+def _rel_of(root: _Root, shown: str) -> PurePosixPath:
+    prefix = f"{root.display}/" if root.display else ""
+    return PurePosixPath(shown.removeprefix(prefix))
+
+
+def lint_paths(paths: list[str], options: LintOptions) -> LintResult:
+    """Lint every path (file or directory); raises `BadInputError` for a path that does not
+    exist or a config that is malformed, before reading anything else."""
+    roots = [_resolve_root(p, options) for p in paths]
+    run = _Run(options)
+    for root in roots:
+        run.lint_root(root)
+    run.report.findings.sort(key=lambda f: (*location(f), f.kind))
+    run.report.meta["paths"] = list(paths)
+    return LintResult(run.report, run.images)
