@@ -49,8 +49,9 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def canonical_json(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=3, sort_keys=False).encode()
+def encode_json(document: dict[str, Any]) -> bytes:
+    """Indented like the manifests docker and buildx push (the registry keeps bytes as sent)."""
+    return json.dumps(document, indent=3).encode()
 
 
 # --- content -------------------------------------------------------------------------
@@ -72,9 +73,9 @@ class Blob:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layer(Blob):
-    diff_id: str = ""
+    diff_id: str  # sha256 of the uncompressed tar, as the config's rootfs lists it
 
 
 def make_layer(seed: str, *, size: int = DEFAULT_LAYER_SIZE, kind: Kind = "oci") -> Layer:
@@ -119,7 +120,7 @@ def make_config(
     }
     if "variant" in platform:
         document["variant"] = platform["variant"]
-    data = canonical_json(document)
+    data = encode_json(document)
     media_type = mt.OCI_CONFIG if kind == "oci" else mt.DOCKER_CONFIG
     return Blob(media_type, data, sha256_digest(data))
 
@@ -145,13 +146,13 @@ class PushedManifest:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PushedImage(PushedManifest):
     """One image manifest with its config and layers."""
 
-    config: Blob = field(repr=False, default=Blob("", b"", ""))
-    layers: tuple[Layer, ...] = field(repr=False, default=())
-    platform: str = ""
+    config: Blob = field(repr=False)
+    layers: tuple[Layer, ...] = field(repr=False)
+    platform: str
 
     @property
     def config_digest(self) -> str:
@@ -167,7 +168,7 @@ class PushedImage(PushedManifest):
         return (self.config_digest, *self.layer_digests)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PushedIndex(PushedManifest):
     """An image index / manifest list with what it lists, inner indexes included."""
 
@@ -201,16 +202,16 @@ class PushedIndex(PushedManifest):
         return frozenset(d for image in self.images() for d in image.blob_digests)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PushedArtifact(PushedManifest):
     """An OCI artifact with a subject, and the referrers fallback tag that lists it."""
 
-    artifact_type: str = ""
-    subject_digest: str = ""
-    config: Blob = field(repr=False, default=Blob("", b"", ""))
-    layer: Blob = field(repr=False, default=Blob("", b"", ""))
-    referrers_tag: str = ""
-    referrers_index_digest: str = ""
+    artifact_type: str
+    subject_digest: str
+    config: Blob = field(repr=False)
+    layer: Blob = field(repr=False)
+    referrers_tag: str
+    referrers_index_digest: str
 
     @property
     def blob_digests(self) -> tuple[str, ...]:
@@ -282,7 +283,7 @@ class _Pusher:
     def push_manifest(
         self, repo: str, tag: str | None, media_type: str, document: dict[str, Any]
     ) -> tuple[str, bytes]:
-        raw = canonical_json(document)
+        raw = encode_json(document)
         digest = sha256_digest(raw)
         self.put_manifest(repo, tag or digest, media_type, raw)
         return digest, raw
@@ -321,7 +322,9 @@ def _push_image(
         "layers": [layer.descriptor() for layer in built],
     }
     digest, raw = pusher.push_manifest(repo, tag, manifest_type, document)
-    return PushedImage(repo, tag, digest, manifest_type, raw, config, tuple(built), platform)
+    return PushedImage(
+        repo, tag, digest, manifest_type, raw, config=config, layers=tuple(built), platform=platform
+    )
 
 
 def push_image(
@@ -373,7 +376,7 @@ class _client_for:
 
 def _attestation(pusher: _Pusher, repo: str, seed: str, subject: PushedImage) -> PushedImage:
     """A BuildKit-style attestation manifest (in-toto provenance) for one child."""
-    statement = canonical_json(
+    statement = encode_json(
         {
             "_type": "https://in-toto.io/Statement/v0.1",
             "predicateType": "https://slsa.dev/provenance/v0.2",
@@ -381,7 +384,10 @@ def _attestation(pusher: _Pusher, repo: str, seed: str, subject: PushedImage) ->
             "predicate": {"builder": {"id": f"sandbox:{seed}"}},
         }
     )
-    layer = Layer(IN_TOTO_LAYER, statement, sha256_digest(statement), sha256_digest(statement))
+    # Not compressed: the layer's diff_id is its own digest.
+    layer = Layer(
+        IN_TOTO_LAYER, statement, sha256_digest(statement), diff_id=sha256_digest(statement)
+    )
     config = make_config(seed, [layer], {"architecture": "unknown", "os": "unknown"})
     for blob in (config, layer):
         pusher.push_blob(repo, blob)
@@ -397,7 +403,14 @@ def _attestation(pusher: _Pusher, repo: str, seed: str, subject: PushedImage) ->
     }
     digest, raw = pusher.push_manifest(repo, None, mt.OCI_MANIFEST, document)
     return PushedImage(
-        repo, None, digest, mt.OCI_MANIFEST, raw, config, (layer,), "unknown/unknown"
+        repo,
+        None,
+        digest,
+        mt.OCI_MANIFEST,
+        raw,
+        config=config,
+        layers=(layer,),
+        platform="unknown/unknown",
     )
 
 
@@ -468,17 +481,14 @@ def push_index(
             if attestations:
                 proof_of[child.digest] = _attestation(pusher, repo, f"{seed}/{platform}", child)
 
-        def proofs(images: Sequence[PushedImage]) -> tuple[PushedImage, ...]:
-            return tuple(proof_of[i.digest] for i in images if i.digest in proof_of)
-
         def entries(images: Sequence[PushedImage]) -> list[dict[str, Any]]:
             # BuildKit lists every platform first, then one attestation per platform.
             listed = [_platform_entry(image) for image in images]
-            listed += [_attestation_entry(proof_of[i.digest], i) for i in proofs_subjects(images)]
+            listed += [_attestation_entry(proof, subject) for subject, proof in proved(images)]
             return listed
 
-        def proofs_subjects(images: Sequence[PushedImage]) -> list[PushedImage]:
-            return [image for image in images if image.digest in proof_of]
+        def proved(images: Sequence[PushedImage]) -> list[tuple[PushedImage, PushedImage]]:
+            return [(i, proof_of[i.digest]) for i in images if i.digest in proof_of]
 
         def index(
             tag: str | None,
@@ -488,7 +498,14 @@ def push_index(
             listed = entries(images) + [i.descriptor() for i in inner]
             digest, raw = _push_index_document(pusher, repo, tag, index_type, listed)
             return PushedIndex(
-                repo, tag, digest, index_type, raw, tuple(images), proofs(images), inner
+                repo,
+                tag,
+                digest,
+                index_type,
+                raw,
+                children=tuple(images),
+                attestations=tuple(proof for _, proof in proved(images)),
+                inner=inner,
             )
 
         if not nested:
@@ -544,7 +561,7 @@ def push_artifact(
         subject_digest = described["digest"]
         seed = seed if seed is not None else f"{repo}@{subject_digest}:{artifact_type}"
         config = Blob(mt.OCI_EMPTY, EMPTY_JSON, sha256_digest(EMPTY_JSON))
-        body = canonical_json({"sandbox-artifact": seed, "subject": subject_digest})
+        body = encode_json({"sandbox-artifact": seed, "subject": subject_digest})
         layer = Blob("application/json", body, sha256_digest(body))
         for blob in (config, layer):
             pusher.push_blob(repo, blob)
