@@ -1,0 +1,181 @@
+"""Locks in Redis: `SET key record NX PX ttl`, so the server owns the TTL.
+
+A stale lock needs no takeover logic: Redis drops the key when its TTL runs out and the
+next `SET NX` wins. Renew and release must only touch our own lock, so they run as Lua
+scripts that compare the owner and act in one atomic step on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+# KEYS[1] lock key; ARGV[1] owner, ARGV[2] new TTL in ms, ARGV[3] new expires_at.
+RENEW_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local record = cjson.decode(raw)
+if record['owner'] ~= ARGV[1] then return false end
+record['expires_at'] = tonumber(ARGV[3])
+local updated = cjson.encode(record)
+redis.call('SET', KEYS[1], updated, 'PX', ARGV[2])
+return updated
+"""
+
+# KEYS[1] lock key; ARGV[1] owner.
+RELEASE_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+if cjson.decode(raw)['owner'] ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class RedisLockBackend:
+    """Keys `<prefix><key>` holding a JSON lock record, expiring server-side."""
+
+    def __init__(self, client: Any, prefix: str, where: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.where = where
+        self._renew = client.register_script(RENEW_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> RedisLockBackend:
+        try:
+            import redis
+        except ImportError:
+            raise LockError(
+                "the redis lock backend needs the `redis` package: pip install 'shipsure[locks]'"
+            ) from None
+        try:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            )
+        except ValueError as exc:
+            raise LockError(f"cannot use redis URL: {exc}") from None
+        kwargs = client.connection_pool.connection_kwargs
+        where = f"redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        return cls(client, prefix, where)
+
+    def __repr__(self) -> str:
+        return f"RedisLockBackend({self.where}, prefix={self.prefix!r})"
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
+        now = time.time()
+        info = LockInfo(key, owner, now, now + ttl, note)
+        with self._errors("acquire", key):
+            created = self.client.set(self._name(key), _encode(info), nx=True, px=_ms(ttl))
+        return info if created else None
+
+    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+        expires_at = time.time() + ttl
+        with self._errors("renew", key):
+            updated = self._renew(keys=[self._name(key)], args=[owner, _ms(ttl), expires_at])
+        if not updated:
+            raise LockLost(f"lock {key!r} of {owner} is gone or taken over ({self.where})")
+        return self._decode(key, updated)
+
+    def release(self, key: str, owner: str) -> bool:
+        with self._errors("release", key):
+            return bool(self._release(keys=[self._name(key)], args=[owner]))
+
+    def get(self, key: str) -> LockInfo | None:
+        with self._errors("read", key):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(self._name(key))
+            pipe.pttl(self._name(key))
+            raw, pttl = pipe.execute()
+        if raw is None:
+            return None
+        info = self._decode(key, raw)
+        if pttl > 0:
+            # The server's countdown is the truth; the record's time is the client's.
+            info = LockInfo(
+                info.key, info.owner, info.acquired_at, time.time() + pttl / 1000, info.note
+            )
+        return info
+
+    def list(self) -> list[LockInfo]:
+        pattern = _glob_escape(self.prefix) + "*"
+        with self._errors("list", self.prefix + "*"):
+            names = sorted(self.client.scan_iter(match=pattern, count=500))
+        found = []
+        for name in names:
+            info = self.get(name.decode("utf-8", "replace")[len(self.prefix) :])
+            if info is not None:
+                found.append(info)
+        return found
+
+    def force_break(self, key: str) -> bool:
+        with self._errors("break", key):
+            return bool(self.client.delete(self._name(key)))
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        if not key:
+            raise LockError("lock key is empty")
+        return self.prefix + key
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """Turn redis-py's exceptions into one-line LockErrors."""
+        import redis
+
+        try:
+            yield
+        except redis.RedisError as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if "cjson" in reason:
+                reason = "a key under the lock prefix is not a shipsure lock record"
+            raise LockError(f"cannot {action} lock {key!r} in {self.where}: {reason}") from None
+
+    def _decode(self, key: str, raw: bytes | str) -> LockInfo:
+        try:
+            record = json.loads(raw)
+            return LockInfo(
+                key=key,
+                owner=str(record["owner"]),
+                acquired_at=float(record["acquired_at"]),
+                expires_at=float(record["expires_at"]),
+                note=str(record.get("note", "")),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise LockError(
+                f"{self.where} key {self._name(key)!r} is not a shipsure lock record"
+            ) from None
+
+
+def _encode(info: LockInfo) -> str:
+    return json.dumps(
+        {
+            "owner": info.owner,
+            "acquired_at": info.acquired_at,
+            "expires_at": info.expires_at,
+            "note": info.note,
+        }
+    )
+
+
+def _ms(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
