@@ -23,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
@@ -79,10 +80,13 @@ class SandboxRegistry:
         *,
         blob_cache: BlobCache = None,
         readonly: bool = False,
+        extra_config: Mapping[str, object] | None = None,
     ) -> None:
+        """`extra_config` adds or replaces top-level config sections (e.g. `auth`)."""
         self._given_root = root
         self.blob_cache = blob_cache
         self.readonly = readonly
+        self.extra_config = dict(extra_config or {})
         self._workdir: Path | None = None
         self._root: Path | None = None
         self._port: int | None = None
@@ -238,12 +242,14 @@ class SandboxRegistry:
         }
         if self.blob_cache is not None:
             storage["cache"] = {"blobdescriptor": self.blob_cache}
-        return {
+        config: dict[str, object] = {
             "version": "0.1",
             "log": {"level": "warn", "formatter": "text", "accesslog": {"disabled": True}},
             "storage": storage,
             "http": {"addr": self.host, "secret": self._secret},
         }
+        config.update(self.extra_config)
+        return config
 
     def _write_config(self) -> None:
         # JSON is YAML, and needs no YAML writer.
@@ -289,11 +295,13 @@ class SandboxRegistry:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
         try:
             connection.request("GET", "/v2/")
-            return connection.getresponse().status == 200
+            status = connection.getresponse().status
         except OSError:
             return False
         finally:
             connection.close()
+        # With `auth` configured, /v2/ answering its 401 challenge means ready.
+        return status == 200 or (status == 401 and "auth" in self.extra_config)
 
     def _log_tail(self) -> str:
         try:

@@ -70,3 +70,16 @@ def test_config_is_what_the_tests_rely_on(registry: SandboxRegistry) -> None:
     assert "cache" not in storage
     assert config["http"]["addr"] == registry.host
     assert config["log"]["level"] == "warn"
+
+
+def test_extra_config_with_auth_is_ready_on_its_challenge() -> None:
+    # distribution's "silly" auth challenges every request without an Authorization header.
+    silly = {"silly": {"realm": "sandbox", "service": "sandbox"}}
+    with SandboxRegistry(extra_config={"auth": silly}) as sandbox:
+        response = httpx.get(f"{sandbox.url}/v2/", timeout=5)
+        assert response.status_code == 401
+        assert "realm" in response.headers["www-authenticate"]
+        authorized = httpx.get(
+            f"{sandbox.url}/v2/", headers={"Authorization": "Bearer x"}, timeout=5
+        )
+        assert authorized.status_code == 200
