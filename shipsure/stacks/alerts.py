@@ -64,9 +64,10 @@ def post(
     *,
     transport: httpx.BaseTransport | None = None,
     attempts: int = ATTEMPTS,
-    backoff: float = BACKOFF_SECONDS,
+    backoff: float | None = None,
 ) -> int:
     """POST `body` as JSON; the final HTTP status, or AlertFailed with the last reason."""
+    backoff = BACKOFF_SECONDS if backoff is None else backoff
     reason = ""
     with httpx.Client(timeout=TIMEOUT_SECONDS, transport=transport) as client:
         for attempt in range(attempts):
