@@ -17,7 +17,7 @@ from shipsure.errors import ShipsureError
 from shipsure.findings import ExitCode
 
 # Command modules under shipsure.cli, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("verify", "lint", "stacks")
+COMMAND_MODULES: tuple[str, ...] = ("verify", "lint", "stacks", "scan", "report_merge")
 
 EPILOG = """\
 exit codes:

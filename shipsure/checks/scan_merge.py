@@ -1,0 +1,116 @@
+"""Join the JSON reports of a sharded `shipsure scan` into one report.
+
+Each shard reports its own repositories and lists every digest they reference; shard 0
+also lists the blobs its repositories do not reference. A blob is unreferenced only when
+no shard references it, so the global check happens here, once, after every shard is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shipsure.checks import scan_kinds as k
+from shipsure.errors import BadInputError
+from shipsure.findings import Finding, Report, Severity
+from shipsure.storage import layout
+
+_FINDING_FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")
+
+
+def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
+    """`reports` are (file name, parsed JSON) pairs; names appear in error messages."""
+    if not reports:
+        raise BadInputError("report merge: no reports given")
+    shards: dict[int, str] = {}
+    count: int | None = None
+    storage: str | None = None
+    merged = Report("scan")
+    referenced: set[str] = set()
+    candidates: dict[str, int] = {}
+    seen: set[tuple[Any, ...]] = set()
+    for name, doc in reports:
+        scan = doc.get("scan") if isinstance(doc, Mapping) else None
+        if (
+            not isinstance(doc, Mapping)
+            or doc.get("command") != "scan"
+            or not isinstance(scan, Mapping)
+        ):
+            raise BadInputError(f"{name}: not a JSON report of `shipsure scan`")
+        shard_text = scan.get("shard")
+        if not isinstance(shard_text, str):
+            raise BadInputError(f"{name}: not a sharded scan (run with --shard I/N)")
+        index, n = _shard(name, shard_text)
+        if count is None:
+            count, storage = n, scan.get("storage")
+        elif n != count:
+            raise BadInputError(f"{name}: shard {shard_text} is not of {count} shards")
+        elif scan.get("storage") != storage:
+            raise BadInputError(f"{name}: scanned {scan.get('storage')}, not {storage}")
+        if index in shards:
+            raise BadInputError(f"{name}: shard {shard_text} is also in {shards[index]}")
+        shards[index] = name
+        for what, value in (doc.get("checked") or {}).items():
+            if isinstance(value, int):
+                merged.count(str(what), value)
+        for item in doc.get("findings") or []:
+            finding = _finding(name, item)
+            key = (finding.kind, finding.repository, finding.digest, finding.reference)
+            if key not in seen:
+                seen.add(key)
+                merged.add(finding)
+        referenced.update(str(d) for d in scan.get("referenced") or [])
+        if index == 0:
+            for digest, size in (scan.get("blob_candidates") or {}).items():
+                candidates[str(digest)] = int(size)
+    assert count is not None
+    missing = sorted(set(range(count)) - set(shards))
+    if missing:
+        listed = ", ".join(f"{i}/{count}" for i in missing)
+        raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
+    for digest in sorted(set(candidates) - referenced):
+        size = candidates[digest]
+        merged.add(
+            Finding(
+                kind=k.BLOB_UNREFERENCED,
+                severity=k.severity(k.BLOB_UNREFERENCED, 0),
+                message=f"blob {digest} ({size} bytes) is referenced by no manifest: garbage "
+                "collection will delete it",
+                digest=digest,
+                path=(f"blob {digest}",),
+                details={"storage_path": layout.blob_data(digest), "bytes": size},
+            )
+        )
+    merged.meta["scan"] = {"storage": storage, "merged_shards": count}
+    return merged
+
+
+def _shard(name: str, text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    try:
+        index, count = int(i), int(n)
+    except ValueError:
+        raise BadInputError(f"{name}: bad shard {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise BadInputError(f"{name}: bad shard {text!r}")
+    return index, count
+
+
+def _finding(name: str, item: Any) -> Finding:
+    if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+        raise BadInputError(f"{name}: a finding is not an object with a kind")
+    try:
+        severity = Severity.parse(str(item.get("severity")))
+    except ValueError as exc:
+        raise BadInputError(f"{name}: {exc}") from None
+    path = item.get("path") or []
+    return Finding(
+        kind=item["kind"],
+        severity=severity,
+        message=str(item.get("message") or ""),
+        repository=item.get("repository"),
+        reference=item.get("reference"),
+        digest=item.get("digest"),
+        path=tuple(str(p) for p in path) if isinstance(path, list) else (),
+        details={key: v for key, v in item.items() if key not in _FINDING_FIELDS},
+    )

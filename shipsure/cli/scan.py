@@ -1,0 +1,236 @@
+"""`shipsure scan STORAGE_ROOT`: offline fsck of a registry's storage, with safe repairs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from shipsure.checks.scan import (
+    DEFAULT_UNREFERENCED_MIN_AGE,
+    DEFAULT_UPLOAD_MAX_AGE,
+    DEFAULT_WORKERS,
+    ScanOptions,
+    Shard,
+    scan,
+)
+from shipsure.cli.common import Progress, add_output_options, emit
+from shipsure.errors import BadInputError, UsageError
+from shipsure.report import OutputFormat
+from shipsure.storage.interface import Storage
+from shipsure.storage.repair import Journal, Outcome, apply_plan, plan_repairs
+
+EPILOG = """\
+what it finds (registry-facts §4 and more), each with repository, digest and the tags it
+breaks (tag -> index -> child -> blob):
+  tag-revision-missing, tag-manifest-missing, tag-link-missing   the tag itself answers 404
+  index-child-relinkable / index-child-lost     child manifest without revision link
+  revision-data-missing, blob-missing           links whose data is gone
+  layer-link-missing, layer-link-dangling, malformed-link
+  manifest-digest-mismatch, blob-size-mismatch, blob-digest-mismatch (--verify-content)
+  blob-unreferenced (GC candidates, with bytes), upload-stale (by upload id)
+  check-error: a path that could not be read (never reported as missing)
+
+repairs (printed as a plan; carried out only with --apply, journaled, safe to re-run):
+  link-revision   re-create a revision link when the manifest data is present and verified
+  link-layer      re-create a _layers link when the blob exists and a manifest uses it
+  remove-upload   remove uploads older than --upload-max-age
+  remove-layer-link  only with --remove-dangling-layer-links
+  Manifests and blobs are never deleted.
+
+examples:
+  shipsure scan /var/lib/registry
+  shipsure scan --verify-content --format json /var/lib/registry > scan.json
+  shipsure scan /var/lib/registry --apply --journal /var/tmp/scan-repair.jsonl
+  shipsure scan s3://my-bucket/registry --s3-endpoint https://s3.example.com
+
+  split one registry across the pods of a Kubernetes Indexed Job, then join:
+    shipsure scan /var/lib/registry --shard "$JOB_COMPLETION_INDEX/8" --format json > part.json
+    shipsure report merge part-*.json
+
+Safe while the registry runs: every fault is re-checked before it is reported, so a
+concurrent push or delete never becomes a finding.
+
+exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad option or not a registry
+storage root, 3 storage unreadable or something could not be checked."""
+
+
+def add_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "scan",
+        help="check a registry's storage offline (filesystem or S3) and repair safely",
+        description="Read distribution's storage directly and report every on-disk fault, "
+        "with the tags it breaks; optionally re-link what can be re-linked.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "root",
+        metavar="STORAGE_ROOT",
+        help="the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX]",
+    )
+    parser.add_argument(
+        "--verify-content",
+        action="store_true",
+        help="re-hash every referenced blob against its digest (reads all the data)",
+    )
+    parser.add_argument(
+        "--upload-max-age",
+        type=_positive_float,
+        default=DEFAULT_UPLOAD_MAX_AGE / 86400,
+        metavar="DAYS",
+        help="uploads older than this are stale (default: 7, distribution's purge age)",
+    )
+    parser.add_argument(
+        "--unreferenced-min-age",
+        type=_non_negative_float,
+        default=DEFAULT_UNREFERENCED_MIN_AGE / 3600,
+        metavar="HOURS",
+        help="report unreferenced blobs only when older than this, so a push in progress "
+        "is not reported (default: 1)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="scan only the repositories of shard I of N (0-based); shard 0 also lists "
+        "the global blob store; join the JSON reports with `shipsure report merge`",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"threads reading storage (default: {DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="carry out the repair plan (default: only print it)",
+    )
+    parser.add_argument(
+        "--remove-dangling-layer-links",
+        action="store_true",
+        help="also plan removing _layers links whose data is gone (turns a cached "
+        "'200 with 0 bytes' into an honest 404)",
+    )
+    parser.add_argument(
+        "--journal",
+        metavar="FILE",
+        default="shipsure-scan-journal.jsonl",
+        help="append what --apply does to this file (default: %(default)s)",
+    )
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
+    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 64")
+    return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def open_storage(args: argparse.Namespace) -> Storage:
+    root: str = args.root
+    if root.startswith("s3://"):
+        from shipsure.storage.s3 import S3Storage
+
+        bucket, _, prefix = root[len("s3://") :].partition("/")
+        if not bucket:
+            raise BadInputError(f"storage root {root!r}: want s3://BUCKET[/PREFIX]")
+        return S3Storage(bucket, prefix, endpoint_url=args.s3_endpoint, region=args.s3_region)
+    if args.s3_endpoint or args.s3_region:
+        raise UsageError("--s3-endpoint and --s3-region need an s3:// storage root")
+    from shipsure.storage.filesystem import FilesystemStorage
+
+    return FilesystemStorage(root)
+
+
+def run(args: argparse.Namespace) -> int:
+    storage = open_storage(args)
+    options = ScanOptions(
+        verify_content=args.verify_content,
+        upload_max_age=args.upload_max_age * 86400,
+        unreferenced_min_age=args.unreferenced_min_age * 3600,
+        shard=args.shard,
+        workers=args.workers,
+    )
+    progress = Progress("scan")
+    try:
+        report = scan(
+            storage, options, lambda done, total: progress.update(f"{done}/{total} repositories")
+        )
+    finally:
+        progress.done()
+    actions = plan_repairs(
+        report.findings, remove_dangling_layer_links=args.remove_dangling_layer_links
+    )
+    report.meta["repair_plan"] = [a.__dict__ | {"describe": a.describe()} for a in actions]
+    outcomes: list[Outcome] = []
+    if args.apply and actions:
+        try:
+            with open(args.journal, "a", encoding="utf-8") as stream:
+                outcomes = apply_plan(
+                    storage, actions, Journal(stream), upload_max_age=options.upload_max_age
+                )
+        except OSError as exc:
+            raise BadInputError(f"journal {args.journal}: {exc.strerror or exc}") from None
+        report.meta["repairs"] = [
+            {
+                "op": o.action.op,
+                "repository": o.action.repository,
+                "target": o.action.target,
+                "result": o.result,
+                "reason": o.reason,
+            }
+            for o in outcomes
+        ]
+    code = emit(report, args)
+    if OutputFormat(args.format) == OutputFormat.TEXT:
+        _print_plan(actions, outcomes, args)
+    return code
+
+
+def _print_plan(actions: list[Any], outcomes: list[Outcome], args: argparse.Namespace) -> None:
+    out = sys.stdout
+    if not actions:
+        return
+    if outcomes:
+        out.write(f"repairs ({len(outcomes)}; journal: {args.journal}):\n")
+        for o in outcomes:
+            why = f" ({o.reason})" if o.reason else ""
+            out.write(f"  {o.result:13} {o.action.describe()}{why}\n")
+        return
+    out.write(f"repair plan ({len(actions)} actions; run again with --apply to carry it out):\n")
+    for a in actions:
+        out.write(f"  {a.describe()}\n")
