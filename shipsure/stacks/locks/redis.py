@@ -16,12 +16,14 @@ from typing import Any
 from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
 
 SOCKET_TIMEOUT_SECONDS = 5.0
+NOT_A_RECORD = "not a shipsure lock record"  # the scripts' error reply, matched below
 
 # KEYS[1] lock key; ARGV[1] owner, ARGV[2] new TTL in ms, ARGV[3] new expires_at.
 RENEW_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
-local record = cjson.decode(raw)
+local ok, record = pcall(cjson.decode, raw)
+if not ok or type(record) ~= 'table' then return redis.error_reply('not a shipsure lock record') end
 if record['owner'] ~= ARGV[1] then return false end
 record['expires_at'] = tonumber(ARGV[3])
 local updated = cjson.encode(record)
@@ -33,7 +35,9 @@ return updated
 RELEASE_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
-if cjson.decode(raw)['owner'] ~= ARGV[1] then return 0 end
+local ok, record = pcall(cjson.decode, raw)
+if not ok or type(record) ~= 'table' then return redis.error_reply('not a shipsure lock record') end
+if record['owner'] ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
 
@@ -142,8 +146,8 @@ class RedisLockBackend:
             yield
         except redis.RedisError as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            if "cjson" in reason:
-                reason = "a key under the lock prefix is not a shipsure lock record"
+            if NOT_A_RECORD in reason:
+                reason = f"key {self._name(key)!r} is {NOT_A_RECORD}"
             raise LockError(f"cannot {action} lock {key!r} in {self.where}: {reason}") from None
 
     def _decode(self, key: str, raw: bytes | str) -> LockInfo:
