@@ -212,3 +212,17 @@ def test_pushes_reuse_a_caller_client(registry: SandboxRegistry, repo_name: str)
         assert not client.is_closed
     assert isinstance(index, PushedIndex)
     assert image.tag == "v2"
+
+
+def test_artifact_can_be_tagged_and_listing_is_idempotent(
+    registry: SandboxRegistry, repo_name: str, http: httpx.Client
+) -> None:
+    image = images.push_image(registry.url, repo_name, "v1")
+    tagged = images.push_artifact(registry.url, repo_name, image, tag="sbom")
+    again = images.push_artifact(registry.url, repo_name, image, tag="sbom")
+    assert again.digest == tagged.digest
+    assert again.referrers_index_digest == tagged.referrers_index_digest
+    served = Served(http, registry.url, repo_name)
+    assert_manifest_served(served, "sbom", tagged)
+    listed = json.loads(served.manifest(tagged.referrers_tag).content)["manifests"]
+    assert [entry["digest"] for entry in listed] == [tagged.digest]
