@@ -26,7 +26,7 @@ from typing import Any
 from shipsure.findings import Finding
 from shipsure.lint.config import EVENTS, LintConfig
 from shipsure.lint.rules import check_error, finding
-from shipsure.lint.yaml_lines import LineDict, LineList, mark_of
+from shipsure.lint.yaml_lines import LineDict, LineList, Mark, mark_of
 
 ALL_EVENTS = frozenset(EVENTS)
 # Woodpecker fetches changed files for these events only; elsewhere `path` is ignored.
@@ -183,6 +183,31 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
+def _most_specific(error: Any) -> Any:
+    """Descend `oneOf`/`anyOf` failures to the error that explains them: the deepest,
+    preferring a wrong value over a wrong type (the type error is usually the branch that was
+    never meant), then the shortest message."""
+    best = error
+    while best.context:
+        best = max(
+            best.context,
+            key=lambda e: (len(e.absolute_path), e.validator != "type", -len(e.message)),
+        )
+    return best
+
+
+def _unexpected_key_mark(error: Any) -> Mark | None:
+    """For "Additional properties are not allowed", the line of the first offending key."""
+    instance = error.instance
+    if error.validator != "additionalProperties" or not isinstance(instance, LineDict):
+        return None
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    for key in instance:
+        if key not in allowed:
+            return instance.key_marks.get(key)
+    return None
+
+
 def schema_findings(workflow: Workflow) -> list[Finding]:
     try:
         validator = _validator()
@@ -195,15 +220,13 @@ def schema_findings(workflow: Workflow) -> list[Finding]:
                 "installed (pip install 'shipsure[lint]')",
             )
         ]
-    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
-
     out: list[Finding] = []
     errors = sorted(
         validator.iter_errors(workflow.doc), key=lambda e: list(map(str, e.absolute_path))
     )
     for error in errors[:_MAX_SCHEMA_ERRORS]:
-        best = best_match([error]) or error
-        mark = mark_of(workflow.doc, list(best.absolute_path))
+        best = _most_specific(error)
+        mark = _unexpected_key_mark(best) or mark_of(workflow.doc, list(best.absolute_path))
         where = "/".join(str(p) for p in best.absolute_path) or "(top level)"
         out.append(
             finding(

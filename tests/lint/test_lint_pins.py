@@ -1,0 +1,250 @@
+"""PIN001-PIN005: floating and known-bad image references in every file kind lint reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from shipsure.lint.images import ImageUse, check_image, tag_floats
+
+DIGEST = "sha256:" + "ab" * 32
+
+LintTree = Callable[..., list[tuple[str, str, int]]]
+
+
+@pytest.mark.parametrize(
+    ("tag", "floats"),
+    [
+        ("2", True),
+        ("2.8", True),
+        ("v3", True),
+        ("18-alpine", True),
+        ("3.12-slim", True),
+        ("stable", True),
+        ("lts-alpine", True),
+        ("alpine", True),
+        ("2.8.3", False),
+        ("2.8.3-alpine", False),
+        ("v1.2.3", False),
+        ("20240101", False),
+        ("2024.01", False),
+        ("3f2a1c9", False),
+        ("build-412", False),
+    ],
+)
+def test_tag_floats_rule(tag: str, floats: bool) -> None:
+    assert tag_floats(tag) is floats
+
+
+def _rules(text: str) -> list[str]:
+    return [f.kind for f in check_image(ImageUse("f", 1, 1, text, "test"))]
+
+
+@pytest.mark.parametrize(
+    ("image", "rules"),
+    [
+        ("alpine", ["PIN001"]),
+        ("ghcr.io/acme/app", ["PIN001"]),
+        ("alpine:latest", ["PIN002"]),
+        ("node:latest-alpine", ["PIN002"]),
+        ("postgres:15", ["PIN003"]),
+        ("registry:2", ["PIN004", "PIN003"]),
+        ("registry:2.8.3", ["PIN004"]),
+        ("docker.io/distribution/distribution:2.8.3", ["PIN004"]),
+        (f"registry:2.8.3@{DIGEST}", ["PIN004"]),
+        ("registry:3.0.0", []),
+        (f"alpine@{DIGEST}", []),
+        (f"alpine:3@{DIGEST}", []),
+        ("alpine:3.19.1", []),
+        ("localhost:5000/team/app:1.4.2", []),
+        ("${IMAGE}", ["PIN005"]),
+        ("$REGISTRY/app:1.0.0", ["PIN005"]),
+        ("{{ .Values.image }}", ["PIN005"]),
+        ("Bad/Name:1.0.0", ["PIN005"]),
+    ],
+)
+def test_image_rules(image: str, rules: list[str]) -> None:
+    assert _rules(image) == rules
+
+
+def test_known_bad_message_names_the_bug() -> None:
+    [bad, _] = check_image(ImageUse("c.yml", 4, 12, "registry:2", "compose service registry"))
+    assert bad.kind == "PIN004"
+    assert "garbage-collect --delete-untagged" in bad.message
+    assert "fixed in v3" in bad.message
+    assert bad.repository == "docker.io/library/registry"
+
+
+def test_compose(lint_tree: LintTree) -> None:
+    files = {
+        "docker-compose.yml": """
+            services:
+              web:
+                image: nginx
+              db:
+                image: "postgres:15"
+              cache:
+                image: redis:7.2.4
+              app:
+                build: .
+        """,
+        "compose.prod.yaml": f"""
+            services:
+              web:
+                image: nginx:1.25.4@{DIGEST}
+        """,
+    }
+    assert lint_tree(files) == [
+        ("PIN001", "docker-compose.yml", 3),
+        ("PIN003", "docker-compose.yml", 5),
+    ]
+
+
+def test_kubernetes_multi_document_and_helm_output(lint_tree: LintTree) -> None:
+    files = {
+        "deploy/rendered.yaml": f"""
+            ---
+            # Source: app/templates/deployment.yaml
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata:
+              name: app
+            spec:
+              template:
+                spec:
+                  initContainers:
+                    - name: migrate
+                      image: ghcr.io/acme/migrate:latest
+                  containers:
+                    - name: app
+                      image: ghcr.io/acme/app:1.4.2@{DIGEST}
+                      env:
+                        - name: SIDECAR_IMAGE
+                          value: busybox
+            ---
+            apiVersion: batch/v1
+            kind: CronJob
+            metadata:
+              name: gc
+            spec:
+              schedule: "0 3 * * 0"
+              jobTemplate:
+                spec:
+                  template:
+                    spec:
+                      containers:
+                        - name: gc
+                          image: registry:2.8.3
+                      restartPolicy: OnFailure
+        """,
+        # Not Kubernetes: no apiVersion/kind, never judged.
+        "config/app.yaml": "image: nginx\n",
+        # A Helm template does not parse as YAML: skipped, lint the rendered output instead.
+        "chart/templates/deployment.yaml": """
+            apiVersion: apps/v1
+            kind: Deployment
+            spec:
+              template:
+                spec:
+                  containers:
+                    - image: {{ .Values.image }}
+        """,
+    }
+    assert lint_tree(files) == [
+        ("PIN002", "deploy/rendered.yaml", 12),
+        ("PIN004", "deploy/rendered.yaml", 32),
+    ]
+
+
+def test_dockerfile_stages_platform_and_args(lint_tree: LintTree) -> None:
+    files = {
+        "Dockerfile": """
+            # syntax=docker/dockerfile:1
+            ARG GO_IMAGE=golang:1.22
+            ARG RUNTIME=gcr.io/distroless/static-debian12:nonroot
+            FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
+            RUN go build -o /out/app ./cmd/app
+            FROM build AS test
+            RUN go test ./...
+            FROM ${RUNTIME}
+            COPY --from=build /out/app /app
+            COPY --from=alpine /etc/ssl/certs /etc/ssl/certs
+            COPY --from=0 /out/app /app2
+        """,
+        "tools/lint.Dockerfile": f"""
+            FROM python:3.11.9-slim@{DIGEST} AS base
+            FROM scratch
+            COPY --from=base /usr /usr
+        """,
+        "Dockerfile.dev": """
+            FROM \\
+                node:20
+        """,
+    }
+    assert lint_tree(files) == [
+        ("PIN003", "Dockerfile", 4),  # golang:1.22 via ARG GO_IMAGE
+        ("PIN001", "Dockerfile", 10),  # COPY --from=alpine
+        ("PIN003", "Dockerfile.dev", 2),
+    ]
+
+
+def test_dockerfile_unresolvable_arg_is_info(
+    lint_json: Callable[..., tuple[int, dict]], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\n")
+    code, data = lint_json(str(tmp_path))
+    assert [(f["rule"], f["line"], f["severity"]) for f in data["findings"]] == [
+        ("PIN005", 2, "info")
+    ]
+    assert code == 0  # info is below the default --fail-on warning
+
+
+def test_woodpecker_and_github_images(lint_tree: LintTree) -> None:
+    files = {
+        ".woodpecker/build.yaml": """
+            when:
+              - event: push
+            steps:
+              build:
+                image: docker:24
+                commands: [docker build .]
+            services:
+              cache:
+                image: redis:7.2.4
+        """,
+        ".github/workflows/ci.yml": f"""
+            on: push
+            jobs:
+              test:
+                runs-on: ubuntu-latest
+                container: node:20.11.1
+                services:
+                  db:
+                    image: postgres
+                steps:
+                  - uses: actions/checkout@v4
+                  - uses: docker://alpine:3.19
+                  - uses: docker://alpine:3.19.1@{DIGEST}
+              matrix:
+                runs-on: ubuntu-latest
+                container:
+                  image: ${{{{ matrix.image }}}}
+        """,
+    }
+    assert lint_tree(files) == [
+        ("PIN001", ".github/workflows/ci.yml", 8),
+        ("PIN003", ".github/workflows/ci.yml", 11),
+        ("PIN005", ".github/workflows/ci.yml", 16),
+        ("PIN003", ".woodpecker/build.yaml", 5),
+    ]
+
+
+def test_pin_columns_point_at_the_reference(lint_json, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github/workflows/x.yml").write_text(
+        "jobs:\n  a:\n    steps:\n      - uses: 'docker://alpine:3.19'\n"
+    )
+    _, data = lint_json(str(tmp_path))
+    [f] = data["findings"]
+    assert (f["line"], f["column"]) == (4, 25)
