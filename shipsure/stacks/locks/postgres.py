@@ -112,14 +112,18 @@ class PostgresLockBackend:
             "expires_at": _ts(now + ttl),
         }
         with self._transaction("renew", key) as cur:
-            cur.execute(RENEW, params)
-            row = cur.fetchone()
+            row = None
+            if self._table_exists(cur):
+                cur.execute(RENEW, params)
+                row = cur.fetchone()
         if row is None:
             raise LockLost(f"lock {key!r} of {owner} expired, was taken over or broken")
         return self._info(row)
 
     def release(self, key: str, owner: str) -> bool:
         with self._transaction("release", key) as cur:
+            if not self._table_exists(cur):
+                return False
             cur.execute(
                 f"DELETE FROM {TABLE} WHERE key = %s AND owner = %s RETURNING key",
                 (self._name(key), owner),
