@@ -81,8 +81,8 @@ Statuses are kept in <state dir>/drift.json; a webhook is called only when a sta
 changes (newly drifted, resolved, error). If the alert cannot be delivered the state is
 not saved, so the next run alerts again.
 
-exit codes: 0 no drift; 1 a stack drifted; 3 a stack could not be checked or the alert
-failed.
+exit codes: 0 no drift; 1 a stack drifted; 3 otherwise, when a stack could not be checked
+(error, skipped) or the alert could not be delivered.
 
 examples:
   shipsure stacks drift --webhook https://hooks.slack.com/services/T/B/X
