@@ -343,7 +343,13 @@ class _Walker:
         desc = node.descriptor
         outcome = _Outcome(counted="blobs")
         if not self.options.deep:
-            head = registry.head_blob(node.repository, desc.digest)
+            try:
+                head = registry.head_blob(node.repository, desc.digest)
+            except NotFoundError:
+                # A HEAD answer has no body, so no registry error code. Confirm with a GET,
+                # which is what a pull does: it raises with the code, or serves the blob.
+                registry.read_blob(node.repository, desc.digest, limit=0)
+                return outcome
             if head.size is not None and head.size != desc.size:
                 outcome.problems.append(
                     _Problem(
