@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shipsure.cli.common import add_output_options
+from shipsure.cli.common import Progress, add_output_options
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import UsageError
 from shipsure.findings import ExitCode
@@ -123,7 +123,11 @@ def run(args: argparse.Namespace) -> int:
     if args.fix and args.format == "sarif":
         raise UsageError("--fix prints a plan: use --format text or json")
     options = LintOptions(_disabled(args.disable), args.config, args.secrets)
-    result = lint_paths(args.paths, options)
+    progress = Progress("lint")
+    try:
+        result = lint_paths(args.paths, options, progress.update)
+    finally:
+        progress.done()
     report = result.report
     if not args.fix:
         out = {"text": render.render_text, "json": render.render_json, "sarif": sarif.render}

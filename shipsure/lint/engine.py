@@ -9,7 +9,7 @@ walk goes on.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,7 +28,12 @@ from shipsure.lint.yaml_lines import error_line, error_text, load_all
 
 # Configuration files are small; a bigger file is generated data we should not load whole.
 MAX_FILE_BYTES = 5 << 20
-_K8S_HINT = re.compile(r"^apiVersion:.*^kind:|^kind:.*^apiVersion:", re.MULTILINE | re.DOTALL)
+_API_VERSION_LINE = re.compile(r"^apiVersion:", re.MULTILINE)
+_KIND_LINE = re.compile(r"^kind:", re.MULTILINE)
+
+
+def _looks_like_kubernetes(text: str) -> bool:
+    return bool(_API_VERSION_LINE.search(text) and _KIND_LINE.search(text))
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class _Root:
     display: str  # prefix to print ("" for ".")
     files: list[PurePosixPath]
     config: LintConfig
+    config_base: Path  # `disable` globs are relative to this folder
+    # Report only these files (a single file named on the command line, read together with
+    # the other workflows of its folder so cross-workflow rules see the whole picture).
+    only: frozenset[PurePosixPath] | None = None
+
+    def config_path(self, rel: PurePosixPath) -> str:
+        try:
+            return (self.base / rel).resolve().relative_to(self.config_base.resolve()).as_posix()
+        except ValueError:
+            return rel.as_posix()
 
     def shown(self, rel: PurePosixPath) -> str:
         return f"{self.display}/{rel}" if self.display else str(rel)
@@ -66,17 +81,38 @@ def _resolve_root(argument: str, options: LintOptions) -> _Root:
     path = Path(argument)
     if path.is_dir():
         config = load_config(path, options.config, options.secrets)
-        return _Root(path, _display(argument), list(walk(path)), config)
+        return _Root(path, _display(argument), list(walk(path)), config, path)
     if path.is_file():
-        rel = PurePosixPath(path.name)
+        # Keep the folders: `.woodpecker/x.yaml` and `.github/workflows/x.yml` say what it is.
+        rel = PurePosixPath(path.as_posix())
         if classify(rel) is None:
             raise BadInputError(
                 f"{argument}: not a file lint reads (Dockerfile, compose, Woodpecker, "
                 "GitHub Actions or Kubernetes YAML)"
             )
-        config = load_config(Path("."), options.config, options.secrets)
-        return _Root(path.parent, _display(str(path.parent)), [rel], config)
+        config_base = _config_folder(path.parent)
+        config = load_config(config_base, options.config, options.secrets)
+        files = [rel]
+        if classify(rel) is FileKind.WOODPECKER and rel.parent.name == ".woodpecker":
+            files = sorted(
+                {rel} | {rel.parent / p.name for p in path.parent.iterdir() if p.is_file()},
+                key=str,
+            )
+            files = [f for f in files if classify(f) is FileKind.WOODPECKER]
+        return _Root(Path("."), "", files, config, config_base, frozenset({rel}))
     raise BadInputError(f"{argument}: no such file or directory")
+
+
+def _config_folder(start: Path) -> Path:
+    """The nearest folder at or above `start` holding `.shipsure/` (stopping at a repository
+    root), else `start`: a file linted alone still gets its repository's config."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".shipsure").is_dir():
+            return folder
+        if (folder / ".git").exists():
+            break
+    return start
 
 
 def _read(path: Path, shown: str) -> str | Finding:
@@ -99,24 +135,27 @@ def _parse_yaml(text: str) -> list[Any] | yaml.YAMLError:
 
 
 class _Run:
-    def __init__(self, options: LintOptions) -> None:
+    def __init__(self, options: LintOptions, progress: Callable[[str], None]) -> None:
         self.options = options
+        self.progress = progress
         self.report = Report("lint")
         self.images: list[ImageUse] = []
 
     def add(self, root: _Root, rel: PurePosixPath, findings: Iterable[Finding]) -> None:
-        relpath = str(rel) if root.display == "" else root.shown(rel)
+        if root.only is not None and rel not in root.only:
+            return
+        relpath = root.config_path(rel)
         for f in findings:
             rule = str(f.details.get("rule", f.kind))
             if not f.is_check_error and (
-                rule in self.options.disable
-                or root.config.is_disabled(rule, str(rel))
-                or root.config.is_disabled(rule, relpath)
+                rule in self.options.disable or root.config.is_disabled(rule, relpath)
             ):
                 continue
             self.report.add(f)
 
     def pins(self, root: _Root, rel: PurePosixPath, uses: list[ImageUse]) -> None:
+        if root.only is not None and rel not in root.only:
+            return
         self.images.extend(uses)
         self.report.count("images", len(uses))
         for use in uses:
@@ -127,6 +166,7 @@ class _Run:
         for rel in root.files:
             kind = classify(rel)
             shown = root.shown(rel)
+            self.progress(shown)
             text = _read(root.base / rel, shown)
             if isinstance(text, Finding):
                 self.add(root, rel, [text])
@@ -195,7 +235,7 @@ class _Run:
                 Workflow(workflow_name(rel), shown, None)
             )
             self.add(root, rel, [finding("WP001", shown, line, f"not valid YAML: {why}")])
-        elif kind is FileKind.YAML and ("{{" in text or not _K8S_HINT.search(text)):
+        elif kind is FileKind.YAML and ("{{" in text or not _looks_like_kubernetes(text)):
             # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
             self.report.count("skipped-templates" if "{{" in text else "skipped")
         else:
@@ -210,11 +250,13 @@ def _rel_of(root: _Root, shown: str) -> PurePosixPath:
     return PurePosixPath(shown.removeprefix(prefix))
 
 
-def lint_paths(paths: list[str], options: LintOptions) -> LintResult:
+def lint_paths(
+    paths: list[str], options: LintOptions, progress: Callable[[str], None] = lambda _: None
+) -> LintResult:
     """Lint every path (file or directory); raises `BadInputError` for a path that does not
     exist or a config that is malformed, before reading anything else."""
     roots = [_resolve_root(p, options) for p in paths]
-    run = _Run(options)
+    run = _Run(options, progress)
     for root in roots:
         run.lint_root(root)
     run.report.findings.sort(key=lambda f: (*location(f), f.kind))

@@ -208,3 +208,23 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for needle in ("WP003", "PIN004", "examples:", "--fix --apply", "secrets.yaml"):
         assert needle in out
+
+
+def test_a_single_file_keeps_its_kind(
+    in_examples: Path, capsys: pytest.CaptureFixture[str], lint_json: LintJson
+) -> None:
+    code, data = lint_json("incident/.woodpecker/apply.yaml", "incident/docker-compose.yml")
+    # A workflow named alone is read with its folder (WP003 and WP010 look across
+    # workflows) and with its repository's .shipsure config, so it gets what the repository
+    # run gives it, and nothing for the workflows it was not asked about.
+    got = [(f["rule"], f["path"], f["line"], f["severity"]) for f in data["findings"]]
+    assert got == [f for f in INCIDENT_FINDINGS if "plan.yaml" not in f[1]]
+    assert code == 1
+
+
+def test_a_file_lint_does_not_read_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("image: nginx\n")
+    assert main(["lint", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt: not a file lint reads" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from shipsure.lint.images import ImageUse, check_image, tag_floats
 DIGEST = "sha256:" + "ab" * 32
 
 LintTree = Callable[..., list[tuple[str, str, int]]]
+LintJson = Callable[..., tuple[int, dict[str, Any]]]
 
 
 @pytest.mark.parametrize(
@@ -240,7 +243,7 @@ def test_woodpecker_and_github_images(lint_tree: LintTree) -> None:
     ]
 
 
-def test_pin_columns_point_at_the_reference(lint_json, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_pin_columns_point_at_the_reference(lint_json: LintJson, tmp_path: Path) -> None:
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     (tmp_path / ".github/workflows/x.yml").write_text(
         "jobs:\n  a:\n    steps:\n      - uses: 'docker://alpine:3.19'\n"
