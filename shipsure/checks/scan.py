@@ -40,6 +40,9 @@ DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h
 # older than this are reported as garbage-collection candidates.
 DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
 DEFAULT_WORKERS = 4
+# A registry writes a push as several files (data, revision link, tag links) milliseconds
+# apart; a fault must still hold this long after it was seen to be reported.
+DEFAULT_RECHECK_DELAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ScanOptions:
     shard: Shard | None = None
     workers: int = DEFAULT_WORKERS
     now: float | None = None  # "now" for ages; the clock when None
+    recheck_delay: float = DEFAULT_RECHECK_DELAY
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -131,7 +135,7 @@ def scan(
                 if c.digest is not None
             }
     candidates += [_read_problem(p) for p in blob_problems]
-    report.extend(_confirmed(storage, candidates, options.workers))
+    report.extend(_confirmed(storage, candidates, options))
     report.meta.update(
         {
             "scan": scan_meta,
@@ -226,11 +230,15 @@ def _unreferenced(
         )
 
 
-def _confirmed(storage: Storage, candidates: list[Candidate], workers: int) -> list[Finding]:
+def _confirmed(
+    storage: Storage, candidates: list[Candidate], options: ScanOptions
+) -> list[Finding]:
     def holds(c: Candidate) -> bool:
         return all(still_holds(storage, fact) for fact in c.evidence)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    if options.recheck_delay > 0 and any(c.evidence for c in candidates):
+        time.sleep(options.recheck_delay)
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         kept = list(pool.map(holds, candidates))
     return [to_finding(c) for c, keep in zip(candidates, kept, strict=True) if keep]
 

@@ -21,6 +21,8 @@ SPEC = SyntheticSpec(repositories=3, tags=2, platforms=2, layers=1, layer_size=2
 
 
 def _scan(root: Path, **options: object) -> Report:
+    # No settle time before re-checking: nothing writes to these trees while they are scanned.
+    options.setdefault("recheck_delay", 0.0)
     return scan(FilesystemStorage(root), ScanOptions(**options))  # type: ignore[arg-type]
 
 
