@@ -36,9 +36,12 @@ UNREVIEWED_EVENTS = ("manual", "cron", "pull_request")
 _MAX_SCHEMA_ERRORS = 20
 _MAX_MESSAGE = 240
 
-# `terraform apply`, `tofu destroy`, `terragrunt run-all apply`, `terragrunt run --all apply`.
+# `terraform apply`, `tofu destroy`, `terragrunt run-all apply`, `shipsure stacks run apply`:
+# the verb must be its own word (`plan -out=apply.tfplan` and `plan -destroy` are plans).
 _APPLY_RE = re.compile(
-    r"\b(?:terraform|tofu|terragrunt)\b[^\n;&|]*?\b(?:apply|destroy)\b", re.IGNORECASE
+    r"\b(?:terraform|tofu|terragrunt|shipsure\s+stacks)\b[^\n;&|]*?"
+    r"(?<![\w./=-])(?:apply|destroy)(?![\w./=-])",
+    re.IGNORECASE,
 )
 _STRING_LITERAL_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

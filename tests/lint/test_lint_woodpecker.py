@@ -478,3 +478,22 @@ def test_wp010_passes_when_optional_or_aligned(lint_tree: LintTree) -> None:
         """,
     }
     assert wp(lint_tree(files)) == []
+
+
+def test_wp009_knows_an_apply_from_a_plan() -> None:
+    from shipsure.lint.woodpecker import Step, is_apply_step
+    from shipsure.lint.yaml_lines import load_one
+
+    def step(command: str) -> Step:
+        node = load_one(f"image: hashicorp/terraform:1.0.3\ncommands: [{command!r}]\n")
+        return Step("s", 1, node, [])
+
+    for command in (
+        "terraform apply -auto-approve",
+        "terraform -chdir=stacks/dns destroy -auto-approve",
+        "terragrunt run-all apply",
+        "shipsure stacks run apply --changed",
+    ):
+        assert is_apply_step(step(command)), command
+    for command in ("terraform plan -out=apply.tfplan", "terraform plan -destroy", "echo apply"):
+        assert not is_apply_step(step(command)), command
