@@ -1,6 +1,7 @@
 """Which files `shipsure lint` reads, and as what. Pure path logic plus one directory walk.
 
-- Dockerfiles: `Dockerfile`, `Containerfile`, `*.Dockerfile`, `Dockerfile.*`
+- Dockerfiles: `Dockerfile`, `Containerfile`, `*.Dockerfile`, `Dockerfile.*` (not templates
+  or code such as `Dockerfile.j2`, `dockerfile.py`)
 - compose: `docker-compose*.yml|yaml`, `compose*.yml|yaml`
 - Woodpecker: `.woodpecker.yml|yaml`, `.woodpecker/*.yml|yaml`
 - GitHub Actions: `.github/workflows/*.yml|yaml`
@@ -23,6 +24,12 @@ SKIP_DIRS = frozenset(
 )
 
 
+_NOT_DOCKERFILE_SUFFIXES = frozenset(
+    {"py", "go", "rs", "js", "ts", "sh", "md", "rst", "txt", "json", "toml", "yml", "yaml"}
+    | {"j2", "jinja", "tpl", "tmpl", "template", "bak", "orig", "swp", "dockerignore"}
+)
+
+
 class FileKind(enum.Enum):
     DOCKERFILE = "dockerfile"
     COMPOSE = "compose"
@@ -41,7 +48,11 @@ def classify(rel: PurePosixPath) -> FileKind | None:
     lower = name.lower()
     if lower in ("dockerfile", "containerfile") or lower.endswith(".dockerfile"):
         return FileKind.DOCKERFILE
-    if lower.startswith(("dockerfile.", "containerfile.")):
+    # `Dockerfile.dev` is a Dockerfile; `Dockerfile.j2` a template, `dockerfile.py` code.
+    if (
+        name.startswith(("Dockerfile.", "Containerfile."))
+        and name.rsplit(".", 1)[1].lower() not in _NOT_DOCKERFILE_SUFFIXES
+    ):
         return FileKind.DOCKERFILE
     if not _is_yaml(name):
         return None

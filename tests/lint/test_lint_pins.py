@@ -251,3 +251,30 @@ def test_pin_columns_point_at_the_reference(lint_json: LintJson, tmp_path: Path)
     _, data = lint_json(str(tmp_path))
     [f] = data["findings"]
     assert (f["line"], f["column"]) == (4, 25)
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("Dockerfile", "dockerfile"),
+        ("build/Dockerfile.prod", "dockerfile"),
+        ("images/api.Dockerfile", "dockerfile"),
+        ("Containerfile", "dockerfile"),
+        ("shipsure/lint/dockerfile.py", None),
+        ("Dockerfile.j2", None),
+        ("docker-compose.override.yml", "compose"),
+        ("compose.yaml", "compose"),
+        (".woodpecker.yaml", "woodpecker"),
+        ("ci/.woodpecker/deploy.yml", "woodpecker"),
+        (".github/workflows/ci.yml", "github-actions"),
+        ("k8s/app.yaml", "yaml"),
+        ("README.md", None),
+    ],
+)
+def test_discovery_classifies_by_name(path: str, kind: str | None) -> None:
+    from pathlib import PurePosixPath
+
+    from shipsure.lint.discover import classify
+
+    found = classify(PurePosixPath(path))
+    assert (found.value if found else None) == kind
