@@ -13,18 +13,23 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import ExitCode
-from shipsure.stacks import alerts, drift, state
+from shipsure.stacks import state
 from shipsure.stacks.changed import ChangedStacks
 from shipsure.stacks.config import positive_int
 from shipsure.stacks.discovery import display
-from shipsure.stacks.locks import DEFAULT_TTL_SECONDS, LockBackend, default_owner, open_backend
-from shipsure.stacks.runner import RunSettings, StackRun, lock_key, run_stacks, summary_table
-from shipsure.stacks.terraform import locate_binary
+from shipsure.stacks.locks.interface import DEFAULT_TTL_SECONDS
 from shipsure.stacks.workspace import LOCK_URL_ENV, Workspace
+
+# The runner, lock backends and the webhook client load only for the commands that use
+# them: `stacks changed` is on every pipeline's critical path and starts faster without.
+if TYPE_CHECKING:
+    from shipsure.stacks import drift
+    from shipsure.stacks.locks import LockBackend
+    from shipsure.stacks.runner import RunSettings, StackRun
 
 DESCRIPTION = """\
 Run a repository of Terraform/Terragrunt stacks safely: find the stacks a change touches
@@ -334,6 +339,10 @@ def _normalize(ws: Workspace, text: str, known: set[str]) -> str:
 def _settings(
     ws: Workspace, args: argparse.Namespace, action: str, backend: LockBackend, note: str
 ) -> RunSettings:
+    from shipsure.stacks.locks import default_owner
+    from shipsure.stacks.runner import RunSettings
+    from shipsure.stacks.terraform import locate_binary
+
     env = os.environ
     cache = args.plugin_cache or (
         Path(env["TF_PLUGIN_CACHE_DIR"])
@@ -370,10 +379,14 @@ def _note(ws: Workspace, what: str) -> str:
 
 
 def _lock_backend(ws: Workspace, args: argparse.Namespace) -> LockBackend:
+    from shipsure.stacks.locks import open_backend
+
     return open_backend(args.lock_url or ws.default_lock_url(os.environ))
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from shipsure.stacks.runner import run_stacks, summary_table
+
     ws = _workspace(args)
     stacks, complete, detection = _select(ws, args)
     head = ws.git.head()
@@ -409,6 +422,8 @@ def run_run(args: argparse.Namespace) -> int:
 def _dry_run(
     ws: Workspace, args: argparse.Namespace, stacks: list[str], detection: ChangedStacks | None
 ) -> int:
+    from shipsure.stacks.runner import lock_key
+
     binary = args.binary or ws.config.binary
     parallel = args.parallel or ws.config.parallel
     reasons = {s.path: s.reasons for s in detection.stacks} if detection else {}
@@ -437,6 +452,9 @@ def _dry_run(
 
 
 def run_drift(args: argparse.Namespace) -> int:
+    from shipsure.stacks import alerts, drift
+    from shipsure.stacks.runner import run_stacks
+
     ws = _workspace(args)
     known = ws.all_stacks()
     stacks = [_normalize(ws, s, set(known)) for s in args.stacks] if args.stacks else known
@@ -489,6 +507,8 @@ def _render_drift(
     alert: Mapping[str, Any],
     state_file: Path,
 ) -> None:
+    from shipsure.stacks import drift
+
     if fmt == "json":
         body = {
             "stacks": [

@@ -210,17 +210,19 @@ def _module_reasons(
     warnings: list[str],
 ) -> list[tuple[str, str]]:
     refs: list[_Ref] = []
+    texts: dict[str, str] = {}  # files with candidates, read once
     for path in files:
         if not is_hcl_source(path):
             continue
         text = read_text(path)
         if not text or ('"./' not in text and '"../' not in text):
             continue
+        texts[path] = text
         folder = posixpath.dirname(path)
         for raw in dict.fromkeys(LOCAL_STRING.findall(text)):
             refs.append(_Ref(path, folder, raw, resolve_local(folder, raw)))
 
-    reader = _SourceReader(read_text, warnings)
+    reader = _SourceReader(lambda p: texts[p] if p in texts else read_text(p), warnings)
     for ref in refs:
         if is_outside(ref.target) and ref.target in reader.targets(ref.file):
             warnings.append(

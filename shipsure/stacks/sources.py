@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Superset prefilter: every local source is a quoted string starting with ./ or ../.
 LOCAL_STRING = re.compile(r'"(\.\.?/[^"\n]*)"')
@@ -26,6 +26,7 @@ _TOKEN = re.compile(
     |(?P<comment>\#[^\n]*|//[^\n]*)
     |(?P<block_comment>/\*)
     |(?P<heredoc><<-?[ \t]*(?P<tag>[A-Za-z_][\w-]*)[ \t]*\r?\n)
+    |(?P<literal>"(?:[^"\\$%\n]+|\\.|\$\$\{|%%\{|[$%](?!\{))*")
     |(?P<quote>")
     |(?P<open>[{\[(])
     |(?P<close>[}\])])
@@ -44,8 +45,7 @@ class HclScanError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class _Tok:
+class _Tok(NamedTuple):
     kind: str  # nl, ident, eq, string, open, close, other
     value: str
     literal: bool = True  # for strings: no ${} or %{} template inside
@@ -124,6 +124,12 @@ def _tokens(text: str) -> list[_Tok]:
                 raise HclScanError(f"unterminated heredoc <<{tag}")
             pos = end.end()
             toks.append(_Tok("string", "", literal=False))
+        elif kind == "literal":
+            # The common case, matched whole: a string without templates.
+            value = m.group()[1:-1]
+            if "\\" in value or "$${" in value or "%%{" in value:
+                value, _, _ = _scan_string(text, m.start() + 1)
+            toks.append(_Tok("string", value, True))
         elif kind == "quote":
             value, literal, pos = _scan_string(text, pos)
             toks.append(_Tok("string", value, literal))

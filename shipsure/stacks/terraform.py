@@ -68,6 +68,8 @@ def step_env(base: Mapping[str, str], binary: str, plugin_cache: Path) -> dict[s
     env["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache)
     env["TF_IN_AUTOMATION"] = "1"
     env["TF_INPUT"] = "0"
+    # No upgrade check from CI runners (it calls out to checkpoint-api.hashicorp.com).
+    env.setdefault("CHECKPOINT_DISABLE", "1")
     if is_terragrunt(binary):
         env["TERRAGRUNT_NON_INTERACTIVE"] = "true"
         env["TG_NON_INTERACTIVE"] = "true"
