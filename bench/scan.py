@@ -1,0 +1,109 @@
+"""Benchmark `shipsure scan` against the anchors, measured side by side in one run.
+
+Trees: 200 repositories x 10 multi-arch tags (registry-facts §5 scale) and one 10x larger,
+written once by the synthetic generator into bench/out/ (kept for later runs).
+
+    scan                 vs  docker-registry garbage-collect --dry-run   (target <= 0.5x)
+    scan                 vs  find ROOT -type f | wc -l                  (target <= 1.5x)
+    scan --verify-content vs sha256sum of every data file             (target <= 1.3x)
+and the peak memory (max RSS, from /usr/bin/time) of each. Medians of --runs runs.
+
+    .venv/bin/python bench/scan.py [--runs 3] [--only 1x]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shipsure.sandbox.synthetic import SyntheticSpec, generate
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PYTHON = sys.executable
+TREES = {
+    "1x": SyntheticSpec(
+        repositories=200, tags=10, platforms=3, layers=1, layer_size=16384, teams=8
+    ),
+    "10x": SyntheticSpec(
+        repositories=2000, tags=10, platforms=3, layers=1, layer_size=1024, teams=8
+    ),
+}
+
+
+def tree(name: str) -> Path:
+    root = OUT / f"scan-{name}"
+    marker = root / ".complete"
+    if not marker.exists():
+        print(f"generating {name} tree into {root} ...", file=sys.stderr)
+        started = time.monotonic()
+        made = generate(root, TREES[name], record=False)
+        marker.write_text(json.dumps({"files": made.files, "blobs": made.blobs}))
+        print(
+            f"  {made.files} files, {made.blobs} blobs in {time.monotonic() - started:.0f} s",
+            file=sys.stderr,
+        )
+    return root
+
+
+def measure(command: str, runs: int) -> tuple[float, int]:
+    """Median wall seconds and max peak RSS (KiB) of a shell command."""
+    walls, peaks = [], []
+    for _ in range(runs):
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "sh", "-c", command + " >/dev/null"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall, peak = done.stderr.strip().splitlines()[-1].split()
+        walls.append(float(wall))
+        peaks.append(int(peak))
+    return statistics.median(walls), max(peaks)
+
+
+def gc_config(root: Path) -> Path:
+    config = root.parent / f"{root.name}-gc.yml"
+    config.write_text(
+        json.dumps({"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(root)}}})
+    )
+    return config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=sorted(TREES))
+    args = parser.parse_args()
+    env_note = "env -u AWS_CA_BUNDLE"
+    for name in [args.only] if args.only else list(TREES):
+        root = tree(name)
+        scan = f"{PYTHON} -m shipsure scan {root} --fail-on critical"
+        commands = {
+            "find": f"find {root} -type f | wc -l",
+            "gc --dry-run": f"{env_note} docker-registry garbage-collect --dry-run {gc_config(root)}",
+            "scan": scan,
+            "sha256sum": f"find {root}/docker/registry/v2/blobs -name data -print0 | xargs -0 sha256sum",
+            "scan --verify-content": f"{scan} --verify-content",
+        }
+        measure(commands["find"], 1)  # warm the page cache
+        results = {label: measure(cmd, args.runs) for label, cmd in commands.items()}
+        print(f"\n== tree {name}: {json.loads((root / '.complete').read_text())}")
+        for label, (wall, peak) in results.items():
+            print(f"  {label:24} {wall:7.2f} s   peak {peak / 1024:7.1f} MiB")
+        s, gc, f = results["scan"][0], results["gc --dry-run"][0], results["find"][0]
+        v, sh = results["scan --verify-content"][0], results["sha256sum"][0]
+        print(f"  scan / gc --dry-run          = {s / gc:.2f}  (target <= 0.5)")
+        print(f"  scan / find                  = {s / f:.2f}  (target <= 1.5)")
+        print(f"  verify-content / sha256sum   = {v / sh:.2f}  (target <= 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
