@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -87,9 +86,13 @@ def main() -> int:
         scan = f"{PYTHON} -m shipsure scan {root} --fail-on critical"
         commands = {
             "find": f"find {root} -type f | wc -l",
-            "gc --dry-run": f"{env_note} docker-registry garbage-collect --dry-run {gc_config(root)}",
+            "gc --dry-run": (
+                f"{env_note} docker-registry garbage-collect --dry-run {gc_config(root)}"
+            ),
             "scan": scan,
-            "sha256sum": f"find {root}/docker/registry/v2/blobs -name data -print0 | xargs -0 sha256sum",
+            "sha256sum": (
+                f"find {root}/docker/registry/v2/blobs -name data -print0 | xargs -0 sha256sum"
+            ),
             "scan --verify-content": f"{scan} --verify-content",
         }
         measure(commands["find"], 1)  # warm the page cache
