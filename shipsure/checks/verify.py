@@ -13,8 +13,9 @@ Manifests are always fetched (their bodies are needed to walk) and always re-has
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +141,9 @@ class _Walker:
         self.report = report
         self.on_progress = on_progress
         self.seen: dict[tuple[str, str, bool, str], _Seen] = {}
-        self.futures: dict[Future[_Outcome], _Seen] = {}
+        # Finished checks arrive here; the walk thread alone touches `seen` and the report.
+        self.finished: queue.SimpleQueue[tuple[Future[_Outcome], _Seen]] = queue.SimpleQueue()
+        self.outstanding = 0
         self.side_checks: list[_Seen] = []
 
     def run(self, references: Sequence[Reference]) -> None:
@@ -165,7 +168,7 @@ class _Walker:
                     )
                     side = _Seen(node=tag_node, paths=[(tag_node.label(),)])
                     self.side_checks.append(side)
-                    self.futures[pool.submit(self._check_tag_moved, ref)] = side
+                    self._watch(pool.submit(self._check_tag_moved, ref), side)
             self._drain()
         for state in [*self.seen.values(), *self.side_checks]:
             self._emit(state)
@@ -178,23 +181,26 @@ class _Walker:
             return
         state = _Seen(node=node, paths=[path])
         self.seen[node.key] = state
-        self.futures[self.pool.submit(self._check, node)] = state
+        self._watch(self.pool.submit(self._check, node), state)
+
+    def _watch(self, future: Future[_Outcome], state: _Seen) -> None:
+        self.outstanding += 1
+        future.add_done_callback(lambda f: self.finished.put((f, state)))
 
     def _drain(self) -> None:
         done_count = 0
-        while self.futures:
-            done, _ = wait(list(self.futures), return_when=FIRST_COMPLETED)
-            for future in done:
-                state = self.futures.pop(future)
-                outcome = future.result()
-                done_count += 1
-                state.outcome = outcome
-                if outcome.counted:
-                    self.report.count(outcome.counted)
-                for child in outcome.children:
-                    self._submit(child, state.paths[0])
+        while self.outstanding:
+            future, state = self.finished.get()
+            self.outstanding -= 1
+            done_count += 1
+            outcome = future.result()
+            state.outcome = outcome
+            if outcome.counted:
+                self.report.count(outcome.counted)
+            for child in outcome.children:
+                self._submit(child, state.paths[0])
             if self.on_progress is not None:
-                self.on_progress(done_count, done_count + len(self.futures))
+                self.on_progress(done_count, done_count + self.outstanding)
 
     def _emit(self, state: _Seen) -> None:
         if state.outcome is None:

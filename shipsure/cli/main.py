@@ -16,8 +16,14 @@ from shipsure import __version__
 from shipsure.errors import ShipsureError
 from shipsure.findings import ExitCode
 
-# Command modules under shipsure.cli, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("verify", "lint", "stacks", "scan", "report_merge")
+# Command name -> module under shipsure.cli, in the order `--help` lists them.
+COMMANDS: dict[str, str] = {
+    "verify": "verify",
+    "scan": "scan",
+    "report": "report_merge",
+    "lint": "lint",
+    "stacks": "stacks",
+}
 
 EPILOG = """\
 exit codes:
@@ -37,11 +43,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _commands() -> list[ModuleType]:
-    return [importlib.import_module(f"shipsure.cli.{name}") for name in COMMAND_MODULES]
+def _commands(only: str | None) -> list[ModuleType]:
+    names = [COMMANDS[only]] if only in COMMANDS else list(COMMANDS.values())
+    return [importlib.import_module(f"shipsure.cli.{name}") for name in names]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line, if any: only its module is imported, so a
+    post-push `verify` does not pay for the linters' or the stacks runner's imports."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="shipsure",
         description="Keep a self-hosted container platform honest: verify pushed images end "
@@ -52,14 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"shipsure {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in _commands():
+    for module in _commands(only):
         module.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen_command(arguments))
+    args = parser.parse_args(arguments)
     try:
         return int(args.run(args))
     except ShipsureError as exc:

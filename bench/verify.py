@@ -1,0 +1,174 @@
+"""Benchmark `shipsure verify` against its anchors, measured side by side in one run.
+
+- HEAD mode vs a sequential bash + curl + jq walk making the same requests (GET every
+  manifest, HEAD every blob): what a post-push check or CronJob in an Alpine image does.
+  Target: verify at <= 0.25x the walk's wall time on a 3-child index.
+- `--deep` vs `skopeo copy --all` of the same images into an OCI layout (skopeo fetches and
+  checks every manifest and blob too). Target: <= 1.0x.
+
+Scenarios: one multi-arch image with many layers, and a seeded set of repositories.
+Referrer lookups are turned off (`--no-referrers`) so both sides make the same requests.
+
+    .venv/bin/python bench/verify.py [--runs 3] [--layers 30] [--repos 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from shipsure.sandbox import images
+from shipsure.sandbox.registry import SandboxRegistry
+
+SHIPSURE = str(Path(sys.executable).with_name("shipsure"))
+ACCEPT = (
+    "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,"
+    "application/vnd.docker.distribution.manifest.list.v2+json,"
+    "application/vnd.docker.distribution.manifest.v2+json"
+)
+
+# The anchor: sequential, one curl per request, jq to find children and blobs.
+CURL_WALK = r"""
+set -eu
+base="$1"; shift
+accept="$ACCEPT"
+for ref in "$@"; do
+  repo="${ref%%:*}"; tag="${ref#*:}"
+  top=$(curl -sf -H "Accept: $accept" "$base/v2/$repo/manifests/$tag")
+  manifests=$(printf '%s' "$top" | jq -r '.manifests[]?.digest')
+  [ -n "$manifests" ] || manifests=TOP
+  for m in $manifests; do
+    if [ "$m" = TOP ]; then body="$top"; else
+      body=$(curl -sf -H "Accept: $accept" "$base/v2/$repo/manifests/$m"); fi
+    for b in $(printf '%s' "$body" | jq -r '.config.digest, .layers[].digest'); do
+      curl -sf -o /dev/null -I "$base/v2/$repo/blobs/$b"
+    done
+  done
+done
+"""
+
+
+def median_seconds(action: Callable[[], None], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(cmd: Sequence[str], env: dict[str, str] | None = None, ok: Sequence[int] = (0,)) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    if result.returncode not in ok:
+        raise SystemExit(f"bench: {cmd[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def curl_walk(reg: SandboxRegistry, refs: Sequence[str]) -> Callable[[], None]:
+    import os
+
+    env = {**os.environ, "ACCEPT": ACCEPT}
+    return lambda: run(["bash", "-c", CURL_WALK, "walk", reg.url, *refs], env=env)
+
+
+def verify(reg: SandboxRegistry, refs: Sequence[str], *flags: str) -> Callable[[], None]:
+    full = [f"{reg.host}/{r}" for r in refs]
+    return lambda: run([SHIPSURE, "verify", "--no-referrers", *flags, *full])
+
+
+def skopeo_copy_all(reg: SandboxRegistry, refs: Sequence[str]) -> Callable[[], None]:
+    def copy() -> None:
+        with tempfile.TemporaryDirectory() as out:
+            for i, ref in enumerate(refs):
+                run(
+                    [
+                        "skopeo",
+                        "copy",
+                        "--all",
+                        "--quiet",
+                        "--src-tls-verify=false",
+                        f"docker://{reg.host}/{ref}",
+                        f"oci:{out}/layout{i}:latest",
+                    ]
+                )
+
+    return copy
+
+
+def line(name: str, ours: float, anchor: float, anchor_name: str, target: float) -> str:
+    ratio = ours / anchor
+    verdict = "ok" if ratio <= target else "MISSED"
+    return (
+        f"{name:34} shipsure {ours:7.3f}s  {anchor_name} {anchor:7.3f}s  "
+        f"ratio {ratio:5.2f} (target <= {target:.2f}: {verdict})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=30, help="layers per child, scenario 1")
+    parser.add_argument("--repos", type=int, default=20, help="repositories, scenario 2")
+    parser.add_argument("--layer-kib", type=int, default=256, help="layer size for --deep")
+    args = parser.parse_args()
+    for tool in ("curl", "jq", "skopeo"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} not found (scripts/setup.sh installs it)")
+
+    with SandboxRegistry() as reg:
+        start = time.perf_counter()
+        big = images.push_index(reg.url, "bench/big", "latest", layers=args.layers)
+        many = [
+            images.push_index(reg.url, f"bench/repo{i:03}", "latest", layers=3).repo + ":latest"
+            for i in range(args.repos)
+        ]
+        deep_refs = [
+            images.push_index(
+                reg.url, f"bench/deep{i}", "latest", layers=4, layer_size=args.layer_kib * 1024
+            ).repo
+            + ":latest"
+            for i in range(3)
+        ]
+        print(f"seeded in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+        blobs = len(big.blob_digests)
+        print(f"scenario 1: 1 index, 3 children, {blobs} distinct blobs (HEAD mode)")
+        print(f"scenario 2: {args.repos} repositories x 1 index of 3 children (HEAD mode)")
+        print(f"scenario 3: 3 indexes x 3 children x 5 layers of {args.layer_kib} KiB (--deep)")
+        print(f"median of {args.runs} runs each, anchors measured in the same run\n")
+
+        big_ref = ["bench/big:latest"]
+        results = [
+            line(
+                "1. multi-arch, many layers",
+                median_seconds(verify(reg, big_ref), args.runs),
+                median_seconds(curl_walk(reg, big_ref), args.runs),
+                "curl walk",
+                0.25,
+            ),
+            line(
+                "2. seeded repositories",
+                median_seconds(verify(reg, many), args.runs),
+                median_seconds(curl_walk(reg, many), args.runs),
+                "curl walk",
+                0.25,
+            ),
+            line(
+                "3. --deep vs skopeo copy --all",
+                median_seconds(verify(reg, deep_refs, "--deep"), args.runs),
+                median_seconds(skopeo_copy_all(reg, deep_refs), args.runs),
+                "skopeo   ",
+                1.0,
+            ),
+        ]
+        print("\n".join(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
