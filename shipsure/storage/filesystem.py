@@ -102,17 +102,23 @@ class FilesystemStorage:
 
     def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
         try:
-            with open(self._abs(path), "rb", buffering=0) as f:
-                h = hashlib.new(algorithm)
-                size = 0
-                buf = bytearray(_HASH_CHUNK)
-                view = memoryview(buf)
-                while n := f.readinto(buf):
-                    h.update(view[:n])  # hashlib releases the GIL for large updates
-                    size += n
-                return h.hexdigest(), size
+            fd = os.open(self._abs(path), os.O_RDONLY)
         except OSError as exc:
             raise _error(exc, path) from None
+        try:
+            h = hashlib.new(algorithm)
+            size = 0
+            # Read in chunks of at most _HASH_CHUNK into fresh bytes objects: no per-file
+            # buffer to allocate and zero, and hashlib releases the GIL for large updates,
+            # so several threads hash at once.
+            while chunk := os.read(fd, _HASH_CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            return h.hexdigest(), size
+        except OSError as exc:
+            raise _error(exc, path) from None
+        finally:
+            os.close(fd)
 
     def write_atomic(self, path: str, data: bytes) -> None:
         target = self._abs(path)
