@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
 VENV := .venv
 BIN := $(VENV)/bin
-CHECKED := shipsure tests bench
+CHECKED := shipsure tests bench scripts
 
 .PHONY: setup demo test lint bench
 setup:
