@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -86,10 +86,20 @@ class HttpRegistry:
         self._body_deadline = body_deadline
         self._scheme_fallback = scheme_fallback
         self._scheme_lock = threading.Lock()
-        self._headers_manifest = {"Accept": mt.MANIFEST_ACCEPT}
-        self._headers_index = {"Accept": mt.OCI_INDEX}
-        self._headers_json = {"Accept": "application/json"}
-        self._headers_none: dict[str, str] = {}
+        # Built once: a request then copies a ready Headers list instead of encoding and
+        # merging the client's defaults with ours on every call (registry-facts §5: the
+        # client's CPU is taken from the registry it probes).
+        self._headers_manifest = self._headers(mt.MANIFEST_ACCEPT)
+        self._headers_index = self._headers(mt.OCI_INDEX)
+        self._headers_json = self._headers("application/json")
+        self._headers_none = self._headers(None)
+        self._extensions: dict[str, Any] = {"timeout": client.timeout.as_dict()}
+
+    def _headers(self, accept: str | None) -> httpx.Headers:
+        headers = httpx.Headers(self._client.headers)
+        if accept is not None:
+            headers["Accept"] = accept
+        return headers
 
     # -- Registry protocol ----------------------------------------------------------------
 
@@ -237,8 +247,12 @@ class HttpRegistry:
             )
         return entries
 
-    def _head(self, path: str, headers: dict[str, str], what: str) -> HeadResult:
+    def _head(self, path: str, headers: httpx.Headers, what: str) -> HeadResult:
         def read(response: httpx.Response) -> HeadResult:
+            # A HEAD has no body, but the connection only goes back to the pool once the
+            # (empty) message has been read to its end. The raw stream skips the decoders.
+            for _ in cast(httpx.SyncByteStream, response.stream):
+                pass
             self._raise_for_status(response, what)
             return HeadResult(
                 digest=response.headers.get("docker-content-digest"),
@@ -298,7 +312,7 @@ class HttpRegistry:
         self,
         method: str,
         path: str,
-        headers: dict[str, str],
+        headers: httpx.Headers,
         consume: Callable[[httpx.Response], T],
     ) -> T:
         """Send with bounded retries; `consume` reads the response inside the retry loop
@@ -348,43 +362,36 @@ class HttpRegistry:
                 attempt += 1
 
     def _send_following_redirects(
-        self, method: str, url: str, headers: dict[str, str]
+        self, method: str, url: str, headers: httpx.Headers
     ) -> httpx.Response:
         client = self._client
         seen = {url}
-        current = httpx.URL(url)
+        target: str | httpx.URL = url
         for _ in range(MAX_REDIRECTS + 1):
-            request = client.build_request(method, current, headers=headers)
+            request = httpx.Request(method, target, headers=headers, extensions=self._extensions)
             response = client.send(request, stream=True, follow_redirects=False)
             if response.status_code not in _REDIRECT_STATUSES:
                 return response
             location = response.headers.get("location")
             self._drain(response)
             response.close()
+            where = f"{self._host}: {method} {request.url.path}"
             if not location:
                 raise ProtocolError(
-                    f"{self._host}: {method} {current.path}: redirect without a Location",
-                    status=response.status_code,
+                    f"{where}: redirect without a Location", status=response.status_code
                 )
             try:
-                target = current.join(location)
+                target = request.url.join(location)
             except httpx.InvalidURL:
-                raise ProtocolError(
-                    f"{self._host}: {method} {current.path}: redirect to an invalid URL"
-                ) from None
+                raise ProtocolError(f"{where}: redirect to an invalid URL") from None
             if target.scheme not in ("http", "https"):
-                raise ProtocolError(
-                    f"{self._host}: {method} {current.path}: redirect to a non-HTTP URL"
-                )
-            if current.scheme == "https" and target.scheme == "http":
-                raise ProtocolError(
-                    f"{self._host}: {method} {current.path}: redirect downgrades HTTPS to HTTP"
-                )
+                raise ProtocolError(f"{where}: redirect to a non-HTTP URL")
+            if request.url.scheme == "https" and target.scheme == "http":
+                raise ProtocolError(f"{where}: redirect downgrades HTTPS to HTTP")
             key = str(target)
             if key in seen:
                 raise ProtocolError(f"{self._host}: {method} {url_path(url)}: redirect loop")
             seen.add(key)
-            current = target
         raise ProtocolError(
             f"{self._host}: {method} {url_path(url)}: more than {MAX_REDIRECTS} redirects"
         )
