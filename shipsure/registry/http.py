@@ -250,9 +250,13 @@ class HttpRegistry:
     def _head(self, path: str, headers: httpx.Headers, what: str) -> HeadResult:
         def read(response: httpx.Response) -> HeadResult:
             # A HEAD has no body, but the connection only goes back to the pool once the
-            # (empty) message has been read to its end. The raw stream skips the decoders.
-            for _ in cast(httpx.SyncByteStream, response.stream):
-                pass
+            # (empty) message has been read to its end. The raw stream skips the decoders;
+            # the bound is for a hostile answer that sends a body anyway.
+            received = 0
+            for chunk in cast(httpx.SyncByteStream, response.stream):
+                received += len(chunk)
+                if received > MAX_ERROR_BODY:
+                    break
             self._raise_for_status(response, what)
             return HeadResult(
                 digest=response.headers.get("docker-content-digest"),

@@ -468,3 +468,10 @@ def test_transport_errors_mid_body_are_retried() -> None:
     with open_mock(handler) as registry:
         read = registry.read_blob("team/app", DIGEST, limit=100)
     assert read.digest == Digest.of(b"whole") and calls[0] == 2
+
+
+def test_endless_body_on_a_head_is_not_read() -> None:
+    produced = [0]
+    with open_mock(lambda r: httpx.Response(200, content=endless(produced))) as registry:
+        registry.head_blob("team/app", DIGEST)
+    assert produced[0] < 1024 * 1024
