@@ -105,7 +105,7 @@ def measure(run: Callable[[], None], n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=6000, help="HEADs per run")
+    parser.add_argument("--requests", type=int, default=3000, help="HEADs per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per client (median)")
     args = parser.parse_args()
     n = args.requests
