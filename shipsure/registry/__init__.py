@@ -8,8 +8,10 @@ returns a thread-safe `Registry`.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -20,6 +22,7 @@ from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.credentials import CredentialProvider, Credentials
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.retry import RetryPolicy
+from shipsure.registry.transport import KeepAliveTransport
 
 DEFAULT_TIMEOUT = 30.0  # seconds a read may stall; connecting gets at most 10
 DEFAULT_CONCURRENCY = 16
@@ -85,16 +88,26 @@ def resolve_endpoint(host: str, *, insecure: bool = False) -> Endpoint:
     )
 
 
-def tls_verification(insecure: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+def tls_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext:
+    """Verified TLS with the system's CAs or `ca_file`; `insecure` verifies nothing."""
     if insecure:
-        return False
-    if ca_file is None:
-        return True
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
     try:
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or "not a PEM certificate bundle"
         raise BadInputError(f"--ca-file {ca_file}: {reason}") from None
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def proxies_configured(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return any(env.get(name) or env.get(name.upper()) for name in _PROXY_VARIABLES)
 
 
 def open_registry(
@@ -122,6 +135,12 @@ def open_registry(
     if policy.retries < 0:
         raise UsageError(f"retries {policy.retries}: must be 0 or more")
     endpoint = resolve_endpoint(host, insecure=insecure)
+    context = tls_context(insecure, ca_file)
+    # Our lean transport speaks to the registry directly; with a proxy configured in the
+    # environment, httpx's own transport (which knows proxies) takes over.
+    use_proxies = transport is None and proxies_configured()
+    if transport is None and not use_proxies:
+        transport = KeepAliveTransport(ssl_context=context, max_idle=concurrency + 2)
     auth = RegistryAuth(
         httpx.URL(endpoint.base_url).netloc.decode("ascii"),
         credentials,
@@ -135,12 +154,12 @@ def open_registry(
             max_connections=concurrency + 2,
             max_keepalive_connections=concurrency + 2,
         ),
-        verify=tls_verification(insecure, ca_file),
+        verify=context,
         transport=transport,
         follow_redirects=False,
         # A handed-in transport must see every request: proxies from the environment
         # would otherwise take matching URLs away from it.
-        trust_env=transport is None,
+        trust_env=use_proxies,
     )
     # Registries use no cookies, and httpx has no switch to turn its jar off: parsing every
     # answer for Set-Cookie cost about a quarter of the client's own CPU per request.
