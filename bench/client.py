@@ -3,7 +3,9 @@
 Starts a sandbox registry, pushes ~200 blobs, then HEADs them N times from 16 threads:
   http.client   one keep-alive connection per thread (the anchor: registry-facts §5)
   httpx         one shared httpx.Client, no auth, no retries (the library's own floor)
-  shipsure      open_registry(...).head_blob (auth flow, retries, semaphore, checks)
+  shipsure      open_registry(...).head_blob (auth flow, retries, semaphore, checks) over
+                its http.client keep-alive transport (the default)
+  shipsure/h11  the same over httpx's own transport (httpcore + h11), for comparison
 and prints req/s and client CPU per request for each, and the ratios against the anchor.
 The registry shares the machine's cores with the client, so every client cycle is taken
 from the server: CPU per request is the figure that matters; compare ratios, not times.
@@ -84,9 +86,11 @@ def with_httpx(url: str, blobs: Sequence[Blob], n: int) -> None:
         run_threads(work, THREADS)
 
 
-def with_shipsure(host: str, blobs: Sequence[Blob], n: int) -> None:
+def with_shipsure(
+    host: str, blobs: Sequence[Blob], n: int, transport: httpx.BaseTransport | None = None
+) -> None:
     parsed = [(repo, Digest.parse(digest)) for repo, digest in blobs]
-    with open_registry(host, concurrency=THREADS) as registry:
+    with open_registry(host, concurrency=THREADS, transport=transport) as registry:
 
         def work(worker: int) -> None:
             for repo, digest in share(parsed, n, worker, THREADS):
@@ -115,6 +119,14 @@ def main() -> None:
             "http.client": lambda: with_http_client(registry.port, blobs, n),
             "httpx": lambda: with_httpx(registry.url, blobs, n),
             "shipsure": lambda: with_shipsure(registry.host, blobs, n),
+            "shipsure/h11": lambda: with_shipsure(
+                registry.host,
+                blobs,
+                n,
+                httpx.HTTPTransport(
+                    limits=httpx.Limits(max_connections=THREADS + 2),
+                ),
+            ),
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
         for warm_up in clients.values():

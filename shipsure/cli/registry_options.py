@@ -16,19 +16,17 @@ from shipsure.registry import (
 from shipsure.registry.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials, provider_for
 
 CREDENTIALS_HELP = f"""\
-credentials, first found wins (as docker looks them up):
-  --username NAME --password-stdin   (the password is read from standard input)
-  {ENV_USERNAME} and {ENV_PASSWORD}   environment variables
-  docker's config.json ($DOCKER_CONFIG or ~/.docker): credHelpers, credsStore, auths
-  none: anonymous access
-Loopback registries (localhost, 127.0.0.0/8, ::1) are spoken to over plain HTTP."""
+Credentials, first found wins (docker's order): --username with --password-stdin;
+{ENV_USERNAME} and {ENV_PASSWORD}; docker's config.json ($DOCKER_CONFIG or ~/.docker:
+credHelpers, credsStore, auths); else anonymous. Loopback hosts (localhost, 127.0.0.0/8,
+::1) are spoken to over plain HTTP; others need --insecure for that."""
 
 # The password is read once per run, however many registries the command opens.
 _PASSWORD_ATTRIBUTE = "_registry_password"
 
 
 def add_registry_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("registry connection")
+    group = parser.add_argument_group("registry connection", description=CREDENTIALS_HELP)
     group.add_argument(
         "--insecure",
         action="store_true",
