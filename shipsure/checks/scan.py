@@ -24,6 +24,7 @@ from shipsure.checks.scan_walk import Candidate, RepositoryWalk, WalkResult
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.storage import layout
+from shipsure.storage.digests import DigestLog, DigestMembership
 from shipsure.storage.interface import Storage, StorageError, StorageMissingError
 from shipsure.storage.inventory import (
     MISSING,
@@ -97,7 +98,10 @@ def scan(
         repositories = [r for r in repositories if options.shard.owns(r)]
     blobs = BlobStore(storage)
     candidates: list[Candidate] = [_read_problem(p) for p in problems]
-    referenced: set[str] = set()
+    # Every digest any repository names, kept compact: this is the only record of the
+    # whole registry a scan holds (repositories are walked and dropped one by one).
+    referenced = DigestLog()
+    manifests = DigestLog()
 
     def walk(name: str) -> WalkResult:
         inv = read_repository(storage, name)
@@ -111,13 +115,15 @@ def scan(
 
     for done, result in enumerate(_map(walk, repositories, options.workers), start=1):
         candidates += result.candidates
-        referenced |= result.referenced
+        referenced.update(result.referenced)
+        manifests.update(result.manifests)
         for what, n in result.counts.items():
             report.count(what, n)
         if progress is not None:
             progress(done, len(repositories))
     report.checked.setdefault("repositories", 0)
-    report.count("manifests", blobs.manifests_read)
+    report.count("manifests", manifests.count_distinct())
+    del manifests
 
     scan_meta: dict[str, object] = {"storage": storage.describe()}
     blob_problems: list[ReadProblem] = []
@@ -125,7 +131,7 @@ def scan(
         candidates += _unreferenced(storage, blobs, referenced, now, options, blob_problems)
     else:
         scan_meta["shard"] = str(options.shard)
-        scan_meta["referenced"] = sorted(referenced)
+        scan_meta["referenced"] = list(referenced.distinct())
         if options.shard.index == 0:
             # The dedicated shard for the global blob check: its candidates, minus what the
             # other shards reference, are the unreferenced blobs (see merge_reports).
@@ -200,14 +206,16 @@ def _read_problem(problem: ReadProblem) -> Candidate:
 def _unreferenced(
     storage: Storage,
     blobs: BlobStore,
-    referenced: set[str],
+    referenced: DigestLog,
     now: float,
     options: ScanOptions,
     problems: list[ReadProblem],
 ) -> Iterator[Candidate]:
     """Blobs no manifest of the scanned repositories names: garbage-collection candidates."""
+    # Blob folders come prefix by prefix, so membership expands one bucket of the log at a time.
+    member = DigestMembership(referenced)
     for digest in list_blobs(storage, problems):
-        if digest in referenced:
+        if digest in member:
             continue
         st = blobs.stat(digest)
         if st == MISSING:  # a blob folder without data: nothing to reclaim or serve

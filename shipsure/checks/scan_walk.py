@@ -52,7 +52,8 @@ _Key = tuple[str, str | None, str | None]
 @dataclass
 class WalkResult:
     candidates: list[Candidate]
-    referenced: set[str]
+    referenced: set[str]  # manifests and blobs this repository's content names
+    manifests: set[str]  # the manifests among them that were read
     counts: dict[str, int]
 
 
@@ -74,6 +75,7 @@ class RepositoryWalk:
         self.now = now
         self.faults: dict[_Key, Candidate] = {}
         self.referenced: set[str] = set()
+        self.manifests: set[str] = set()
         # Fault keys found at or below a node, so a second tag reaching it only adds itself.
         self._under: dict[tuple[str, str], list[_Key]] = {}
         self._blob_faults: dict[str, list[_Key]] = {}
@@ -143,7 +145,7 @@ class RepositoryWalk:
             "layer_links": len(inv.layers),
             "uploads": len(inv.uploads),
         }
-        return WalkResult(list(self.faults.values()), self.referenced, counts)
+        return WalkResult(list(self.faults.values()), self.referenced, self.manifests, counts)
 
     def _tag(self, tag: str, link: Link | None) -> list[_Key]:
         current = layout.tag_current_link(self.repo, tag)
@@ -196,6 +198,7 @@ class RepositoryWalk:
         self, digest: str, path: tuple[str, ...], via: str, tag_link: Link | None
     ) -> list[_Key]:
         self.referenced.add(digest)
+        self.manifests.add(digest)
         repo = self.repo
         rev_path = layout.revision_link(repo, digest)
         data = layout.blob_data(digest)
@@ -343,7 +346,7 @@ class RepositoryWalk:
                     )
                 )
             elif self.verify_content:
-                keys += self._verify(digest, path)
+                keys += self._verify(digest, st.size, path)
             if link is None:
                 keys.append(
                     self._fault(
@@ -361,9 +364,9 @@ class RepositoryWalk:
         self._blob_faults[digest] = keys
         return keys
 
-    def _verify(self, digest: str, path: tuple[str, ...]) -> list[_Key]:
+    def _verify(self, digest: str, size: int, path: tuple[str, ...]) -> list[_Key]:
         data = layout.blob_data(digest)
-        got = self.blobs.content_hash(digest)
+        got = self.blobs.content_hash(digest, size)
         if isinstance(got, str):
             if got == MISSING:  # vanished since the stat: the re-check decides
                 return []

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from shipsure.checks.scan import (
+    DEFAULT_RECHECK_DELAY,
     DEFAULT_UNREFERENCED_MIN_AGE,
     DEFAULT_UPLOAD_MAX_AGE,
     DEFAULT_WORKERS,
@@ -48,8 +49,8 @@ examples:
     shipsure scan /var/lib/registry --shard "$JOB_COMPLETION_INDEX/8" --format json > part.json
     shipsure report merge part-*.json
 
-Safe while the registry runs: every fault is re-checked before it is reported, so a
-concurrent push or delete never becomes a finding.
+Safe while the registry runs: every fault is re-checked --recheck-delay seconds after it
+was seen, before it is reported, so a concurrent push or delete never becomes a finding.
 
 exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad option or not a registry
 storage root, 3 storage unreadable or something could not be checked."""
@@ -95,6 +96,15 @@ def add_parser(sub: Any) -> None:
         metavar="I/N",
         help="scan only the repositories of shard I of N (0-based); shard 0 also lists "
         "the global blob store; join the JSON reports with `shipsure report merge`",
+    )
+    parser.add_argument(
+        "--recheck-delay",
+        type=_non_negative_float,
+        default=DEFAULT_RECHECK_DELAY,
+        metavar="SECONDS",
+        help="wait this long before re-checking each fault on storage, so a push or delete "
+        "that was half-written when seen is not reported (default: %(default)s; 0 when "
+        "nothing writes to the storage during the scan)",
     )
     parser.add_argument(
         "--workers",
@@ -184,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         unreferenced_min_age=args.unreferenced_min_age * 3600,
         shard=args.shard,
         workers=args.workers,
+        recheck_delay=args.recheck_delay,
     )
     progress = Progress("scan")
     try:

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 
 from shipsure.storage.interface import (
     Entry,
@@ -26,6 +27,15 @@ from shipsure.storage.interface import (
 
 _MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})
 _HASH_CHUNK = 1 << 20
+_FIRST_READ = 64 * 1024
+_local = threading.local()
+
+
+def _thread_buffer() -> memoryview:
+    buffer: memoryview | None = getattr(_local, "buffer", None)
+    if buffer is None:
+        buffer = _local.buffer = memoryview(bytearray(_HASH_CHUNK))
+    return buffer
 
 
 def _error(exc: OSError, path: str) -> StorageError:
@@ -71,19 +81,23 @@ class FilesystemStorage:
         except OSError as exc:
             raise _error(exc, path) from None
         try:
-            # Read until EOF or past the limit; a link file ends within the first read.
-            first = os.read(fd, limit + 1)
-            if len(first) > limit or not first:
+            # A modest first read: asking os.read for a 4 MiB manifest limit would allocate
+            # (and map) 4 MiB per file. A short read of a regular file means end of file, so
+            # a link file or a manifest takes one read; anything cut short by a rare partial
+            # read shows as a fault whose re-check reads the file again.
+            want = min(limit + 1, _FIRST_READ)
+            first = os.read(fd, want)
+            if len(first) < want or len(first) > limit:
                 return first
             chunks = [first]
             remaining = limit + 1 - len(first)
             while remaining > 0:
-                chunk = os.read(fd, remaining)
+                chunk = os.read(fd, min(remaining, _HASH_CHUNK))
                 if not chunk:
                     break
                 chunks.append(chunk)
                 remaining -= len(chunk)
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            return b"".join(chunks)
         except OSError as exc:
             raise _error(exc, path) from None
         finally:
@@ -100,20 +114,29 @@ class FilesystemStorage:
             return None
         return FileInfo(st.st_size, st.st_mtime)
 
-    def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
+    def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         try:
             fd = os.open(self._abs(path), os.O_RDONLY)
         except OSError as exc:
             raise _error(exc, path) from None
         try:
             h = hashlib.new(algorithm)
+            buffer = _thread_buffer()
             size = 0
-            # Read in chunks of at most _HASH_CHUNK into fresh bytes objects: no per-file
-            # buffer to allocate and zero, and hashlib releases the GIL for large updates,
-            # so several threads hash at once.
-            while chunk := os.read(fd, _HASH_CHUNK):
-                h.update(chunk)
-                size += len(chunk)
+            # Read into this thread's reused buffer (no allocation per read), and ask for one
+            # byte more than expected: a short read at the expected size is the end of file,
+            # so a blob costs one read. hashlib releases the GIL while it hashes more than a
+            # few KiB, so pool threads hash in parallel.
+            want = _HASH_CHUNK if size_hint < 0 else min(size_hint + 1, _HASH_CHUNK)
+            while True:
+                n = os.readv(fd, [buffer[:want]])
+                if not n:
+                    break
+                h.update(buffer[:n])
+                size += n
+                if n < want and size >= size_hint >= 0:
+                    break
+                want = _HASH_CHUNK
             return h.hexdigest(), size
         except OSError as exc:
             raise _error(exc, path) from None

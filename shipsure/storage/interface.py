@@ -77,8 +77,10 @@ class Storage(Protocol):
         """Size and modification time of a file, or None when it does not exist."""
         ...
 
-    def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
-        """Stream a file through a hash: (hex digest, bytes read). Never loads it whole."""
+    def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
+        """Stream a file through a hash: (hex digest, bytes read). Never loads it whole.
+
+        `size_hint` is the size the caller expects (from a stat); it only saves reads."""
         ...
 
     def write_atomic(self, path: str, data: bytes) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from shipsure import mediatypes as mt
 from shipsure.errors import ManifestError
 from shipsure.storage import layout
+from shipsure.storage.digests import BoundedCache
 from shipsure.storage.graph import ManifestNode, node_from_bytes
 from shipsure.storage.interface import (
     FileInfo,
@@ -216,19 +217,36 @@ class ManifestRead:
     size: int = 0
 
 
-class BlobStore:
-    """Reads from the global blob store, each object at most once per scan.
+# Recent results kept for digests shared by several repositories (base layers, promoted
+# images); bounded, so memory does not grow with the registry. An evicted entry is read again.
+STAT_CACHE_SIZE = 16384
+MANIFEST_CACHE_SIZE = 2048
+HASH_CACHE_SIZE = 16384
 
-    Thread-safe enough for a pool: results are plain values in dicts, and a race only
-    means one object is read twice.
+
+class _Pending:
+    """A hash one thread is computing while others wait for it."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[str, int] | str = MISSING
+
+
+class BlobStore:
+    """Reads from the global blob store, recent answers cached.
+
+    Thread-safe enough for a pool: results are plain values, and a race only means one
+    object is read twice.
     """
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._stats: dict[str, FileInfo | str] = {}
-        self._manifests: dict[str, ManifestRead] = {}
-        self._hashes: dict[str, tuple[str, int] | str] = {}
-        self._hashing: dict[str, threading.Event] = {}
+        self._stats: BoundedCache[str, FileInfo | str] = BoundedCache(STAT_CACHE_SIZE)
+        self._manifests: BoundedCache[str, ManifestRead] = BoundedCache(MANIFEST_CACHE_SIZE)
+        self._hashes: BoundedCache[str, tuple[str, int] | str] = BoundedCache(HASH_CACHE_SIZE)
+        self._hashing: dict[str, _Pending] = {}
         self._lock = threading.Lock()
 
     def stat(self, digest: str) -> FileInfo | str:
@@ -240,49 +258,44 @@ class BlobStore:
                 got = info if info is not None else MISSING
             except StorageError as exc:
                 got = str(exc)
-            self._stats[digest] = got
+            self._stats.put(digest, got)
         return got
 
     def manifest(self, digest: str) -> ManifestRead:
         got = self._manifests.get(digest)
         if got is None:
             got = read_manifest(self.storage, digest)
-            self._manifests[digest] = got
+            self._manifests.put(digest, got)
         return got
 
-    def content_hash(self, digest: str) -> tuple[str, int] | str:
+    def content_hash(self, digest: str, size_hint: int = -1) -> tuple[str, int] | str:
         """(hex, size) of the blob's data hashed in `digest`'s algorithm, or MISSING, or the
-        read error's message. Each blob is hashed once even when threads ask together."""
+        read error's message. Threads asking for the same blob together share one hashing."""
         with self._lock:
             got = self._hashes.get(digest)
             if got is not None:
                 return got
             pending = self._hashing.get(digest)
+            mine = pending is None
             if pending is None:
-                pending = self._hashing[digest] = threading.Event()
-                mine = True
-            else:
-                mine = False
+                pending = self._hashing[digest] = _Pending()
         if not mine:
-            pending.wait()
-            return self._hashes[digest]
+            pending.done.wait()
+            return pending.result
         algorithm = digest.partition(":")[0]
         result: tuple[str, int] | str
         try:
-            result = self.storage.hash_file(layout.blob_data(digest), algorithm)
+            result = self.storage.hash_file(layout.blob_data(digest), algorithm, size_hint)
         except StorageMissingError:
             result = MISSING
         except StorageError as exc:
             result = str(exc)
+        pending.result = result
         with self._lock:
-            self._hashes[digest] = result
+            self._hashes.put(digest, result)
             del self._hashing[digest]
-        pending.set()
+        pending.done.set()
         return result
-
-    @property
-    def manifests_read(self) -> int:
-        return len(self._manifests)
 
 
 def read_manifest(storage: Storage, digest: str) -> ManifestRead:

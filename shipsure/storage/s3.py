@@ -117,7 +117,7 @@ class S3Storage:
             raise error from None
         return FileInfo(int(head["ContentLength"]), head["LastModified"].timestamp())
 
-    def hash_file(self, path: str, algorithm: str) -> tuple[str, int]:
+    def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         h = hashlib.new(algorithm)
         size = 0
         try:

@@ -165,12 +165,12 @@ def test_apply_relinks_and_removes_stale_uploads_idempotently(
     upload = faults.plant_stale_upload(root, repo)
     journal = tmp_path / "journal.jsonl"
 
-    assert main(["scan", str(root)]) == 1
+    assert main(["scan", "--recheck-delay=0", str(root)]) == 1
     out = capsys.readouterr().out
     assert "repair plan (3 actions" in out and "link-revision" in out
     assert not faults.revision_link_path(root, repo, t.children[0].digest).exists()  # dry
 
-    assert main(["scan", str(root), "--apply", "--journal", str(journal)]) == 1
+    assert main(["scan", "--recheck-delay=0", str(root), "--apply", "--journal", str(journal)]) == 1
     assert "done" in capsys.readouterr().out
     assert faults.revision_link_path(root, repo, t.children[0].digest).read_bytes() == (
         t.children[0].digest.encode()
@@ -179,7 +179,7 @@ def test_apply_relinks_and_removes_stale_uploads_idempotently(
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [e["state"] for e in entries].count("done") == 3
 
-    assert main(["scan", str(root), "--apply", "--journal", str(journal)]) == 0
+    assert main(["scan", "--recheck-delay=0", str(root), "--apply", "--journal", str(journal)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
 
 
@@ -190,9 +190,19 @@ def test_dangling_layer_links_removed_only_with_flag(
     layer = tree.tag(repo, "v0").children[0].layers[1]
     faults.remove_blob_data(root, layer)
     journal = str(tmp_path / "j.jsonl")
-    main(["scan", str(root), "--apply", "--journal", journal])
+    main(["scan", "--recheck-delay=0", str(root), "--apply", "--journal", journal])
     assert faults.layer_link_path(root, repo, layer).exists()
-    main(["scan", str(root), "--apply", "--journal", journal, "--remove-dangling-layer-links"])
+    main(
+        [
+            "scan",
+            "--recheck-delay=0",
+            str(root),
+            "--apply",
+            "--journal",
+            journal,
+            "--remove-dangling-layer-links",
+        ]
+    )
     assert not faults.layer_link_path(root, repo, layer).exists()
     assert "remove-layer-link" in capsys.readouterr().out
     # Manifests and blobs are never deleted: the tag still names its index.
@@ -226,24 +236,40 @@ def test_unreadable_file_via_permissions_as_root_is_a_check_error(tree: Syntheti
 def test_cli_exit_codes_and_formats(
     tree: SyntheticStorage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["scan", str(tmp_path / "absent")]) == 3
+    assert main(["scan", "--recheck-delay=0", str(tmp_path / "absent")]) == 3
     assert "absent" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "file").write_text("x")
-    assert main(["scan", str(tmp_path / "other")]) == 2
+    assert main(["scan", "--recheck-delay=0", str(tmp_path / "other")]) == 2
     assert "docker/registry/v2" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["scan", str(tmp_path / "empty")]) == 0
+    assert main(["scan", "--recheck-delay=0", str(tmp_path / "empty")]) == 0
     capsys.readouterr()
     faults.plant_stale_upload(tree.root, tree.repositories[0])
-    assert main(["scan", str(tree.root), "--format", "json"]) == 1
+    assert main(["scan", "--recheck-delay=0", str(tree.root), "--format", "json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["findings"][0]["kind"] == k.UPLOAD_STALE
     assert doc["repair_plan"][0]["op"] == "remove-upload"
-    assert main(["scan", str(tree.root), "--format", "prometheus", "--fail-on", "error"]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "--recheck-delay=0",
+                str(tree.root),
+                "--format",
+                "prometheus",
+                "--fail-on",
+                "error",
+            ]
+        )
+        == 0
+    )
     assert 'kind="upload-stale"' in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
-        main(["scan", str(tree.root), "--shard", "3/2"])
+        main(["scan", "--recheck-delay=0", str(tree.root), "--shard", "3/2"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scan", "--recheck-delay=-1", str(tree.root)])
     assert exit_info.value.code == 2
 
 

@@ -104,7 +104,7 @@ def test_incident_delete_untagged_then_apply_serves_children_again(
     assert single.digest
 
     journal = tmp_path / "journal.jsonl"
-    assert main(["scan", str(root), "--apply", "--journal", str(journal)]) == 1
+    assert main(["scan", "--recheck-delay=0", str(root), "--apply", "--journal", str(journal)]) == 1
     capsys.readouterr()
     relinked = [("team/app", d) for d in oci.manifest_digests]
     relinked += [("team/api", d) for d in docker.manifest_digests]

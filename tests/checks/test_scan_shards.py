@@ -37,13 +37,13 @@ def test_sharded_scan_merged_equals_one_scan(
     for t in (gone,):
         os.utime(faults.blob_data_path(root, t.index), (old, old))
 
-    assert main(["scan", str(root), "--format", "json"]) == 1
+    assert main(["scan", "--recheck-delay=0", str(root), "--format", "json"]) == 1
     whole = json.loads(capsys.readouterr().out)
     assert (k.BLOB_UNREFERENCED, None, gone.index, None) in _findings(whole)
 
     parts = []
     for i in range(3):
-        main(["scan", str(root), "--format", "json", "--shard", f"{i}/3"])
+        main(["scan", "--recheck-delay=0", str(root), "--format", "json", "--shard", f"{i}/3"])
         part = tmp_path / f"part-{i}.json"
         part.write_text(capsys.readouterr().out)
         parts.append(str(part))

@@ -144,7 +144,15 @@ def test_scan_of_s3_storage_the_real_registry_wrote(
     with httpx.Client(base_url=url, timeout=10) as http:
         accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
         assert http.get(f"/v2/team/app/manifests/{child}", headers=accept).status_code == 404
-        args = ["scan", "s3://reg/reg", "--s3-endpoint", endpoint, "--s3-region", "us-east-1"]
+        args = [
+            "scan",
+            "--recheck-delay=0",
+            "s3://reg/reg",
+            "--s3-endpoint",
+            endpoint,
+            "--s3-region",
+            "us-east-1",
+        ]
         assert main([*args, "--apply", "--journal", str(tmp_path / "j.jsonl")]) == 1
         assert "done" in capsys.readouterr().out
         assert http.get(f"/v2/team/app/manifests/{child}", headers=accept).status_code == 200
