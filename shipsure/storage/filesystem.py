@@ -103,6 +103,44 @@ class FilesystemStorage:
         finally:
             os.close(fd)
 
+    def read_many(
+        self, folder: str, names: list[str], suffix: str, limit: int
+    ) -> list[bytes | StorageError]:
+        """`read(folder/name/suffix, limit)` for each name, errors as values. Opens relative to
+        the folder, so the kernel resolves two path components per file instead of a dozen."""
+        try:
+            dfd = os.open(self._abs(folder), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            error = _error(exc, folder)
+            return [error for _ in names]
+        out: list[bytes | StorageError] = []
+        want = min(limit + 1, _FIRST_READ)
+        try:
+            for name in names:
+                rel = f"{name}/{suffix}"
+                try:
+                    fd = os.open(rel, os.O_RDONLY, dir_fd=dfd)
+                except OSError as exc:
+                    out.append(_error(exc, f"{folder}/{rel}"))
+                    continue
+                try:
+                    first = os.read(fd, want)
+                except OSError as exc:
+                    out.append(_error(exc, f"{folder}/{rel}"))
+                    continue
+                finally:
+                    os.close(fd)
+                if len(first) == want and want <= limit:  # longer than one read: rare
+                    try:
+                        first = self.read(f"{folder}/{rel}", limit)
+                    except StorageError as exc:
+                        out.append(exc)
+                        continue
+                out.append(first)
+        finally:
+            os.close(dfd)
+        return out
+
     def stat(self, path: str) -> FileInfo | None:
         try:
             st = os.stat(self._abs(path))

@@ -73,6 +73,13 @@ class Storage(Protocol):
         """At most `limit` + 1 bytes of a file (so callers can tell "too big")."""
         ...
 
+    def read_many(
+        self, folder: str, names: list[str], suffix: str, limit: int
+    ) -> list[bytes | StorageError]:
+        """`read(f"{folder}/{name}/{suffix}", limit)` for each name, in order; a failure is
+        returned in that name's place (StorageMissingError when absent), never raised."""
+        ...
+
     def stat(self, path: str) -> FileInfo | None:
         """Size and modification time of a file, or None when it does not exist."""
         ...

@@ -136,20 +136,23 @@ def _read_digest_links(
         if not is_dir:
             continue
         folder = f"{base}/{algorithm}"
+        names: list[str] = []
         for hex_, sub_is_dir in _list(storage, inv, folder):
             if not sub_is_dir:
                 continue
             if not layout.is_digest_folder(algorithm, hex_):
                 inv.stray.append(f"{folder}/{hex_}")
                 continue
+            names.append(hex_)
+        raws = storage.read_many(folder, names, "link", layout.LINK_READ_LIMIT)
+        for hex_, raw in zip(names, raws, strict=True):
+            if isinstance(raw, StorageMissingError):
+                continue  # a folder without a link is not served: as if absent
             path = f"{folder}/{hex_}/link"
-            try:
-                link = read_link(storage, path)
-            except StorageError as exc:
-                inv.errors.append(ReadProblem(path, str(exc)))
+            if isinstance(raw, StorageError):
+                inv.errors.append(ReadProblem(path, str(raw)))
                 continue
-            if link is not None:  # a folder without a link is not served: as if absent
-                into[f"{algorithm}:{hex_}"] = link
+            into[f"{algorithm}:{hex_}"] = Link(path, layout.parse_link(raw), raw)
 
 
 def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:

@@ -107,6 +107,17 @@ class S3Storage:
                 return b""
             raise self._error(exc, path) from None
 
+    def read_many(
+        self, folder: str, names: list[str], suffix: str, limit: int
+    ) -> list[bytes | StorageError]:
+        out: list[bytes | StorageError] = []
+        for name in names:
+            try:
+                out.append(self.read(f"{folder}/{name}/{suffix}", limit))
+            except StorageError as exc:
+                out.append(exc)
+        return out
+
     def stat(self, path: str) -> FileInfo | None:
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=self._key(path))
