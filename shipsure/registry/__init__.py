@@ -135,12 +135,19 @@ def open_registry(
     if policy.retries < 0:
         raise UsageError(f"retries {policy.retries}: must be 0 or more")
     endpoint = resolve_endpoint(host, insecure=insecure)
-    context = tls_context(insecure, ca_file)
     # Our lean transport speaks to the registry directly; with a proxy configured in the
     # environment, httpx's own transport (which knows proxies) takes over.
     use_proxies = transport is None and proxies_configured()
+    needs_tls_now = use_proxies or ca_file is not None or endpoint.base_url.startswith("https:")
+    # Build the TLS context up front when it will surely be used (and so that a bad
+    # --ca-file is a usage error at once); a plain-HTTP registry may still redirect to
+    # HTTPS storage, so it gets the context lazily.
+    context: ssl.SSLContext | None = tls_context(insecure, ca_file) if needs_tls_now else None
     if transport is None and not use_proxies:
-        transport = KeepAliveTransport(ssl_context=context, max_idle=concurrency + 2)
+        transport = KeepAliveTransport(
+            ssl_context=context or (lambda: tls_context(insecure, ca_file)),
+            max_idle=concurrency + 2,
+        )
     auth = RegistryAuth(
         httpx.URL(endpoint.base_url).netloc.decode("ascii"),
         credentials,
@@ -154,7 +161,7 @@ def open_registry(
             max_connections=concurrency + 2,
             max_keepalive_connections=concurrency + 2,
         ),
-        verify=context,
+        verify=context if context is not None else True,  # unused beside our transport
         transport=transport,
         follow_redirects=False,
         # A handed-in transport must see every request: proxies from the environment

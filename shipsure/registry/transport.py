@@ -19,7 +19,7 @@ import http.client
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -34,12 +34,27 @@ _Key = tuple[str, str, int]
 
 
 class KeepAliveTransport(httpx.BaseTransport):
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 16) -> None:
-        self._ssl_context = ssl_context or ssl.create_default_context()
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
+        max_idle: int = 16,
+    ) -> None:
+        # A context costs ~50 ms to build (it loads the system's CA bundle): a plain-HTTP
+        # registry never needs one, so a factory is only called on the first HTTPS connect.
+        self._ssl_source = ssl_context or ssl.create_default_context
+        self._ssl_context: ssl.SSLContext | None = None
         self._max_idle = max_idle
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
+
+    def _tls(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl_context is None:
+                source = self._ssl_source
+                self._ssl_context = source if isinstance(source, ssl.SSLContext) else source()
+            return self._ssl_context
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -117,7 +132,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         connect_timeout = timeouts.get("connect")
         if scheme == "https":
             connection = http.client.HTTPSConnection(
-                host, port, timeout=connect_timeout, context=self._ssl_context
+                host, port, timeout=connect_timeout, context=self._tls()
             )
         else:
             connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
