@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import math
 import time
 from typing import Any
@@ -22,6 +21,13 @@ from typing import Any
 import httpx
 
 from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
+from shipsure.stacks.locks.record import (
+    NOT_A_RECORD,
+    checked_key,
+    decode_record,
+    encode_record,
+    lost_message,
+)
 
 TIMEOUT_SECONDS = 5.0
 
@@ -56,13 +62,12 @@ class EtcdLockBackend:
             raise LockError(f"etcd at {self.endpoint} granted no lease for {key!r}")
         now = time.time()
         info = LockInfo(key, owner, now, now + lease_ttl, note)
+        value = _b64(encode_record(info).encode())
         txn = {
             "compare": [
                 {"key": _b64(name), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
             ],
-            "success": [
-                {"request_put": {"key": _b64(name), "value": _b64(_encode(info)), "lease": lease}}
-            ],
+            "success": [{"request_put": {"key": _b64(name), "value": value, "lease": lease}}],
         }
         try:
             answer = self._call("/v3/kv/txn", txn, "acquire", key)
@@ -78,7 +83,8 @@ class EtcdLockBackend:
         kv = self._range_one(key, "renew")
         current = self._decode(key, kv) if kv is not None else None
         if kv is None or current is None or current.owner != owner:
-            raise LockLost(_lost_message(key, owner, current))
+            # A deleted key may have expired too: etcd drops it with its lease.
+            raise LockLost(lost_message(key, owner, current, gone="expired, released or broken"))
         # The keepalive renews for the TTL granted at acquire; `ttl` cannot change it.
         answer = self._call("/v3/lease/keepalive", {"ID": kv.get("lease", "0")}, "renew", key)
         left = int(answer.get("result", {}).get("TTL", 0) or 0)
@@ -139,9 +145,7 @@ class EtcdLockBackend:
     # -- helpers -------------------------------------------------------------------------
 
     def _name(self, key: str) -> bytes:
-        if not key:
-            raise LockError("lock key is empty")
-        return (self.prefix + key).encode()
+        return (self.prefix + checked_key(key)).encode()
 
     def _call(self, path: str, body: dict[str, Any], action: str, key: str) -> dict[str, Any]:
         where = f"cannot {action} lock {key!r} in etcd at {self.endpoint}"
@@ -185,28 +189,11 @@ class EtcdLockBackend:
 
     def _decode(self, key: str, kv: dict[str, Any]) -> LockInfo:
         try:
-            record = json.loads(_unb64(kv.get("value", "")))
-            return LockInfo(
-                key=key,
-                owner=str(record["owner"]),
-                acquired_at=float(record["acquired_at"]),
-                expires_at=float(record["expires_at"]),
-                note=str(record.get("note", "")),
-            )
-        except (ValueError, KeyError, TypeError):
+            return decode_record(_unb64(kv.get("value", "")), key)
+        except (ValueError, TypeError):  # NotALockRecord, or a value that is not base64
             raise LockError(
-                f"etcd key {(self.prefix + key)!r} at {self.endpoint} is not a shipsure lock record"
+                f"etcd key {(self.prefix + key)!r} at {self.endpoint} is {NOT_A_RECORD}"
             ) from None
-
-
-def _encode(info: LockInfo) -> bytes:
-    record = {
-        "owner": info.owner,
-        "acquired_at": info.acquired_at,
-        "expires_at": info.expires_at,
-        "note": info.note,
-    }
-    return json.dumps(record).encode()
 
 
 def _b64(data: bytes) -> str:
@@ -223,9 +210,3 @@ def _prefix_end(prefix: bytes) -> bytes:
         if prefix[index] < 0xFF:
             return prefix[:index] + bytes([prefix[index] + 1])
     return b"\0"  # all 0xff (or empty): to the end of the keyspace
-
-
-def _lost_message(key: str, owner: str, current: LockInfo | None) -> str:
-    if current is None:
-        return f"lock {key!r} of {owner} is gone (expired, released or broken)"
-    return f"lock {key!r} of {owner} was taken over by {current.owner}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 import time
@@ -20,6 +19,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.record import (
+    NOT_A_RECORD,
+    NotALockRecord,
+    checked_key,
+    decode_record,
+    encode_record,
+    lost_message,
+)
 
 GUARD_NAME = ".shipsure-locks.guard"
 SUFFIX = ".lock.json"
@@ -59,7 +66,7 @@ class FileLockBackend:
             now = self.clock()
             current = self._read(path)
             if current is None or current.owner != owner or current.is_stale(now):
-                raise LockLost(_lost_message(key, owner, current))
+                raise LockLost(lost_message(key, owner, current))
             info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note)
             self._write(path, info)
             return info
@@ -102,9 +109,7 @@ class FileLockBackend:
     # -- files ---------------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        if not key:
-            raise LockError("lock key is empty")
-        name = quote(key, safe="") + SUFFIX
+        name = quote(checked_key(key), safe="") + SUFFIX
         if len(name.encode()) > MAX_NAME_BYTES:
             raise LockError(f"lock key {key[:40]!r}... is too long for a file name")
         return self.directory / name
@@ -136,33 +141,18 @@ class FileLockBackend:
         except OSError as exc:
             raise LockError(f"cannot read lock file {path}: {exc}") from None
         try:
-            record = json.loads(raw)
-            return LockInfo(
-                key=str(record["key"]),
-                owner=str(record["owner"]),
-                acquired_at=float(record["acquired_at"]),
-                expires_at=float(record["expires_at"]),
-                note=str(record.get("note", "")),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
+            # The record names its key: list() sees only quoted file names.
+            return decode_record(raw, key=None)
+        except NotALockRecord:
             # Files are only ever renamed into place whole, so this one was written by
             # something else: refuse to guess whether it is a live lock.
             raise LockError(
-                f"lock file {path} is not a shipsure lock record; inspect it, then remove it "
+                f"lock file {path} is {NOT_A_RECORD}; inspect it, then remove it "
                 "with `shipsure stacks locks break`"
             ) from None
 
     def _write(self, path: Path, info: LockInfo) -> None:
-        body = json.dumps(
-            {
-                "key": info.key,
-                "owner": info.owner,
-                "acquired_at": info.acquired_at,
-                "expires_at": info.expires_at,
-                "note": info.note,
-            },
-            indent=2,
-        ).encode()
+        body = encode_record(info, with_key=True, indent=2).encode()
         tmp_name = None
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=SUFFIX)
@@ -206,11 +196,3 @@ def _flock_with_timeout(fd: int, guard: Path) -> None:
             delay = min(delay * 2, 0.05)
         except OSError as exc:
             raise LockError(f"cannot lock guard {guard}: {exc}") from None
-
-
-def _lost_message(key: str, owner: str, current: LockInfo | None) -> str:
-    if current is None:
-        return f"lock {key!r} of {owner} is gone (released or broken)"
-    if current.owner != owner:
-        return f"lock {key!r} of {owner} was taken over by {current.owner}"
-    return f"lock {key!r} of {owner} expired before it was renewed"

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.record import checked_key
 
 TABLE = "shipsure_locks"
 CONNECT_TIMEOUT_SECONDS = 5
@@ -165,9 +166,7 @@ class PostgresLockBackend:
     # -- helpers -------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        if not key:
-            raise LockError("lock key is empty")
-        return self.prefix + key
+        return self.prefix + checked_key(key)
 
     def _info(self, row: tuple[Any, ...]) -> LockInfo:
         key, owner, acquired_at, expires_at, note = row

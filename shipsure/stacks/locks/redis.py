@@ -8,15 +8,21 @@ scripts that compare the owner and act in one atomic step on the server.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
+from shipsure.stacks.locks.record import (
+    NOT_A_RECORD,
+    NotALockRecord,
+    checked_key,
+    decode_record,
+    encode_record,
+)
 
 SOCKET_TIMEOUT_SECONDS = 5.0
-NOT_A_RECORD = "not a shipsure lock record"  # the scripts' error reply, matched below
+# The scripts answer a value that is not a record with NOT_A_RECORD, matched in _errors.
 
 # KEYS[1] lock key; ARGV[1] owner, ARGV[2] new TTL in ms, ARGV[3] new expires_at.
 RENEW_SCRIPT = """
@@ -81,7 +87,7 @@ class RedisLockBackend:
         now = time.time()
         info = LockInfo(key, owner, now, now + ttl, note)
         with self._errors("acquire", key):
-            created = self.client.set(self._name(key), _encode(info), nx=True, px=_ms(ttl))
+            created = self.client.set(self._name(key), encode_record(info), nx=True, px=_ms(ttl))
         return info if created else None
 
     def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
@@ -133,9 +139,7 @@ class RedisLockBackend:
     # -- helpers -------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        if not key:
-            raise LockError("lock key is empty")
-        return self.prefix + key
+        return self.prefix + checked_key(key)
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
@@ -152,29 +156,9 @@ class RedisLockBackend:
 
     def _decode(self, key: str, raw: bytes | str) -> LockInfo:
         try:
-            record = json.loads(raw)
-            return LockInfo(
-                key=key,
-                owner=str(record["owner"]),
-                acquired_at=float(record["acquired_at"]),
-                expires_at=float(record["expires_at"]),
-                note=str(record.get("note", "")),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise LockError(
-                f"{self.where} key {self._name(key)!r} is not a shipsure lock record"
-            ) from None
-
-
-def _encode(info: LockInfo) -> str:
-    return json.dumps(
-        {
-            "owner": info.owner,
-            "acquired_at": info.acquired_at,
-            "expires_at": info.expires_at,
-            "note": info.note,
-        }
-    )
+            return decode_record(raw, key)
+        except NotALockRecord:
+            raise LockError(f"{self.where} key {self._name(key)!r} is {NOT_A_RECORD}") from None
 
 
 def _ms(ttl: float) -> int:

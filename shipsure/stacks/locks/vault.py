@@ -26,6 +26,14 @@ from urllib.parse import quote
 import httpx
 
 from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.record import (
+    NOT_A_RECORD,
+    NotALockRecord,
+    checked_key,
+    info_from_fields,
+    lost_message,
+    record_fields,
+)
 
 TIMEOUT_SECONDS = 10.0
 # Release by deleting metadata only with at least this much of the lock left, so nobody
@@ -96,7 +104,7 @@ class VaultLockBackend:
         version, current = self._read(key, "renew")
         now = self.clock()
         if current is None or current.owner != owner or current.is_stale(now):
-            raise LockLost(_lost_message(key, owner, current))
+            raise LockLost(lost_message(key, owner, current))
         info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note)
         try:
             self._write(key, info, cas=version, action="renew")
@@ -144,8 +152,8 @@ class VaultLockBackend:
     # -- Vault requests ------------------------------------------------------------------
 
     def _path(self, kind: str, key: str) -> str:
-        if not key and kind == "data":
-            raise LockError("lock key is empty")
+        if kind == "data":
+            checked_key(key)
         return f"/v1/{quote(self.mount)}/{kind}/{quote(self.prefix + key)}"
 
     def _request(self, method: str, path: str, action: str, key: str, **kw: Any) -> httpx.Response:
@@ -185,31 +193,17 @@ class VaultLockBackend:
         if response.status_code == 404 or not isinstance(record, dict):
             return version, None
         try:
-            info = LockInfo(
-                key=key,
-                owner=str(record["owner"]),
-                acquired_at=float(record["acquired_at"]),
-                expires_at=float(record["expires_at"]),
-                note=str(record.get("note", "")),
-            )
-        except (KeyError, TypeError, ValueError):
+            info = info_from_fields(record, key)
+        except NotALockRecord:
             raise LockError(
-                f"Vault path {self.mount}/{self.prefix + key} is not a shipsure lock record"
+                f"Vault path {self.mount}/{self.prefix + key} is {NOT_A_RECORD}"
             ) from None
         if not info.owner:
             return version, None  # a released record (see release)
         return version, info
 
     def _write(self, key: str, info: LockInfo, cas: int, action: str) -> None:
-        body = {
-            "options": {"cas": cas},
-            "data": {
-                "owner": info.owner,
-                "acquired_at": info.acquired_at,
-                "expires_at": info.expires_at,
-                "note": info.note,
-            },
-        }
+        body = {"options": {"cas": cas}, "data": record_fields(info)}
         response = self._request("POST", self._path("data", key), action, key, json=body)
         if response.status_code in (200, 204):
             return
@@ -252,11 +246,3 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 def _errors(response: httpx.Response) -> list[str]:
     errors = _json(response).get("errors")
     return [str(e) for e in errors] if isinstance(errors, list) else []
-
-
-def _lost_message(key: str, owner: str, current: LockInfo | None) -> str:
-    if current is None:
-        return f"lock {key!r} of {owner} is gone (released or broken)"
-    if current.owner != owner:
-        return f"lock {key!r} of {owner} was taken over by {current.owner}"
-    return f"lock {key!r} of {owner} expired before it was renewed"
