@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from shipsure.checks.scan import (
+    DEFAULT_LOCAL_WORKERS,
     DEFAULT_RECHECK_DELAY,
     DEFAULT_UNREFERENCED_MIN_AGE,
     DEFAULT_UPLOAD_MAX_AGE,
@@ -109,9 +110,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--workers",
         type=_positive_int,
-        default=DEFAULT_WORKERS,
         metavar="N",
-        help=f"threads reading storage (default: {DEFAULT_WORKERS})",
+        help=f"threads reading storage (default: {DEFAULT_LOCAL_WORKERS} on a local "
+        f"filesystem, where more threads only queue for the interpreter; {DEFAULT_WORKERS} "
+        "on S3, where they wait on the network)",
     )
     parser.add_argument(
         "--apply",
@@ -193,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
         upload_max_age=args.upload_max_age * 86400,
         unreferenced_min_age=args.unreferenced_min_age * 3600,
         shard=args.shard,
-        workers=args.workers,
+        workers=args.workers
+        or (DEFAULT_WORKERS if args.root.startswith("s3://") else DEFAULT_LOCAL_WORKERS),
         recheck_delay=args.recheck_delay,
     )
     progress = Progress("scan")
