@@ -112,7 +112,7 @@ def add_parser(sub: Any) -> None:
         type=_positive_int,
         metavar="N",
         help=f"threads reading storage (default: {DEFAULT_LOCAL_WORKERS} on a local "
-        f"filesystem, where more threads only queue for the interpreter; {DEFAULT_WORKERS} "
+        f"filesystem, where more threads only take turns on the interpreter; {DEFAULT_WORKERS} "
         "on S3, where they wait on the network)",
     )
     parser.add_argument(
