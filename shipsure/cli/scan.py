@@ -16,11 +16,11 @@ from shipsure.checks.scan import (
     Shard,
     scan,
 )
+from shipsure.checks.scan_repair import Journal, Outcome, apply_plan, plan_repairs
 from shipsure.cli.common import Progress, add_output_options, emit
 from shipsure.errors import BadInputError, UsageError
 from shipsure.report import OutputFormat
 from shipsure.storage.interface import Storage
-from shipsure.storage.repair import Journal, Outcome, apply_plan, plan_repairs
 
 EPILOG = """\
 what it finds (registry-facts §4 and more), each with repository, digest and the tags it
