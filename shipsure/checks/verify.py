@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipsure import mediatypes as mt
-from shipsure.errors import ManifestError, UnsupportedManifestError
+from shipsure.errors import ManifestError, ShipsureError, UnsupportedManifestError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.model import (
     Descriptor,
@@ -224,6 +224,12 @@ class _Walker:
             return self._check_blob(registry, node)
         except RegistryError as exc:
             return _Outcome(problems=[_registry_problem(node, exc)])
+        except ShipsureError as exc:
+            # Anything else shipsure raises on purpose (a malformed header, say) means this
+            # object could not be checked; the walk goes on with the rest.
+            digest = None if node.role == "tag" else node.identifier
+            problem = _Problem(CHECK_ERROR, Severity.WARNING, f"could not check: {exc}", digest)
+            return _Outcome(problems=[problem])
 
     def _check_manifest(self, registry: Registry, node: _Node) -> _Outcome:
         response = registry.get_manifest(node.repository, node.identifier)
