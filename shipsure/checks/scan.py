@@ -23,8 +23,9 @@ from shipsure.checks.scan_recheck import Present, still_holds
 from shipsure.checks.scan_walk import Candidate, RepositoryWalk, WalkResult
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
-from shipsure.storage import layout
+from shipsure.storage import blob_hasher, layout
 from shipsure.storage.digests import DigestLog, DigestMembership
+from shipsure.storage.filesystem import FilesystemStorage
 from shipsure.storage.interface import Storage, StorageError, StorageMissingError
 from shipsure.storage.inventory import (
     MISSING,
@@ -102,32 +103,18 @@ def scan(
         repositories = [r for r in repositories if options.shard.owns(r)]
     blobs = BlobStore(storage)
     candidates: list[Candidate] = [_read_problem(p) for p in problems]
-    # Every digest any repository names, kept compact: this is the only record of the
-    # whole registry a scan holds (repositories are walked and dropped one by one).
-    referenced = DigestLog()
-    manifests = DigestLog()
-
-    def walk(name: str) -> WalkResult:
-        inv = read_repository(storage, name)
-        return RepositoryWalk(
-            inv,
-            blobs,
-            verify_content=options.verify_content,
-            upload_max_age=options.upload_max_age,
-            now=now,
-        ).run()
-
-    for done, result in enumerate(_map(walk, repositories, options.workers), start=1):
-        candidates += result.candidates
-        referenced.update(result.referenced)
-        manifests.update(result.manifests)
-        for what, n in result.counts.items():
-            report.count(what, n)
-        if progress is not None:
-            progress(done, len(repositories))
+    walk_all = _WalkAll(storage, repositories, blobs, options, now, progress)
+    if not options.verify_content:
+        walked = walk_all(verify_content=False)
+    else:
+        walked = _walk_verifying(storage, walk_all, options)
+    candidates += walked.candidates
+    referenced = walked.referenced
+    for what, n in walked.counts.items():
+        report.count(what, n)
     report.checked.setdefault("repositories", 0)
-    report.count("manifests", manifests.count_distinct())
-    del manifests
+    report.count("manifests", walked.manifests)
+    del walked
 
     scan_meta: dict[str, object] = {"storage": storage.describe()}
     blob_problems: list[ReadProblem] = []
@@ -158,6 +145,86 @@ def scan(
         }
     )
     return report
+
+
+@dataclass
+class _Walked:
+    candidates: list[Candidate]
+    # Every digest any repository names, kept compact: this is the only record of the
+    # whole registry a scan holds (repositories are walked and dropped one by one).
+    referenced: DigestLog
+    manifests: int
+    counts: dict[str, int]
+
+
+@dataclass
+class _WalkAll:
+    """Walks every repository (in order, one or more threads) and collects the results."""
+
+    storage: Storage
+    repositories: list[str]
+    blobs: BlobStore
+    options: ScanOptions
+    now: float
+    progress: ProgressCallback | None
+
+    def __call__(
+        self, *, verify_content: bool, verify_only: frozenset[str] | None = None
+    ) -> _Walked:
+        def walk(name: str) -> WalkResult:
+            inv = read_repository(self.storage, name)
+            return RepositoryWalk(
+                inv,
+                self.blobs,
+                verify_content=verify_content,
+                verify_only=verify_only,
+                upload_max_age=self.options.upload_max_age,
+                now=self.now,
+            ).run()
+
+        walked = _Walked([], DigestLog(), 0, {})
+        manifests = DigestLog()
+        total = len(self.repositories)
+        results = _map(walk, self.repositories, self.options.workers)
+        for done, result in enumerate(results, start=1):
+            walked.candidates += result.candidates
+            walked.referenced.update(result.referenced)
+            manifests.update(result.manifests)
+            for what, n in result.counts.items():
+                walked.counts[what] = walked.counts.get(what, 0) + n
+            if self.progress is not None:
+                self.progress(done, total)
+        walked.manifests = manifests.count_distinct()
+        return walked
+
+
+def _walk_verifying(storage: Storage, walk_all: _WalkAll, options: ScanOptions) -> _Walked:
+    """The walk with every referenced blob's content verified.
+
+    On a local filesystem another process hashes the whole blob store while this one walks
+    without hashing (two cores instead of one interpreter). Only when it names blobs that did
+    not hash to their digest (or could not be read) is the walk repeated, hashing just those
+    here, so findings, tags and re-checks are exactly those of hashing in the walk (storage
+    with corrupt blobs pays for that second walk; clean storage, the usual case, does not).
+    A sharded scan hashes only its own repositories' blobs, and S3 has no local files: both
+    hash in the walk, as does any scan whose hashing process cannot start or does not finish.
+    """
+    hasher = None
+    if options.shard is None and isinstance(storage, FilesystemStorage):
+        hasher = blob_hasher.start(storage.root)
+    if hasher is None:
+        return walk_all(verify_content=True)
+    try:
+        walked = walk_all(verify_content=False)
+        suspects = hasher.result()
+    finally:
+        hasher.stop()
+    if suspects is not None and not suspects:
+        return walked
+    del walked  # the second walk replaces it whole
+    return walk_all(
+        verify_content=True, verify_only=None if suspects is None else frozenset(suspects)
+    )
 
 
 def _check_root(storage: Storage) -> None:

@@ -66,11 +66,15 @@ class RepositoryWalk:
         verify_content: bool,
         upload_max_age: float,
         now: float,
+        verify_only: frozenset[str] | None = None,
     ) -> None:
         self.inv = inv
         self.repo = inv.name
         self.blobs = blobs
         self.verify_content = verify_content
+        # With verify_content: hash only these blobs (another process hashed the rest and
+        # found them sound), or every blob when None.
+        self.verify_only = verify_only
         self.upload_max_age = upload_max_age
         self.now = now
         self.faults: dict[_Key, Candidate] = {}
@@ -314,8 +318,9 @@ class RepositoryWalk:
             return done
         link = self.inv.layers.get(digest)
         st = self.blobs.stat(digest)
+        verify = self.verify_content and (self.verify_only is None or digest in self.verify_only)
         if (
-            not self.verify_content
+            not verify
             and link is not None
             and link.digest == digest
             and not isinstance(st, str)
@@ -360,7 +365,7 @@ class RepositoryWalk:
                         expected_size=ref.size,
                     )
                 )
-            elif self.verify_content:
+            elif verify:
                 keys += self._verify(digest, st.size, path)
             if link is None:
                 keys.append(

@@ -1,0 +1,160 @@
+"""Hash a local blob store in a separate process while the scan walks the repositories.
+
+`scan --verify-content` must hash every blob; in the scanning process that work queues
+behind the walk on one interpreter. A child process (`python -m shipsure.storage.blob_hasher
+ROOT`) hashes the whole global blob store on another core at the same time and streams back
+only the blobs that did not hash to their digest or could not be read, one line each, so
+neither side holds anything that grows with the store. The scan re-hashes those few itself
+before it reports them: the child only says where to look.
+
+Output lines (tab-separated): `mismatch DIGEST ACTUAL_HEX SIZE` and `error DIGEST MESSAGE`.
+A blob folder without data is skipped (the walk reports missing data). Exit status 0 means
+every blob folder was listed; anything else means the answer is incomplete and the caller
+falls back to hashing in-process.
+
+Standard library only, and no other shipsure module, so the child starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TextIO
+
+BLOBS = "docker/registry/v2/blobs"
+_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX = frozenset("0123456789abcdef")
+_CHUNK = 1 << 20
+MISMATCH = "mismatch"
+ERROR = "error"
+
+
+def _digest_folders(root: str) -> Iterator[tuple[str, str, str]]:
+    """(algorithm, hex, data path) of every digest folder; OSError if a folder is unreadable."""
+    base = os.path.join(root, BLOBS)
+    try:
+        algorithms = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return
+    for algorithm in algorithms:
+        length = _ALGORITHMS.get(algorithm)
+        if length is None:
+            continue
+        for prefix in sorted(os.listdir(os.path.join(base, algorithm))):
+            folder = os.path.join(base, algorithm, prefix)
+            if not os.path.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                if len(name) == length and name.startswith(prefix) and _HEX.issuperset(name):
+                    yield algorithm, name, os.path.join(folder, name, "data")
+
+
+def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | None:
+    """(hex, size) of the file, or None when it is not there."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        h = hashlib.new(algorithm)
+        size = 0
+        while n := os.readv(fd, [buffer]):
+            h.update(buffer[:n])
+            size += n
+        return h.hexdigest(), size
+    finally:
+        os.close(fd)
+
+
+def hash_store(root: str, out: TextIO) -> None:
+    buffer = memoryview(bytearray(_CHUNK))
+    for algorithm, hex_, path in _digest_folders(root):
+        try:
+            got = _hash(path, algorithm, buffer)
+        except OSError as exc:
+            out.write(f"{ERROR}\t{algorithm}:{hex_}\t{path}: {exc.strerror or exc}\n")
+            continue
+        if got is not None and got[0] != hex_:
+            out.write(f"{MISMATCH}\t{algorithm}:{hex_}\t{got[0]}\t{got[1]}\n")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m shipsure.storage.blob_hasher STORAGE_ROOT", file=sys.stderr)
+        return 2
+    try:
+        hash_store(argv[0], sys.stdout)
+    except OSError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 3
+    sys.stdout.flush()
+    return 0
+
+
+class BackgroundHasher:
+    """The child process and the thread that collects its (few) lines."""
+
+    def __init__(self, root: str) -> None:
+        self.suspects: set[str] = set()
+        # The child imports this very module, wherever this process found it.
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "shipsure.storage.blob_hasher", root],
+            env={**os.environ, "PYTHONPATH": python_path},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._collect, name="blob-hasher", daemon=True)
+        try:
+            self._reader.start()
+        except RuntimeError:
+            self._proc.kill()
+            self._proc.wait()
+            self._close()
+            raise
+
+    def _collect(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            kind, _, rest = line.partition("\t")
+            digest = rest.partition("\t")[0].strip()
+            if kind in (MISMATCH, ERROR) and digest:
+                self.suspects.add(digest)
+
+    def result(self) -> set[str] | None:
+        """The suspects once the child is done, or None when its answer is incomplete."""
+        code = self._proc.wait()
+        self._reader.join()
+        self._close()
+        return self.suspects if code == 0 else None
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        if self._reader.is_alive():
+            self._reader.join()
+        self._close()
+
+    def _close(self) -> None:
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def start(root: str) -> BackgroundHasher | None:
+    """A running hasher, or None when no process can be started (the caller hashes itself)."""
+    try:
+        return BackgroundHasher(root)
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
