@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from shipsure.findings import Report, Severity
@@ -28,6 +29,48 @@ def add_output_options(
         help="exit 1 when a finding reaches this severity: info, warning, error, critical "
         "(default: warning)",
     )
+
+
+def number(
+    *, minimum: float = 0.0, above: bool = False, maximum: float | None = None
+) -> Callable[[str], float]:
+    """An argparse type for a finite number of at least (or, with `above`, above)
+    `minimum` and at most `maximum`, with a message naming the text given."""
+    bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
+    if maximum is not None:
+        bound += f" and at most {maximum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= minimum if above else value < minimum
+        if (
+            value != value
+            or value == float("inf")
+            or too_low
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+        return value
+
+    return parse
+
+
+def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type for a whole number from `minimum` to `maximum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {minimum}..{maximum}")
+        return value
+
+    return parse
 
 
 def _severity(text: str) -> Severity:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shipsure.cli.common import number, whole_number
 from shipsure.errors import UsageError
 from shipsure.registry import (
     DEFAULT_CONCURRENCY,
@@ -45,7 +46,7 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=number(above=True),
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"give up on a stalled connection or read after this long (default: "
@@ -53,7 +54,7 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=whole_number(1, MAX_CONCURRENCY),
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"requests in flight at once per registry (default: {DEFAULT_CONCURRENCY})",
@@ -88,23 +89,3 @@ def _explicit_credentials(args: argparse.Namespace) -> Credentials | None:
             raise UsageError("--password-stdin: standard input is empty")
         setattr(args, _PASSWORD_ATTRIBUTE, password)
     return Credentials(args.username, password, source="--username")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds: {text!r}")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_CONCURRENCY}: {text!r}")
-    return value

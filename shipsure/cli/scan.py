@@ -17,7 +17,7 @@ from shipsure.checks.scan import (
     scan,
 )
 from shipsure.checks.scan_repair import Journal, Outcome, apply_plan, plan_repairs
-from shipsure.cli.common import Progress, add_output_options, emit
+from shipsure.cli.common import Progress, add_output_options, emit, number, whole_number
 from shipsure.errors import BadInputError, UsageError
 from shipsure.report import OutputFormat
 from shipsure.storage.interface import Storage
@@ -78,14 +78,14 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--upload-max-age",
-        type=_positive_float,
+        type=number(above=True),
         default=DEFAULT_UPLOAD_MAX_AGE / 86400,
         metavar="DAYS",
         help="uploads older than this are stale (default: 7, distribution's purge age)",
     )
     parser.add_argument(
         "--unreferenced-min-age",
-        type=_non_negative_float,
+        type=number(),
         default=DEFAULT_UNREFERENCED_MIN_AGE / 3600,
         metavar="HOURS",
         help="report unreferenced blobs only when older than this, so a push in progress "
@@ -100,7 +100,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--recheck-delay",
-        type=_non_negative_float,
+        type=number(),
         default=DEFAULT_RECHECK_DELAY,
         metavar="SECONDS",
         help="wait this long before re-checking each fault on storage, so a push or delete "
@@ -109,7 +109,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=whole_number(1, 64),
         metavar="N",
         help=f"threads reading storage (default: {DEFAULT_LOCAL_WORKERS} on a local "
         f"filesystem, where more threads only take turns on the interpreter; {DEFAULT_WORKERS} "
@@ -136,33 +136,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
     add_output_options(parser)
     parser.set_defaults(run=run)
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 64")
-    return value
 
 
 def _shard(text: str) -> Shard:
