@@ -14,16 +14,14 @@ entry with a reason, never a guess.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shipsure.errors import InvalidDigestError, InvalidReferenceError
+from shipsure.fileio import append_json_line, write_atomic
 from shipsure.findings import Report
 from shipsure.lint.images import ImageUse
 from shipsure.lint.rules import location
@@ -199,30 +197,6 @@ def rewrite(data: bytes, changes: list[FixStep]) -> tuple[bytes, list[FixStep]]:
     return b"\n".join(lines), missed
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _journal(journal: Path, record: dict[str, object]) -> None:
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    with journal.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 @dataclass
 class ApplyResult:
     applied: list[FixStep]
@@ -253,8 +227,8 @@ def apply_plan(plan: FixPlan, journal: Path) -> ApplyResult:
             "sha256_after": _sha256(new_data),
             "changes": [{"line": s.line, "old": s.old, "new": s.new} for s in done],
         }
-        _journal(journal, {**record, "state": "applying"})
-        _atomic_write(path, new_data)
-        _journal(journal, {**record, "state": "applied"})
+        append_json_line(journal, {**record, "state": "applying"})
+        write_atomic(path, new_data, mode=path.stat().st_mode & 0o7777)
+        append_json_line(journal, {**record, "state": "applied"})
         result.applied += done
     return result

@@ -9,11 +9,11 @@ The path helpers are shared with the tests and the demo.
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import uuid
 from pathlib import Path
 
+from shipsure import fileio
 from shipsure.sandbox import SandboxError
 
 # --- paths (registry-facts §2) -------------------------------------------------------
@@ -95,10 +95,7 @@ def tagged_digest(root: Path, repo: str, tag: str) -> str:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write as the registry does: temp file beside the target, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    fileio.write_atomic(path, data, mode=0o644)
 
 
 def _must_exist(path: Path, what: str) -> None:

@@ -14,13 +14,12 @@ never leaves half a file.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from shipsure import fileio
 from shipsure.errors import BadInputError, CouldNotRunError
 
 LAST_APPLIED = "last-applied"
@@ -32,17 +31,7 @@ _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 def write_atomic(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fileio.write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise CouldNotRunError(f"{path}: cannot write: {exc.strerror or exc}") from None
 

@@ -7,15 +7,14 @@ objects per file cost more than the system calls themselves.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import shutil
 import stat
-import tempfile
 import threading
 
+from shipsure import fileio
 from shipsure.storage.interface import (
     Entry,
     FileInfo,
@@ -182,22 +181,8 @@ class FilesystemStorage:
             os.close(fd)
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        target = self._abs(path)
-        folder = os.path.dirname(target)
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shipsure-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            fileio.write_atomic(self._abs(path), data, mode=0o644)
         except OSError as exc:
             raise StorageWriteError(f"{path}: {exc.strerror or exc}", path=path) from None
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from shipsure import fileio
 from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
 from shipsure.stacks.locks.record import (
     NOT_A_RECORD,
@@ -153,21 +153,10 @@ class FileLockBackend:
 
     def _write(self, path: Path, info: LockInfo) -> None:
         body = encode_record(info, with_key=True, indent=2).encode()
-        tmp_name = None
         try:
-            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=SUFFIX)
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(body + b"\n")
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-            tmp_name = None
+            fileio.write_atomic(path, body + b"\n")
         except OSError as exc:
             raise LockError(f"cannot write lock file {path}: {exc}") from None
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
 
     def _unlink(self, path: Path) -> bool:
         try:
