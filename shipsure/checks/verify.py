@@ -205,13 +205,11 @@ class _Walker:
     def _emit(self, state: _Seen) -> None:
         if state.outcome is None:
             return
+        others = [" -> ".join(p) for p in state.paths[1:]]
         for problem in state.outcome.problems:
+            if others:
+                problem.details["also_referenced_by"] = others
             finding = _finding(problem, state.node, state.paths[0])
-            if len(state.paths) > 1:
-                others = [" -> ".join(p) for p in state.paths[1:]]
-                details = dict(finding.details)
-                details["also_referenced_by"] = others
-                finding = Finding(**{**finding.__dict__, "details": details})
             self.report.add(finding)
 
     # --- the checks, run on worker threads ------------------------------------------
@@ -273,9 +271,9 @@ class _Walker:
                     {"expected_size": node.descriptor.size, "actual_size": len(raw)},
                 )
             )
-        media_type = node.descriptor.media_type if node.descriptor else response.media_type
+        declared = node.descriptor.media_type if node.descriptor else None
         try:
-            manifest = parse_manifest(raw, media_type or response.media_type, algorithm=algorithm)
+            manifest = parse_manifest(raw, declared or response.media_type, algorithm=algorithm)
         except UnsupportedManifestError as exc:
             outcome.problems.append(
                 _Problem(MANIFEST_UNSUPPORTED, Severity.WARNING, str(exc), str(where))
@@ -292,7 +290,7 @@ class _Walker:
         return outcome
 
     def _children(self, node: _Node, manifest: Manifest, outcome: _Outcome) -> list[_Node]:
-        def child(desc: Descriptor, role: str, is_manifest: bool) -> _Node:
+        def child(desc: Descriptor, role: str, *, is_manifest: bool) -> _Node:
             return _Node(
                 registry=node.registry,
                 repository=node.repository,
@@ -304,9 +302,9 @@ class _Walker:
             )
 
         if isinstance(manifest, ImageManifest):
-            nodes = [child(manifest.config, "config", False)]
+            nodes = [child(manifest.config, "config", is_manifest=False)]
             nodes += [
-                child(layer, f"layer {i}", False)
+                child(layer, f"layer {i}", is_manifest=False)
                 for i, layer in enumerate(manifest.layers)
                 if not layer.is_foreign
             ]
@@ -324,10 +322,7 @@ class _Walker:
                     str(manifest.digest),
                 )
             )
-        return [
-            child(d, _role(d), d.media_type in mt.MANIFESTS or d.media_type not in _BLOB_TYPES)
-            for d in kept
-        ]
+        return [child(d, _role(d), is_manifest=d.media_type not in _BLOB_TYPES) for d in kept]
 
     def _referrers(self, registry: Registry, node: _Node, digest: Digest) -> list[_Node]:
         try:
