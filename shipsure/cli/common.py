@@ -10,16 +10,19 @@ from typing import TextIO
 from shipsure.findings import Report, Severity
 from shipsure.report import OutputFormat, render
 
+SHARED_FORMATS = tuple(fmt.value for fmt in OutputFormat)
+
 
 def add_output_options(
-    parser: argparse.ArgumentParser,
-    formats: tuple[OutputFormat, ...] = tuple(OutputFormat),
+    parser: argparse.ArgumentParser, formats: tuple[str, ...] = SHARED_FORMATS
 ) -> None:
+    """--format (one of `formats`, text first) and --fail-on. A command with renderers of
+    its own (lint's SARIF) names its formats; the others get every shared renderer."""
     parser.add_argument(
         "--format",
-        choices=[f.value for f in formats],
-        default=OutputFormat.TEXT.value,
-        help="output format (default: text)",
+        choices=list(formats),
+        default=formats[0],
+        help=f"output format: {', '.join(formats)} (default: {formats[0]})",
     )
     parser.add_argument(
         "--fail-on",

@@ -68,12 +68,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "paths", nargs="*", default=["."], metavar="PATH", help="files or directories (default: .)"
     )
-    add_output_options(parser, formats=())
-    # lint has its own renderers: file:line text, JSON and SARIF.
-    for action in parser._actions:
-        if action.dest == "format":
-            action.choices = ["text", "json", "sarif"]
-            action.help = "output format: text, json or sarif (SARIF 2.1.0) (default: text)"
+    # lint has its own renderers: file:line text, JSON and SARIF 2.1.0.
+    add_output_options(parser, formats=("text", "json", "sarif"))
     parser.add_argument(
         "--disable",
         action="append",
