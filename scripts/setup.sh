@@ -42,3 +42,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# Bytecode, as `pip install` writes it for a regular install: without it (and with
+# PYTHONDONTWRITEBYTECODE set) every run compiles every module again. Up-to-date files
+# are skipped, so this is quick when nothing changed.
+.venv/bin/python -m compileall -q shipsure >/dev/null
