@@ -12,19 +12,22 @@ blob check (which blobs nothing references) to `merge_reports`.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from shipsure.checks import scan_kinds as k
 from shipsure.checks.scan_recheck import Present, still_holds
 from shipsure.checks.scan_walk import Candidate, RepositoryWalk, WalkResult
-from shipsure.errors import BadInputError, UsageError
+from shipsure.errors import BadInputError, CouldNotRunError, UsageError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.storage import blob_hasher, layout
-from shipsure.storage.digests import DigestLog, DigestMembership
+from shipsure.storage.digests import DigestLog
 from shipsure.storage.filesystem import FilesystemStorage
 from shipsure.storage.interface import Storage, StorageError, StorageMissingError
 from shipsure.storage.inventory import (
@@ -42,10 +45,18 @@ DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h
 # older than this are reported as garbage-collection candidates.
 DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
 DEFAULT_WORKERS = 4  # S3: threads mostly wait on the network
-# A local filesystem scan is bound by the interpreter, not the disk: extra threads only
-# hand the interpreter lock back and forth (measured on a warm 44k-file tree: 1 thread
-# 1.2-2.2 s, 2 threads 2.1-2.3 s, 4 threads 2.8-3.1 s, with two to four times the system time).
-DEFAULT_LOCAL_WORKERS = 1
+
+
+def default_local_workers() -> int:
+    """A local filesystem scan is bound by the interpreter, not the disk: extra threads only
+    hand the interpreter lock back and forth (measured on a warm 44k-file tree: 1 thread
+    1.2-2.2 s, 4 threads 2.8-3.1 s), so repositories are walked by one process per core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 # A registry writes a push as several files (data, revision link, tag links) milliseconds
 # apart; a fault must still hold this long after it was seen to be reported.
 DEFAULT_RECHECK_DELAY = 0.5
@@ -81,7 +92,9 @@ class ScanOptions:
     upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
     unreferenced_min_age: float = DEFAULT_UNREFERENCED_MIN_AGE
     shard: Shard | None = None
-    workers: int = DEFAULT_WORKERS
+    # Threads on S3, processes on a local filesystem; None: DEFAULT_WORKERS threads on S3,
+    # one process per core locally.
+    workers: int | None = None
     now: float | None = None  # "now" for ages; the clock when None
     recheck_delay: float = DEFAULT_RECHECK_DELAY
 
@@ -103,23 +116,33 @@ def scan(
         repositories = [r for r in repositories if options.shard.owns(r)]
     blobs = BlobStore(storage)
     candidates: list[Candidate] = [_read_problem(p) for p in problems]
-    walk_all = _WalkAll(storage, repositories, blobs, options, now, progress)
+    local = isinstance(storage, FilesystemStorage)
+    workers = options.workers or (default_local_workers() if local else DEFAULT_WORKERS)
+    walk_all = _WalkAll(storage, repositories, blobs, options, now, progress, workers, local)
+    # Unsharded scans and shard 0 also list the global blob store (see merge_reports).
+    list_store = options.shard is None or options.shard.index == 0
     if not options.verify_content:
-        walked = walk_all(verify_content=False)
+        walked = walk_all(verify_content=False, list_store=list_store)
     else:
-        walked = _walk_verifying(storage, walk_all, options)
+        walked = _walk_verifying(storage, walk_all, options, list_store)
     candidates += walked.candidates
     referenced = walked.referenced
+    store = walked.store
     for what, n in walked.counts.items():
         report.count(what, n)
     report.checked.setdefault("repositories", 0)
-    report.count("manifests", walked.manifests)
+    report.count("manifests", walked.manifests.count_distinct())
     del walked
 
     scan_meta: dict[str, object] = {"storage": storage.describe()}
     blob_problems: list[ReadProblem] = []
+    if list_store:
+        if store is None:
+            store = _BlobListing.of(storage)
+        blob_problems = store.problems
+        unreferenced = _unreferenced(blobs, referenced, store.digests, now, options, blob_problems)
     if options.shard is None:
-        candidates += _unreferenced(storage, blobs, referenced, now, options, blob_problems)
+        candidates += unreferenced
     else:
         scan_meta["shard"] = str(options.shard)
         scan_meta["referenced"] = list(referenced.distinct())
@@ -127,12 +150,10 @@ def scan(
             # The dedicated shard for the global blob check: its candidates, minus what the
             # other shards reference, are the unreferenced blobs (see merge_reports).
             scan_meta["blob_candidates"] = {
-                c.digest: c.details["bytes"]
-                for c in _unreferenced(storage, blobs, referenced, now, options, blob_problems)
-                if c.digest is not None
+                c.digest: c.details["bytes"] for c in unreferenced if c.digest is not None
             }
     candidates += [_read_problem(p) for p in blob_problems]
-    report.extend(_confirmed(storage, candidates, options))
+    report.extend(_confirmed(storage, candidates, options, workers))
     report.meta.update(
         {
             "scan": scan_meta,
@@ -149,17 +170,42 @@ def scan(
 
 @dataclass
 class _Walked:
-    candidates: list[Candidate]
+    """What the walks of some repositories found, merged; small enough to send between
+    processes (digests are kept as raw bytes)."""
+
+    candidates: list[Candidate] = field(default_factory=list)
     # Every digest any repository names, kept compact: this is the only record of the
     # whole registry a scan holds (repositories are walked and dropped one by one).
-    referenced: DigestLog
-    manifests: int
-    counts: dict[str, int]
+    referenced: DigestLog = field(default_factory=DigestLog)
+    manifests: DigestLog = field(default_factory=DigestLog)
+    counts: dict[str, int] = field(default_factory=dict)
+    repositories: int = 0
+    store: _BlobListing | None = None  # the global blob store, when listed alongside
+
+    def add(self, result: WalkResult) -> None:
+        self.candidates += result.candidates
+        self.referenced.update(result.referenced)
+        self.manifests.update(result.manifests)
+        self._count(result.counts)
+        self.repositories += 1
+
+    def merge(self, other: _Walked) -> None:
+        self.candidates += other.candidates
+        self.referenced.merge(other.referenced)
+        self.manifests.merge(other.manifests)
+        self._count(other.counts)
+        self.repositories += other.repositories
+        self.store = self.store or other.store
+
+    def _count(self, counts: dict[str, int]) -> None:
+        for what, n in counts.items():
+            self.counts[what] = self.counts.get(what, 0) + n
 
 
 @dataclass
 class _WalkAll:
-    """Walks every repository (in order, one or more threads) and collects the results."""
+    """Walks every repository and collects the results: in threads on S3 (they wait on the
+    network), in forked processes on a local filesystem (the walk is interpreter-bound)."""
 
     storage: Storage
     repositories: list[str]
@@ -167,9 +213,15 @@ class _WalkAll:
     options: ScanOptions
     now: float
     progress: ProgressCallback | None
+    workers: int
+    local: bool
 
     def __call__(
-        self, *, verify_content: bool, verify_only: frozenset[str] | None = None
+        self,
+        *,
+        verify_content: bool,
+        verify_only: frozenset[str] | None = None,
+        list_store: bool = False,
     ) -> _Walked:
         def walk(name: str) -> WalkResult:
             inv = read_repository(self.storage, name)
@@ -182,29 +234,91 @@ class _WalkAll:
                 now=self.now,
             ).run()
 
-        walked = _Walked([], DigestLog(), 0, {})
-        manifests = DigestLog()
+        walked = _Walked()
         total = len(self.repositories)
-        results = _map(walk, self.repositories, self.options.workers)
-        for done, result in enumerate(results, start=1):
-            walked.candidates += result.candidates
-            walked.referenced.update(result.referenced)
-            manifests.update(result.manifests)
-            for what, n in result.counts.items():
-                walked.counts[what] = walked.counts.get(what, 0) + n
-            if self.progress is not None:
-                self.progress(done, total)
-        walked.manifests = manifests.count_distinct()
+        if self.local and self.workers > 1 and total > 1 and _can_fork():
+            store = self.storage if list_store else None
+            parts = _in_processes(walk, self.repositories, self.workers, store)
+        else:
+            parts = (_one(r) for r in _map(walk, self.repositories, self.workers))
+        for part in parts:
+            walked.merge(part)
+            if self.progress is not None and part.store is None:
+                self.progress(walked.repositories, total)
         return walked
 
 
-def _walk_verifying(storage: Storage, walk_all: _WalkAll, options: ScanOptions) -> _Walked:
+def _one(result: WalkResult) -> _Walked:
+    part = _Walked()
+    part.add(result)
+    return part
+
+
+# The walk a forked worker runs: set in the parent just before the workers are forked, so
+# they inherit it (storage, caches, options) instead of receiving it pickled.
+_forked_walk: Callable[[str], WalkResult] | None = None
+
+
+def _walk_chunk(names: list[str]) -> _Walked:
+    assert _forked_walk is not None
+    part = _Walked()
+    for name in names:
+        part.add(_forked_walk(name))
+    return part
+
+
+def _list_store_task(storage: Storage) -> _Walked:
+    return _Walked(store=_BlobListing.of(storage))
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _in_processes(
+    walk: Callable[[str], WalkResult],
+    names: list[str],
+    workers: int,
+    list_store: Storage | None,
+) -> Iterator[_Walked]:
+    """Chunks of repositories walked by `workers` forked processes, results in order, and
+    the listing of `list_store`'s global blob store as one more task beside them.
+
+    Fork, not spawn: a worker starts in milliseconds with everything the parent has
+    imported and opened. Chunks are small enough to balance uneven repositories and to
+    report progress, large enough that sending results back stays cheap.
+    """
+    global _forked_walk
+    workers = min(workers, len(names))
+    size = max(1, -(-len(names) // (workers * 8)))
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    _forked_walk = walk
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            # ProcessPoolExecutor forks all its workers at the first submit, before it
+            # starts any thread of its own.
+            listing = pool.submit(_list_store_task, list_store) if list_store else None
+            yield from pool.map(_walk_chunk, chunks)
+            if listing is not None:
+                yield listing.result()
+    except BrokenProcessPool:
+        raise CouldNotRunError(
+            "a scan worker process died (out of memory?); try --workers 1"
+        ) from None
+    finally:
+        _forked_walk = None
+
+
+def _walk_verifying(
+    storage: Storage, walk_all: _WalkAll, options: ScanOptions, list_store: bool
+) -> _Walked:
     """The walk with every referenced blob's content verified.
 
-    On a local filesystem another process hashes the whole blob store while this one walks
-    without hashing (two cores instead of one interpreter). Only when it names blobs that did
-    not hash to their digest (or could not be read) is the walk repeated, hashing just those
-    here, so findings, tags and re-checks are exactly those of hashing in the walk (storage
+    On a local filesystem another process hashes the whole blob store while the walk runs
+    without hashing (other cores instead of one interpreter). Only when it names blobs that
+    did not hash to their digest (or could not be read) is the walk repeated, hashing just
+    those, so findings, tags and re-checks are exactly those of hashing in the walk (storage
     with corrupt blobs pays for that second walk; clean storage, the usual case, does not).
     A sharded scan hashes only its own repositories' blobs, and S3 has no local files: both
     hash in the walk, as does any scan whose hashing process cannot start or does not finish.
@@ -213,18 +327,21 @@ def _walk_verifying(storage: Storage, walk_all: _WalkAll, options: ScanOptions) 
     if options.shard is None and isinstance(storage, FilesystemStorage):
         hasher = blob_hasher.start(storage.root)
     if hasher is None:
-        return walk_all(verify_content=True)
+        return walk_all(verify_content=True, list_store=list_store)
     try:
-        walked = walk_all(verify_content=False)
+        walked = walk_all(verify_content=False, list_store=list_store)
         suspects = hasher.result()
     finally:
         hasher.stop()
     if suspects is not None and not suspects:
         return walked
+    store = walked.store
     del walked  # the second walk replaces it whole
-    return walk_all(
+    again = walk_all(
         verify_content=True, verify_only=None if suspects is None else frozenset(suspects)
     )
+    again.store = store
+    return again
 
 
 def _check_root(storage: Storage) -> None:
@@ -274,20 +391,32 @@ def _read_problem(problem: ReadProblem) -> Candidate:
     )
 
 
+@dataclass
+class _BlobListing:
+    """Every digest with a folder in the global blob store (data file not checked)."""
+
+    digests: DigestLog
+    problems: list[ReadProblem]
+
+    @classmethod
+    def of(cls, storage: Storage) -> _BlobListing:
+        problems: list[ReadProblem] = []
+        digests = DigestLog()
+        digests.update(list_blobs(storage, problems))
+        return cls(digests, problems)
+
+
 def _unreferenced(
-    storage: Storage,
     blobs: BlobStore,
     referenced: DigestLog,
+    present: DigestLog,
     now: float,
     options: ScanOptions,
     problems: list[ReadProblem],
-) -> Iterator[Candidate]:
+) -> list[Candidate]:
     """Blobs no manifest of the scanned repositories names: garbage-collection candidates."""
-    # Blob folders come prefix by prefix, so membership expands one bucket of the log at a time.
-    member = DigestMembership(referenced)
-    for digest in list_blobs(storage, problems):
-        if digest in member:
-            continue
+    found = []
+    for digest in present.difference(referenced):
         st = blobs.stat(digest)
         if st == MISSING:  # a blob folder without data: nothing to reclaim or serve
             continue
@@ -296,28 +425,31 @@ def _unreferenced(
             continue
         if now - st.mtime < options.unreferenced_min_age:
             continue
-        yield Candidate(
-            k.BLOB_UNREFERENCED,
-            None,
-            digest,
-            None,
-            f"blob {digest} ({st.size} bytes) is referenced by no manifest: garbage "
-            "collection will delete it",
-            (f"blob {digest}",),
-            (Present(layout.blob_data(digest)),),
-            {"storage_path": layout.blob_data(digest), "bytes": st.size},
+        found.append(
+            Candidate(
+                k.BLOB_UNREFERENCED,
+                None,
+                digest,
+                None,
+                f"blob {digest} ({st.size} bytes) is referenced by no manifest: garbage "
+                "collection will delete it",
+                (f"blob {digest}",),
+                (Present(layout.blob_data(digest)),),
+                {"storage_path": layout.blob_data(digest), "bytes": st.size},
+            )
         )
+    return found
 
 
 def _confirmed(
-    storage: Storage, candidates: list[Candidate], options: ScanOptions
+    storage: Storage, candidates: list[Candidate], options: ScanOptions, workers: int
 ) -> list[Finding]:
     def holds(c: Candidate) -> bool:
         return all(still_holds(storage, fact) for fact in c.evidence)
 
     if options.recheck_delay > 0 and any(c.evidence for c in candidates):
         time.sleep(options.recheck_delay)
-    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         kept = list(pool.map(holds, candidates))
     return [to_finding(c) for c, keep in zip(candidates, kept, strict=True) if keep]
 

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from shipsure.checks.scan import (
-    DEFAULT_LOCAL_WORKERS,
     DEFAULT_RECHECK_DELAY,
     DEFAULT_UNREFERENCED_MIN_AGE,
     DEFAULT_UPLOAD_MAX_AGE,
@@ -111,9 +110,8 @@ def add_parser(sub: Any) -> None:
         "--workers",
         type=whole_number(1, 64),
         metavar="N",
-        help=f"threads reading storage (default: {DEFAULT_LOCAL_WORKERS} on a local "
-        f"filesystem, where more threads only take turns on the interpreter; {DEFAULT_WORKERS} "
-        "on S3, where they wait on the network)",
+        help="processes walking repositories on a local filesystem (default: one per CPU "
+        f"core); threads reading S3, where they wait on the network (default: {DEFAULT_WORKERS})",
     )
     parser.add_argument(
         "--apply",
@@ -168,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
         upload_max_age=args.upload_max_age * 86400,
         unreferenced_min_age=args.unreferenced_min_age * 3600,
         shard=args.shard,
-        workers=args.workers
-        or (DEFAULT_WORKERS if args.root.startswith("s3://") else DEFAULT_LOCAL_WORKERS),
+        workers=args.workers,
         recheck_delay=args.recheck_delay,
     )
     progress = Progress("scan")

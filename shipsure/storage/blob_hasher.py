@@ -21,7 +21,7 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -96,56 +96,47 @@ def main(argv: list[str]) -> int:
 
 
 class BackgroundHasher:
-    """The child process and the thread that collects its (few) lines."""
+    """The child process. Its (few) lines go to an unnamed temporary file rather than a
+    pipe: nothing has to read while it runs (no thread in this process, which may fork the
+    scan's workers meanwhile), and a child with many lines to say never blocks on a full pipe.
+    """
 
     def __init__(self, root: str) -> None:
-        self.suspects: set[str] = set()
         # The child imports this very module, wherever this process found it.
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "shipsure.storage.blob_hasher", root],
-            env={**os.environ, "PYTHONPATH": python_path},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._collect, name="blob-hasher", daemon=True)
+        # Closed by result() or stop(): it outlives this constructor.
+        self._out = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         try:
-            self._reader.start()
-        except RuntimeError:
-            self._proc.kill()
-            self._proc.wait()
-            self._close()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "shipsure.storage.blob_hasher", root],
+                env={**os.environ, "PYTHONPATH": python_path},
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=subprocess.DEVNULL,
+            )
+        except BaseException:
+            self._out.close()
             raise
-
-    def _collect(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            kind, _, rest = line.partition("\t")
-            digest = rest.partition("\t")[0].strip()
-            if kind in (MISMATCH, ERROR) and digest:
-                self.suspects.add(digest)
 
     def result(self) -> set[str] | None:
         """The suspects once the child is done, or None when its answer is incomplete."""
         code = self._proc.wait()
-        self._reader.join()
-        self._close()
-        return self.suspects if code == 0 else None
+        self._out.seek(0)
+        suspects = set()
+        for line in self._out:
+            kind, _, rest = line.partition("\t")
+            digest = rest.partition("\t")[0].strip()
+            if kind in (MISMATCH, ERROR) and digest:
+                suspects.add(digest)
+        self._out.close()
+        return suspects if code == 0 else None
 
     def stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        if self._reader.is_alive():
-            self._reader.join()
-        self._close()
-
-    def _close(self) -> None:
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        self._out.close()
 
 
 def start(root: str) -> BackgroundHasher | None:

@@ -55,6 +55,11 @@ class DigestLog:
         for digest in digests:
             self.add(digest)
 
+    def merge(self, other: DigestLog) -> None:
+        for first, data in enumerate(other._buckets):
+            self._buckets[first] += data
+        self._other |= other._other
+
     def bucket(self, first_byte: int) -> set[bytes]:
         """Distinct sha256 digests (raw bytes) whose first byte is `first_byte`."""
         data = self._buckets[first_byte]
@@ -76,31 +81,19 @@ class DigestLog:
                 yield _SHA256_PREFIX + raw.hex()
         yield from sorted(self._other)
 
+    def difference(self, other: DigestLog) -> Iterator[str]:
+        """Distinct digests of this log that `other` lacks, sha256 ones in byte order;
+        one bucket of each log is expanded at a time."""
+        for first in range(256):
+            for raw in sorted(self.bucket(first) - other.bucket(first)):
+                yield _SHA256_PREFIX + raw.hex()
+        yield from sorted(self._other - other._other)
+
     def count_distinct(self) -> int:
         return sum(len(self.bucket(first)) for first in range(256)) + len(self._other)
 
     def other(self) -> set[str]:
         return self._other
-
-
-class DigestMembership:
-    """Answers "is this digest in the log?" for digests asked in any order, expanding one
-    bucket of the log at a time (callers that go through blobs/sha256/<hh>/ in order touch
-    each bucket once)."""
-
-    def __init__(self, log: DigestLog) -> None:
-        self._log = log
-        self._first = -1
-        self._current: set[bytes] = set()
-
-    def __contains__(self, digest: str) -> bool:
-        raw = sha256_bytes(digest)
-        if raw is None:
-            return digest in self._log.other()
-        if raw[0] != self._first:
-            self._first = raw[0]
-            self._current = self._log.bucket(raw[0])
-        return raw in self._current
 
 
 K = TypeVar("K")

@@ -96,6 +96,38 @@ def test_every_fault_is_reported_with_repository_digest_and_tags(tree: Synthetic
     assert len(report.findings) == len(expected)
 
 
+def test_worker_processes_report_exactly_what_one_process_reports(
+    tree: SyntheticStorage,
+) -> None:
+    root = tree.root
+    repo0, repo1, repo2 = tree.repositories
+    t = tree.tag(repo0, "v0")
+    faults.remove_blob_data(root, t.children[0].layers[1])  # shared by nothing else
+    faults.remove_revision_link(root, repo0, t.children[1].digest)
+    faults.dangle_tag(root, repo1, "v1")
+    faults.corrupt_blob(root, tree.tag(repo2, "v0").children[1].layers[1])
+    faults.plant_stale_upload(root, repo2, age_days=9)
+
+    reports = {
+        workers: _scan(root, verify_content=True, workers=workers, unreferenced_min_age=0)
+        for workers in (1, 3)
+    }
+    one, three = (reports[w].to_dict() for w in (1, 3))
+    assert one["findings"] and one["findings"] == three["findings"]
+    assert one["checked"] == three["checked"]
+
+
+def test_a_worker_process_that_dies_is_one_error_not_a_hang(
+    tree: SyntheticStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipsure.checks import scan_walk
+    from shipsure.errors import CouldNotRunError
+
+    monkeypatch.setattr(scan_walk.RepositoryWalk, "run", lambda self: os._exit(9))
+    with pytest.raises(CouldNotRunError, match="worker process died"):
+        _scan(tree.root, workers=2)
+
+
 def test_untagged_revision_with_missing_data_is_a_warning(tree: SyntheticStorage) -> None:
     repo = tree.repositories[0]
     old = tree.tag(repo, "v0")
