@@ -52,8 +52,16 @@ class DigestLog:
             self._buckets[raw[0]] += raw
 
     def update(self, digests: Iterable[str]) -> None:
+        # `add` inlined: a scan appends every digest of every repository through here.
+        buckets, other, fromhex = self._buckets, self._other, bytes.fromhex
         for digest in digests:
-            self.add(digest)
+            if len(digest) == 71 and digest.startswith(_SHA256_PREFIX):
+                hex_ = digest[7:]
+                if not hex_.strip(_HEX):
+                    raw = fromhex(hex_)
+                    buckets[raw[0]] += raw
+                    continue
+            other.add(digest)
 
     def merge(self, other: DigestLog) -> None:
         for first, data in enumerate(other._buckets):
