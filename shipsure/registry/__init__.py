@@ -13,8 +13,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from shipsure import __version__
 from shipsure.errors import BadInputError, UsageError
@@ -22,7 +21,11 @@ from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.credentials import CredentialProvider, Credentials
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.retry import RetryPolicy
-from shipsure.registry.transport import KeepAliveTransport
+from shipsure.registry.transport import KeepAliveWire
+from shipsure.registry.wire import Timeouts, Wire, netloc_of, normalize_url
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT = 30.0  # seconds a read may stall; connecting gets at most 10
 DEFAULT_CONCURRENCY = 16
@@ -119,13 +122,14 @@ def open_registry(
     timeout: float = DEFAULT_TIMEOUT,
     concurrency: int = DEFAULT_CONCURRENCY,
     retries: int | RetryPolicy = DEFAULT_RETRIES,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.BaseTransport | Wire | None = None,
 ) -> HttpRegistry:
     """A thread-safe `Registry` for `host`. Close it when done (or use it as a context).
 
     `credentials` may be a provider called on the first challenge only, so that anonymous
     registries never make shipsure read docker's config or run a credential helper.
-    `transport` replaces the network (tests hand an `httpx.MockTransport`).
+    `transport` replaces the network: an httpx transport (tests hand an
+    `httpx.MockTransport`) or a `wire.Wire`.
     """
     if not timeout > 0:
         raise UsageError(f"timeout {timeout}: must be above 0 seconds")
@@ -135,55 +139,50 @@ def open_registry(
     if policy.retries < 0:
         raise UsageError(f"retries {policy.retries}: must be 0 or more")
     endpoint = resolve_endpoint(host, insecure=insecure)
-    # Our lean transport speaks to the registry directly; with a proxy configured in the
+    base_url = normalize_url(endpoint.base_url).rstrip("/")
+    # Our lean wire speaks to the registry directly; with a proxy configured in the
     # environment, httpx's own transport (which knows proxies) takes over.
     use_proxies = transport is None and proxies_configured()
-    needs_tls_now = use_proxies or ca_file is not None or endpoint.base_url.startswith("https:")
+    needs_tls_now = use_proxies or ca_file is not None or base_url.startswith("https:")
     # Build the TLS context up front when it will surely be used (and so that a bad
     # --ca-file is a usage error at once); a plain-HTTP registry may still redirect to
     # HTTPS storage, so it gets the context lazily.
     context: ssl.SSLContext | None = tls_context(insecure, ca_file) if needs_tls_now else None
-    if transport is None and not use_proxies:
-        transport = KeepAliveTransport(
+    wire: Wire
+    if transport is not None and hasattr(transport, "handle_request"):
+        from shipsure.registry.httpx_wire import HttpxWire
+
+        wire = HttpxWire.over(transport)  # type: ignore[arg-type]
+    elif transport is not None:
+        wire = transport
+    elif use_proxies:
+        from shipsure.registry.httpx_wire import HttpxWire
+
+        assert context is not None
+        wire = HttpxWire.with_environment_proxies(context, concurrency + 2)
+    else:
+        wire = KeepAliveWire(
             ssl_context=context or (lambda: tls_context(insecure, ca_file)),
             max_idle=concurrency + 2,
         )
     auth = RegistryAuth(
-        httpx.URL(endpoint.base_url).netloc.decode("ascii"),
+        netloc_of(base_url),
         credentials,
         plain_http_allowed=endpoint.plain_http_allowed,
+        user_agent=USER_AGENT,
     )
-    client = httpx.Client(
-        auth=auth,
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(
-            max_connections=concurrency + 2,
-            max_keepalive_connections=concurrency + 2,
-        ),
-        verify=context if context is not None else True,  # unused beside our transport
-        transport=transport,
-        follow_redirects=False,
-        # A handed-in transport must see every request: proxies from the environment
-        # would otherwise take matching URLs away from it.
-        trust_env=use_proxies,
-    )
-    # Registries use no cookies, and httpx has no switch to turn its jar off: parsing every
-    # answer for Set-Cookie cost about a quarter of the client's own CPU per request.
-    setattr(client.cookies, "extract_cookies", _ignore_cookies)  # noqa: B010
     return HttpRegistry(
         endpoint.host,
-        endpoint.base_url,
-        client,
+        base_url,
+        wire,
+        auth,
+        headers=[("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")],
+        timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout),
         concurrency=concurrency,
         retry=policy,
         body_deadline=max(60.0, 4 * timeout),
         scheme_fallback=endpoint.probe_scheme,
     )
-
-
-def _ignore_cookies(response: httpx.Response) -> None:
-    return None
 
 
 __all__ = ["Endpoint", "HttpRegistry", "open_registry", "resolve_endpoint"]

@@ -1,4 +1,4 @@
-"""Registry authentication as one httpx auth flow: anonymous, Basic and Bearer tokens.
+"""Registry authentication as one flow: anonymous, Basic and Bearer tokens.
 
 The flow follows docker's token protocol (distribution docs/spec/auth/token.md):
 a request answered `401` with `WWW-Authenticate: Bearer realm=...,service=...,scope=...`
@@ -8,6 +8,10 @@ POST an OAuth2 refresh-token grant when we hold an identity token), take `token`
 and sent pre-emptively on later requests of the same repository, so a walk pays the
 challenge once per repository, not once per request. A `Basic` challenge is answered with
 the username and password, which are then sent pre-emptively too.
+
+`RegistryAuth.flow(request)` is a generator in the manner of httpx's auth flows: it yields
+the requests to send and is sent each answer, so it never touches the network itself and
+the client decides how requests travel (`wire.py`).
 
 Credentials go only to the registry host itself and to the token realm it names, never
 over plain HTTP unless the registry itself is spoken to over plain HTTP.
@@ -21,15 +25,25 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import cast
-
-import httpx
+from urllib.parse import parse_qsl, urlencode
 
 from shipsure.registry.credentials import CredentialProvider, Credentials
 from shipsure.registry.interface import AuthError, ProtocolError
 from shipsure.registry.retry import RETRY_STATUSES, TransientError
+from shipsure.registry.wire import (
+    InvalidURL,
+    Request,
+    Response,
+    host_of,
+    netloc_of,
+    normalize_url,
+    path_of,
+    scheme_of,
+)
+
+Flow = Generator[Request, Response, None]
 
 # Token answers are a few KiB; anything far bigger is hostile.
 MAX_TOKEN_BODY = 1024 * 1024
@@ -98,30 +112,21 @@ def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
-def discard_body(response: httpx.Response, cap: int = MAX_DISCARDED_BODY) -> tuple[bytes, bool]:
-    """Read at most `cap` raw bytes of a response we answer ourselves inside the flow.
+def discard_body(response: Response, cap: int = MAX_DISCARDED_BODY) -> tuple[bytes, bool]:
+    """Read at most `cap` raw bytes of an answer the flow handles itself (a 401, a token).
 
-    httpx reads every intermediate response in full before sending the next request of an
-    auth flow; a hostile endless 401 body would never end. So read a bounded amount here,
-    close the network stream, and leave the response holding only what was read.
+    A hostile endless body must not keep us reading: the rest is left unread, and closing
+    the answer then drops its connection instead of reusing it.
     Returns the bytes and whether the body went past `cap`.
     """
-    stream = cast(httpx.SyncByteStream, response.stream)
     chunks: list[bytes] = []
     total = 0
-    overflow = False
-    try:
-        for chunk in stream:
-            total += len(chunk)
-            if total > cap:
-                overflow = True
-                break
-            chunks.append(chunk)
-    finally:
-        stream.close()
-    body = b"".join(chunks)
-    response.stream = httpx.ByteStream(body)
-    return body, overflow
+    while chunk := response.read_chunk():
+        total += len(chunk)
+        if total > cap:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def _decode(body: bytes, encoding: str | None, cap: int) -> bytes | None:
@@ -136,7 +141,7 @@ def _decode(body: bytes, encoding: str | None, cap: int) -> bytes | None:
     return out if len(out) <= cap else None
 
 
-class RegistryAuth(httpx.Auth):
+class RegistryAuth:
     """Auth flow for one registry host; thread-safe, shared by every request of a client."""
 
     def __init__(
@@ -145,42 +150,51 @@ class RegistryAuth(httpx.Auth):
         credentials: Credentials | CredentialProvider | None = None,
         *,
         plain_http_allowed: bool = False,
+        user_agent: str | None = None,
     ) -> None:
-        self._netloc = registry_netloc.encode("ascii")
+        self._netloc = registry_netloc
         self._credentials_source = credentials
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
         self._plain_http_allowed = plain_http_allowed
+        self._user_agent = user_agent
         self._lock = threading.Lock()
         self._scope_locks: dict[str | None, threading.Lock] = {}
         self._tokens: dict[str | None, _Token] = {}
         self._basic: str | None = None
 
     def __repr__(self) -> str:
-        return f"RegistryAuth({self._netloc.decode()!r})"
+        return f"RegistryAuth({self._netloc!r})"
 
     # -- the flow -------------------------------------------------------------------------
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        if request.url.netloc != self._netloc:
+    def flow(self, request: Request) -> Flow:
+        """Yields `request` (with credentials when we hold some), then, when it was
+        answered 401 with a challenge we can meet, a token request and the request again.
+        The caller sends each yielded request and sends its answer back in; the last
+        answer is the one to use. Close the generator when done."""
+        if netloc_of(request.url) != self._netloc:
             # A redirect to blob storage (S3, a CDN) carries its own signature; our
             # credentials stay with the registry.
             yield request
             return
-        scope = scope_for_path(request.url.path)
-        sent = self._preemptive_header(scope)
-        if sent is not None:
-            request.headers["Authorization"] = sent
+        path = path_of(request.url)
+        sent: str | None = None
+        if self._basic is not None or self._tokens:  # anonymous registries skip the look-up
+            sent = self._preemptive_header(scope_for_path(path))
+            if sent is not None:
+                request = request.with_header("Authorization", sent)
         response = yield request
-        if response.status_code != 401:
+        if response.status != 401:
             return
+        scope = scope_for_path(path)
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
             discard_body(response)
             wanted = bearer.params.get("scope") or scope
-            header = yield from self._bearer_header(bearer, wanted, request, failed=sent)
+            header = yield from self._bearer_header(bearer, wanted, failed=sent)
             self._store_alias(scope, wanted)
         elif basic is not None:
             answer = self._basic_answer(sent)
@@ -190,17 +204,7 @@ class RegistryAuth(httpx.Auth):
             header = answer
         else:
             return
-        request.headers["Authorization"] = header
-        yield request
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        raise NotImplementedError("RegistryAuth drives synchronous clients only")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        raise NotImplementedError("RegistryAuth drives synchronous clients only")
-        yield request  # pragma: no cover - makes this an async generator
+        yield request.with_header("Authorization", header)
 
     # -- credentials and caches -----------------------------------------------------------
 
@@ -247,54 +251,45 @@ class RegistryAuth(httpx.Auth):
     # -- bearer tokens --------------------------------------------------------------------
 
     def _bearer_header(
-        self,
-        challenge: Challenge,
-        scope: str | None,
-        original: httpx.Request,
-        failed: str | None,
-    ) -> Generator[httpx.Request, httpx.Response, str]:
-        # One thread fetches a scope's token while the others wait and then reuse it.
+        self, challenge: Challenge, scope: str | None, failed: str | None
+    ) -> Generator[Request, Response, str]:
+        # One thread fetches a scope's token while the others wait and then reuse it. The
+        # lock is held across a yield: the client closes the flow when it stops early.
         with self._scope_lock(scope):
             cached = self._preemptive_header(scope)
             if cached is not None and cached != failed and not cached.startswith("Basic "):
                 return cached
-            token_request = self._token_request(challenge, scope, original)
+            token_request = self._token_request(challenge, scope)
             response = yield token_request
             token = self._read_token(response, token_request, scope)
             self._tokens[scope] = token
             return token.header
 
-    def _token_request(
-        self, challenge: Challenge, scope: str | None, original: httpx.Request
-    ) -> httpx.Request:
+    def _token_request(self, challenge: Challenge, scope: str | None) -> Request:
+        registry = self._netloc
         realm = challenge.params.get("realm")
         if not realm:
-            raise ProtocolError(
-                f"registry {self._netloc.decode()} sent a Bearer challenge without a realm"
-            )
+            raise ProtocolError(f"registry {registry} sent a Bearer challenge without a realm")
         try:
-            url = httpx.URL(realm)
-        except httpx.InvalidURL:
-            raise ProtocolError(
-                f"registry {self._netloc.decode()} sent an invalid token realm"
-            ) from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ProtocolError(
-                f"registry {self._netloc.decode()} sent a token realm that is not an HTTP URL"
-            )
+            url = normalize_url(realm)
+        except InvalidURL:
+            raise ProtocolError(f"registry {registry} sent an invalid token realm") from None
+        if scheme_of(url) not in ("http", "https"):
+            raise ProtocolError(f"registry {registry} sent a token realm that is not an HTTP URL")
         creds = self.credentials()
-        if creds is not None and url.scheme == "http" and not self._plain_http_allowed:
+        if creds is not None and scheme_of(url) == "http" and not self._plain_http_allowed:
             raise AuthError(
-                f"registry {self._netloc.decode()} asks for credentials over plain HTTP "
-                f"(token realm {url.host}); refusing without --insecure"
+                f"registry {registry} asks for credentials over plain HTTP "
+                f"(token realm {host_of(url)}); refusing without --insecure"
             )
         params: dict[str, str] = {}
         if challenge.params.get("service"):
             params["service"] = challenge.params["service"]
         if scope:
             params["scope"] = scope
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-        extensions = {"timeout": original.extensions["timeout"]} if original.extensions else {}
+        headers = [("Accept", "application/json"), ("Accept-Encoding", "identity")]
+        if self._user_agent:
+            headers.append(("User-Agent", self._user_agent))
         if creds is not None and creds.identity_token:
             # docker's OAuth2 path: trade the identity (refresh) token for an access token.
             form = {
@@ -303,20 +298,17 @@ class RegistryAuth(httpx.Auth):
                 "refresh_token": creds.identity_token,
                 "client_id": CLIENT_ID,
             }
-            return httpx.Request("POST", url, data=form, headers=headers, extensions=extensions)
+            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+            return Request("POST", url, headers, urlencode(form).encode("ascii"))
         if creds is not None and creds.username and creds.password is not None:
             params["account"] = creds.username
-            headers["Authorization"] = basic_header(creds.username, creds.password)
-        return httpx.Request(
-            "GET", url.copy_merge_params(params), headers=headers, extensions=extensions
-        )
+            headers.append(("Authorization", basic_header(creds.username, creds.password)))
+        return Request("GET", _merge_query(url, params), headers)
 
-    def _read_token(
-        self, response: httpx.Response, request: httpx.Request, scope: str | None
-    ) -> _Token:
-        where = f"token server {request.url.host}"
+    def _read_token(self, response: Response, request: Request, scope: str | None) -> _Token:
+        where = f"token server {host_of(request.url)}"
         what = f"scope {scope}" if scope else "the registry"
-        status = response.status_code
+        status = response.status
         body, overflow = discard_body(response, MAX_TOKEN_BODY)
         if status in (401, 403):
             creds = self.credentials()
@@ -340,7 +332,7 @@ class RegistryAuth(httpx.Auth):
         token = None
         if isinstance(doc, dict):
             token = doc.get("token") or doc.get("access_token")
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        if not isinstance(token, str) or not _header_safe(token):
             raise ProtocolError(f"{where} sent no token for {what}")
         expires_in = doc.get("expires_in")
         lifetime = (
@@ -351,3 +343,17 @@ class RegistryAuth(httpx.Auth):
         lifetime = max(lifetime, DEFAULT_TOKEN_SECONDS)
         # Renew a little early, so a token never expires between our check and its use.
         return _Token(f"Bearer {token}", time.monotonic() + lifetime * 0.9)
+
+
+def _header_safe(token: str) -> bool:
+    """A token goes into a header: printable ASCII only (no line breaks to inject)."""
+    return bool(token) and token.isascii() and token.isprintable()
+
+
+def _merge_query(url: str, params: dict[str, str]) -> str:
+    """`url` with `params` set in its query (replacing any of the same name)."""
+    if not params:
+        return url
+    base, _, query = url.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in params]
+    return f"{base}?{urlencode([*kept, *params.items()])}"

@@ -1,9 +1,9 @@
-"""`Registry` over the distribution HTTP API (OCI distribution-spec), with httpx.
+"""`Registry` over the distribution HTTP API (OCI distribution-spec), over `wire.py`.
 
-One `httpx.Client` per registry with a keep-alive pool sized to the concurrency limit; every
-request passes one semaphore shared by all threads, bounded retries for idempotent reads,
-and timeouts. Redirects are followed here rather than by httpx, so that a redirect body is
-never read unbounded, loops are told apart from long chains, and credentials never follow a
+One wire per registry with a keep-alive pool sized to the concurrency limit; every request
+passes one semaphore shared by all threads, bounded retries for idempotent reads, and
+timeouts. Redirects are followed here rather than below, so that a redirect body is never
+read unbounded, loops are told apart from long chains, and credentials never follow a
 redirect to another host (blob storage such as S3 signs its own URLs).
 
 Bodies are streamed and capped: manifests at 4 MiB, listings and error bodies smaller, blobs
@@ -18,13 +18,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
-
-import httpx
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from shipsure import mediatypes as mt
 from shipsure.errors import InvalidReferenceError, ManifestError, UsageError
 from shipsure.model import Descriptor, Digest, ImageIndex, parse_manifest
+from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.interface import (
     AuthError,
     BlobRead,
@@ -40,6 +40,26 @@ from shipsure.registry.retry import (
     RetryPolicy,
     TransientError,
     parse_retry_after,
+)
+from shipsure.registry.wire import (
+    ConnectFailed,
+    Disconnected,
+    InvalidURL,
+    Malformed,
+    NetworkFailed,
+    Request,
+    Response,
+    Timeouts,
+    Wire,
+    WireError,
+    WireTimeout,
+    host_of,
+    iter_decoded,
+    join_url,
+    origin_of,
+    path_of,
+    scheme_of,
+    target_of,
 )
 
 T = TypeVar("T")
@@ -58,10 +78,8 @@ _REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _REFERENCE_RE = re.compile(r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)$")
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
-# Connection-level failures that a second attempt may cure. httpx reports an invalid
-# Content-Length or a garbled status line as RemoteProtocolError too; those are not
-# transient, and only these early-disconnect messages are retried.
-_DISCONNECT_HINTS = ("disconnected", "peer closed", "incomplete", "connection reset")
+# Failures below the seam that a second attempt may cure; a malformed answer is not one.
+_TRANSIENT = (WireTimeout, ConnectFailed, NetworkFailed, Disconnected, TransientError)
 
 
 class HttpRegistry:
@@ -71,8 +89,11 @@ class HttpRegistry:
         self,
         host: str,
         base_url: str,
-        client: httpx.Client,
+        wire: Wire,
+        auth: RegistryAuth,
         *,
+        headers: list[tuple[str, str]],
+        timeouts: Timeouts,
         concurrency: int,
         retry: RetryPolicy,
         body_deadline: float,
@@ -80,26 +101,25 @@ class HttpRegistry:
     ) -> None:
         self._host = host
         self._base = base_url.rstrip("/")
-        self._client = client
+        self._wire = wire
+        self._auth = auth
+        self._default_headers = headers
+        self._timeouts = timeouts
         self._slots = threading.BoundedSemaphore(concurrency)
         self._retry = retry
         self._body_deadline = body_deadline
         self._scheme_fallback = scheme_fallback
         self._scheme_lock = threading.Lock()
-        # Built once: a request then copies a ready Headers list instead of encoding and
-        # merging the client's defaults with ours on every call (registry-facts §5: the
-        # client's CPU is taken from the registry it probes).
+        # Built once and shared by every request (registry-facts §5: the client's CPU is
+        # taken from the registry it probes).
         self._headers_manifest = self._headers(mt.MANIFEST_ACCEPT)
         self._headers_index = self._headers(mt.OCI_INDEX)
         self._headers_json = self._headers("application/json")
         self._headers_none = self._headers(None)
-        self._extensions: dict[str, Any] = {"timeout": client.timeout.as_dict()}
 
-    def _headers(self, accept: str | None) -> httpx.Headers:
-        headers = httpx.Headers(self._client.headers)
-        if accept is not None:
-            headers["Accept"] = accept
-        return headers
+    def _headers(self, accept: str | None) -> list[tuple[str, str]]:
+        extra = [("Accept", accept)] if accept is not None else []
+        return [*self._default_headers, *extra]
 
     # -- Registry protocol ----------------------------------------------------------------
 
@@ -112,8 +132,8 @@ class HttpRegistry:
         return self._base
 
     def ping(self) -> None:
-        def check(response: httpx.Response) -> None:
-            if response.status_code == 404:
+        def check(response: Response) -> None:
+            if response.status == 404:
                 raise UnavailableError(
                     f"{self._host} does not serve the registry API (GET /v2/ answered 404)",
                     status=404,
@@ -128,7 +148,7 @@ class HttpRegistry:
         what = f"manifest {repository}:{reference}" if ":" not in reference else None
         what = what or f"manifest {repository}@{reference}"
 
-        def read(response: httpx.Response) -> ManifestResponse:
+        def read(response: Response) -> ManifestResponse:
             self._raise_for_status(response, what)
             raw = self._read_small(response, mt.MAX_MANIFEST_BYTES, what, exact=True)
             return ManifestResponse(
@@ -154,22 +174,21 @@ class HttpRegistry:
         path = f"/v2/{_repo(repository)}/blobs/{digest}"
         what = f"blob {repository}@{digest}"
 
-        def read(response: httpx.Response) -> BlobRead:
+        def read(response: Response) -> BlobRead:
             self._raise_for_status(response, what)
             hasher = digest.hasher()
             size = 0
             budget = limit + 1
-            try:
-                for chunk in response.iter_bytes():
+            # Stopping at what the server actually sent: a body cut short is the caller's
+            # finding (a short read), not a reason to ask again.
+            with contextlib.suppress(Disconnected):
+                for chunk in iter_decoded(response):
                     if size + len(chunk) > budget:
                         chunk = chunk[: budget - size]
                     hasher.update(chunk)
                     size += len(chunk)
                     if size >= budget:
                         break
-            except httpx.RemoteProtocolError as exc:
-                if not _is_disconnect(exc):
-                    raise
             return BlobRead(
                 size=size,
                 digest=Digest(digest.algorithm, hasher.hexdigest()),
@@ -196,10 +215,10 @@ class HttpRegistry:
         path = f"/v2/{_repo(repository)}/referrers/{digest}"
         what = f"referrers of {repository}@{digest}"
         if artifact_type:
-            path += "?" + str(httpx.QueryParams({"artifactType": artifact_type}))
+            path += "?" + urlencode({"artifactType": artifact_type})
 
-        def read(response: httpx.Response) -> list[Descriptor] | None:
-            if response.status_code == 404:
+        def read(response: Response) -> list[Descriptor] | None:
+            if response.status == 404:
                 # OCI distribution-spec: "If a query returns a 404, the client MUST fall
                 # back to the tag schema." distribution 2.8 answers a plain-text 404.
                 body, _ = self._read_capped(response, MAX_ERROR_BODY)
@@ -220,7 +239,7 @@ class HttpRegistry:
         return [d for d in found if d.artifact_type == artifact_type]
 
     def close(self) -> None:
-        self._client.close()
+        self._wire.close()
 
     def __enter__(self) -> HttpRegistry:
         return self
@@ -247,16 +266,10 @@ class HttpRegistry:
             )
         return entries
 
-    def _head(self, path: str, headers: httpx.Headers, what: str) -> HeadResult:
-        def read(response: httpx.Response) -> HeadResult:
-            # A HEAD has no body, but the connection only goes back to the pool once the
-            # (empty) message has been read to its end. The raw stream skips the decoders;
-            # the bound is for a hostile answer that sends a body anyway.
-            received = 0
-            for chunk in cast(httpx.SyncByteStream, response.stream):
-                received += len(chunk)
-                if received > MAX_ERROR_BODY:
-                    break
+    def _head(self, path: str, headers: list[tuple[str, str]], what: str) -> HeadResult:
+        def read(response: Response) -> HeadResult:
+            # No body to read: the wire knows a HEAD answer has none and pools the
+            # connection as soon as it is closed.
             self._raise_for_status(response, what)
             return HeadResult(
                 digest=response.headers.get("docker-content-digest"),
@@ -279,7 +292,7 @@ class HttpRegistry:
             if pages > MAX_PAGES:
                 raise ProtocolError(f"{self._host}: {what}: more than {MAX_PAGES} pages")
 
-            def read(response: httpx.Response) -> tuple[dict[str, Any], str | None]:
+            def read(response: Response) -> tuple[dict[str, Any], str | None]:
                 self._raise_for_status(response, what)
                 body = self._read_small(response, MAX_LISTING_BODY, what)
                 try:
@@ -293,31 +306,29 @@ class HttpRegistry:
             doc, path = self._call("GET", path, self._headers_json, read)
             yield doc
 
-    def _next_link(self, response: httpx.Response, what: str) -> str | None:
+    def _next_link(self, response: Response, what: str) -> str | None:
         for value in response.headers.get_list("link"):
             for match in _LINK_NEXT_RE.finditer(value):
                 params = match.group(2).lower().replace(" ", "")
                 if 'rel="next"' not in params and "rel=next" not in params:
                     continue
                 try:
-                    target = response.request.url.join(match.group(1))
-                except httpx.InvalidURL:
+                    target = join_url(response.url, match.group(1))
+                except InvalidURL:
                     raise ProtocolError(f"{self._host}: {what}: invalid Link URL") from None
-                base = httpx.URL(self._base)
-                if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+                if origin_of(target) != origin_of(self._base):
                     raise ProtocolError(
-                        f"{self._host}: {what}: Link points to another host ({target.host})"
+                        f"{self._host}: {what}: Link points to another host ({host_of(target)})"
                     )
-                path = target.raw_path.decode("ascii")
-                return path
+                return target_of(target)
         return None
 
     def _call(
         self,
         method: str,
         path: str,
-        headers: httpx.Headers,
-        consume: Callable[[httpx.Response], T],
+        headers: list[tuple[str, str]],
+        consume: Callable[[Response], T],
     ) -> T:
         """Send with bounded retries; `consume` reads the response inside the retry loop
         (a body cut mid-way is retried like a refused connection) and the concurrency slot."""
@@ -331,34 +342,24 @@ class HttpRegistry:
                 try:
                     response = self._send_following_redirects(method, url, headers)
                     try:
-                        status = response.status_code
+                        status = response.status
                         if status in RETRY_STATUSES and attempt < retry.attempts:
                             retry_after = parse_retry_after(response.headers.get("retry-after"))
                         else:
                             return consume(response)
                     finally:
                         response.close()
-                except (httpx.TimeoutException, httpx.NetworkError, TransientError) as exc:
+                except _TRANSIENT as exc:
                     if attempt >= retry.attempts:
                         raise UnavailableError(
                             f"{self._host}: {method} {_path_only(path)}: {_describe(exc)} "
                             f"(after {attempt} attempts)"
                         ) from None
-                except httpx.RemoteProtocolError as exc:
-                    if not _is_disconnect(exc):
-                        raise ProtocolError(
-                            f"{self._host}: {method} {_path_only(path)}: malformed answer: {exc}"
-                        ) from None
-                    if attempt >= retry.attempts:
-                        raise UnavailableError(
-                            f"{self._host}: {method} {_path_only(path)}: connection closed "
-                            f"early (after {attempt} attempts)"
-                        ) from None
-                except (httpx.DecodingError, httpx.LocalProtocolError) as exc:
+                except Malformed as exc:
                     raise ProtocolError(
-                        f"{self._host}: {method} {_path_only(path)}: malformed answer: {exc}"
+                        f"{self._host}: {method} {_path_only(path)}: {exc}"
                     ) from None
-                except httpx.TransportError as exc:  # proxy errors and the like
+                except WireError as exc:  # proxy errors and the like
                     raise UnavailableError(
                         f"{self._host}: {method} {_path_only(path)}: {_describe(exc)}"
                     ) from None
@@ -366,39 +367,57 @@ class HttpRegistry:
                 attempt += 1
 
     def _send_following_redirects(
-        self, method: str, url: str, headers: httpx.Headers
-    ) -> httpx.Response:
-        client = self._client
+        self, method: str, url: str, headers: list[tuple[str, str]]
+    ) -> Response:
         seen = {url}
-        target: str | httpx.URL = url
+        target = url
         for _ in range(MAX_REDIRECTS + 1):
-            request = httpx.Request(method, target, headers=headers, extensions=self._extensions)
-            response = client.send(request, stream=True, follow_redirects=False)
-            if response.status_code not in _REDIRECT_STATUSES:
+            response = self._send(Request(method, target, headers))
+            if response.status not in _REDIRECT_STATUSES:
                 return response
-            location = response.headers.get("location")
-            self._drain(response)
-            response.close()
-            where = f"{self._host}: {method} {request.url.path}"
-            if not location:
-                raise ProtocolError(
-                    f"{where}: redirect without a Location", status=response.status_code
-                )
             try:
-                target = request.url.join(location)
-            except httpx.InvalidURL:
+                location = response.headers.get("location")
+                self._drain(response)
+            finally:
+                response.close()
+            where = f"{self._host}: {method} {path_of(target)}"
+            if not location:
+                raise ProtocolError(f"{where}: redirect without a Location", status=response.status)
+            try:
+                following = join_url(target, location)
+            except InvalidURL:
                 raise ProtocolError(f"{where}: redirect to an invalid URL") from None
-            if target.scheme not in ("http", "https"):
+            if scheme_of(following) not in ("http", "https"):
                 raise ProtocolError(f"{where}: redirect to a non-HTTP URL")
-            if request.url.scheme == "https" and target.scheme == "http":
+            if scheme_of(target) == "https" and scheme_of(following) == "http":
                 raise ProtocolError(f"{where}: redirect downgrades HTTPS to HTTP")
-            key = str(target)
-            if key in seen:
-                raise ProtocolError(f"{self._host}: {method} {url_path(url)}: redirect loop")
-            seen.add(key)
+            if following in seen:
+                raise ProtocolError(f"{self._host}: {method} {path_of(url)}: redirect loop")
+            seen.add(following)
+            target = following
         raise ProtocolError(
-            f"{self._host}: {method} {url_path(url)}: more than {MAX_REDIRECTS} redirects"
+            f"{self._host}: {method} {path_of(url)}: more than {MAX_REDIRECTS} redirects"
         )
+
+    def _send(self, request: Request) -> Response:
+        """One hop, through the auth flow: the request, and when it is challenged, the
+        token request and the request again. Only the last answer is left open."""
+        flow = self._auth.flow(request)
+        try:
+            outgoing = next(flow)
+            while True:
+                response = self._wire.send(outgoing, self._timeouts)
+                try:
+                    outgoing = flow.send(response)
+                except StopIteration:
+                    return response
+                except BaseException:
+                    response.close()
+                    raise
+                response.close()
+        finally:
+            # Releases a token fetch's scope lock when a send failed in the middle of it.
+            flow.close()
 
     def _resolved_base(self) -> str:
         if not self._scheme_fallback:
@@ -412,27 +431,24 @@ class HttpRegistry:
     def _probe_scheme(self) -> str:
         """`--insecure` without a scheme: HTTPS when the host speaks it, else plain HTTP,
         as docker does for its insecure registries."""
+        probe = Request("GET", self._base + "/v2/", self._headers_json)
         try:
-            response = self._client.send(
-                self._client.build_request("GET", self._base + "/v2/"),
-                stream=True,
-                follow_redirects=False,
-            )
-        except httpx.ConnectError:
+            response = self._wire.send(probe, self._timeouts)
+        except ConnectFailed:
             return "http://" + self._base.removeprefix("https://")
-        except httpx.HTTPError:
+        except WireError:
             return self._base
         response.close()
         return self._base
 
     # -- bodies and statuses --------------------------------------------------------------
 
-    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
-        status = response.status_code
+    def _raise_for_status(self, response: Response, what: str) -> None:
+        status = response.status
         if 200 <= status < 300:
             return
         code = None
-        if response.request.method != "HEAD":
+        if response.method != "HEAD":
             body, _ = self._read_capped(response, MAX_ERROR_BODY)
             code = _error_code(body)
         detail = f"{self._host}: {what}: HTTP {status}" + (f" {code}" if code else "")
@@ -444,12 +460,12 @@ class HttpRegistry:
             raise UnavailableError(detail, status=status, code=code)
         raise ProtocolError(detail, status=status, code=code)
 
-    def _read_capped(self, response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    def _read_capped(self, response: Response, cap: int) -> tuple[bytes, bool]:
         """At most `cap` + 1 bytes of the decoded body, within the body deadline."""
         deadline = time.monotonic() + self._body_deadline
         chunks: list[bytes] = []
         total = 0
-        for chunk in response.iter_bytes():
+        for chunk in iter_decoded(response):
             chunks.append(chunk)
             total += len(chunk)
             if total > cap:
@@ -459,9 +475,7 @@ class HttpRegistry:
         body = b"".join(chunks)
         return body[: cap + 1], total > cap
 
-    def _read_small(
-        self, response: httpx.Response, cap: int, what: str, *, exact: bool = False
-    ) -> bytes:
+    def _read_small(self, response: Response, cap: int, what: str, *, exact: bool = False) -> bytes:
         declared = _content_length(response, f"{self._host}: {what}")
         if declared is not None and declared > cap:
             raise ProtocolError(
@@ -470,15 +484,17 @@ class HttpRegistry:
         body, overflow = self._read_capped(response, cap)
         if overflow:
             raise ProtocolError(f"{self._host}: {what}: answer is over the {cap} byte limit")
-        if exact and declared is not None and len(body) != declared:
+        # Content-Length counts the bytes as sent; an encoded body is checked by its decoder.
+        encoded = response.headers.get("content-encoding") not in (None, "identity")
+        if exact and declared is not None and not encoded and len(body) != declared:
             raise ProtocolError(
                 f"{self._host}: {what}: body is {len(body)} bytes, Content-Length said {declared}"
             )
         return body
 
-    def _drain(self, response: httpx.Response) -> None:
+    def _drain(self, response: Response) -> None:
         """Read a small body to the end so the connection can be reused; give up on a big one."""
-        with contextlib.suppress(httpx.HTTPError, TransientError):
+        with contextlib.suppress(WireError, TransientError):
             self._read_capped(response, MAX_ERROR_BODY)
 
 
@@ -497,14 +513,14 @@ def _ref(reference: str) -> str:
     return reference
 
 
-def _media_type(response: httpx.Response) -> str | None:
+def _media_type(response: Response) -> str | None:
     value = response.headers.get("content-type")
     if not value:
         return None
     return value.split(";", 1)[0].strip() or None
 
 
-def _content_length(response: httpx.Response, where: str) -> int | None:
+def _content_length(response: Response, where: str) -> int | None:
     value = response.headers.get("content-length")
     if value is None:
         return None
@@ -549,26 +565,15 @@ def _strings(value: object, field: str, where: str) -> Iterator[str]:
     yield from value
 
 
-def _is_disconnect(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(hint in text for hint in _DISCONNECT_HINTS)
-
-
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, TransientError):
-        return str(exc)
+    if isinstance(exc, Disconnected):
+        return "connection closed early"
     text = str(exc) or type(exc).__name__
-    return f"cannot connect: {text}" if isinstance(exc, httpx.ConnectError) else text
+    return f"cannot connect: {text}" if isinstance(exc, ConnectFailed) else text
 
 
 def _path_only(path: str) -> str:
     return path.split("?", 1)[0]
-
-
-def url_path(url: str) -> str:
-    return httpx.URL(url).path
 
 
 __all__ = ["HttpRegistry", "RegistryError"]

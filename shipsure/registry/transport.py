@@ -1,16 +1,14 @@
-"""An httpx transport over the standard library's `http.client` keep-alive connections.
+"""The default wire: the standard library's `http.client` keep-alive connections.
 
 Why: a whole-registry probe sends hundreds of requests a second to a registry that shares
 the machine's cores with us, so every CPU cycle the client spends is taken from the server
-(registry-facts §5). httpx's own transport (httpcore + h11) spends about three times the CPU
-of `http.client` per request; `bench/client.py` measures both side by side. Everything above
-the transport (the auth flow, redirects, retries, capped bodies) stays httpx, and tests still
-hand in an `httpx.MockTransport` instead.
+(registry-facts §5). `http.client` spends a fraction of httpx's CPU per request and costs
+nothing to import; `bench/client.py` measures both side by side.
 
 HTTP/1.1 only, one pool of idle connections per scheme/host/port, bounded in size. A request
 on a pooled connection that the server closed meanwhile is sent once more on a fresh one (a
-keep-alive race, not an answer); anything else surfaces as the matching httpx error, so the
-client's retry and error mapping treat both transports alike.
+keep-alive race, not an answer); anything else surfaces as a `wire` error, and the client's
+retries and error mapping take it from there.
 """
 
 from __future__ import annotations
@@ -19,21 +17,32 @@ import http.client
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
-import httpx
+from shipsure.registry.wire import (
+    CHUNK,
+    DEFAULT_PORTS,
+    ConnectFailed,
+    Disconnected,
+    Headers,
+    Malformed,
+    NetworkFailed,
+    Request,
+    Timeouts,
+    WireError,
+    WireTimeout,
+)
 
-CHUNK = 64 * 1024
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # http.client raises these when a kept-alive connection was closed by the server before
 # (or while) we reused it.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_CUT_SHORT = "server closed the connection before the body's end"
 
 _Key = tuple[str, str, int]
+_Origin = tuple[_Key, str]  # pool key, Host header
 
 
-class KeepAliveTransport(httpx.BaseTransport):
+class KeepAliveWire:
     def __init__(
         self,
         *,
@@ -46,6 +55,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._ssl_context: ssl.SSLContext | None = None
         self._max_idle = max_idle
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._origins: dict[str, _Origin] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -56,55 +66,47 @@ class KeepAliveTransport(httpx.BaseTransport):
                 self._ssl_context = source if isinstance(source, ssl.SSLContext) else source()
             return self._ssl_context
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def send(self, request: Request, timeouts: Timeouts) -> KeepAliveResponse:
         url = request.url
-        if url.scheme not in _DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        key = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        body = request.read() or None
-        target = url.raw_path.decode("ascii")
-        headers = request.headers.raw
+        scheme, _, rest = url.partition("://")
+        slash = rest.find("/")
+        netloc, target = (rest[:slash], rest[slash:]) if slash >= 0 else (rest, "/")
+        key, host_header = self._origins.get(scheme + netloc) or self._origin(scheme, netloc)
+        body = request.body
         for attempt in (1, 2):
             connection, reused = self._checkout(key, timeouts)
             try:
                 connection.putrequest(
                     request.method, target, skip_host=True, skip_accept_encoding=True
                 )
-                for name, value in headers:
+                connection.putheader("Host", host_header)
+                for name, value in request.headers:
                     connection.putheader(name, value)
+                if body is not None:
+                    connection.putheader("Content-Length", str(len(body)))
                 connection.endheaders(body)
-                response = connection.getresponse()
+                answer = connection.getresponse()
             except _STALE as exc:
                 connection.close()
                 if reused and attempt == 1:
                     continue
-                raise httpx.RemoteProtocolError(
-                    f"server disconnected without sending a response ({type(exc).__name__})",
-                    request=request,
+                raise Disconnected(
+                    f"server disconnected without sending a response ({type(exc).__name__})"
                 ) from None
             except TimeoutError:
                 connection.close()
-                raise httpx.ReadTimeout(
-                    "timed out waiting for the answer", request=request
-                ) from None
+                raise WireTimeout("timed out waiting for the answer") from None
             except http.client.HTTPException as exc:
                 connection.close()
-                raise httpx.RemoteProtocolError(
-                    f"malformed answer: {type(exc).__name__}", request=request
-                ) from None
+                raise Malformed(f"malformed answer: {type(exc).__name__}") from None
+            except ValueError as exc:  # a header or URL that http.client will not send
+                connection.close()
+                # Its message may quote a header value, credentials included: name it only.
+                raise Malformed(f"cannot send the request ({type(exc).__name__})") from None
             except OSError as exc:
                 connection.close()
-                raise httpx.ReadError(f"network error: {exc}", request=request) from None
-            return httpx.Response(
-                response.status,
-                headers=response.getheaders(),
-                stream=_ResponseStream(self, key, connection, response, request),
-                extensions={
-                    "http_version": b"HTTP/1.1",
-                    "reason_phrase": response.reason.encode("latin-1", "replace"),
-                },
-            )
+                raise NetworkFailed(f"network error: {exc}") from None
+            return KeepAliveResponse(self, key, connection, answer, request)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -117,35 +119,44 @@ class KeepAliveTransport(httpx.BaseTransport):
 
     # -- the pool -------------------------------------------------------------------------
 
-    def _checkout(
-        self, key: _Key, timeouts: dict[str, Any]
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        read_timeout = timeouts.get("read")
+    def _origin(self, scheme: str, netloc: str) -> _Origin:
+        default = DEFAULT_PORTS.get(scheme)
+        if default is None:
+            raise WireError(f"unsupported URL scheme {scheme!r}")
+        host, port = netloc, default
+        head, sep, tail = netloc.rpartition(":")
+        if sep and tail.isdigit():
+            host, port = head, int(tail)
+        origin = ((scheme, host.strip("[]"), port), netloc)
+        with self._lock:
+            self._origins[scheme + netloc] = origin
+        return origin
+
+    def _checkout(self, key: _Key, timeouts: Timeouts) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
             idle = self._idle.get(key)
             connection = idle.pop() if idle else None
         if connection is not None:
             if connection.sock is not None:
-                connection.sock.settimeout(read_timeout)
+                connection.sock.settimeout(timeouts.read)
             return connection, True
         scheme, host, port = key
-        connect_timeout = timeouts.get("connect")
         if scheme == "https":
             connection = http.client.HTTPSConnection(
-                host, port, timeout=connect_timeout, context=self._tls()
+                host, port, timeout=timeouts.connect, context=self._tls()
             )
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+            connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
         try:
             connection.connect()
         except TimeoutError:
             connection.close()
-            raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+            raise WireTimeout(f"timed out connecting to {host}:{port}") from None
         except (OSError, ssl.SSLError) as exc:
             connection.close()
-            raise httpx.ConnectError(f"{host}:{port}: {exc}") from None
+            raise ConnectFailed(f"{host}:{port}: {exc}") from None
         if connection.sock is not None:
-            connection.sock.settimeout(read_timeout)
+            connection.sock.settimeout(timeouts.read)
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection, False
 
@@ -159,66 +170,78 @@ class KeepAliveTransport(httpx.BaseTransport):
         connection.close()
 
 
-class _ResponseStream(httpx.SyncByteStream):
-    """The body, read as it arrives; the connection goes back to the pool only when the
-    body was read to its end and the server did not ask to close."""
+class KeepAliveResponse:
+    """The answer, its body read as it arrives; the connection goes back to the pool only
+    when the body was read to its end and the server did not ask to close."""
+
+    __slots__ = ("_answer", "_complete", "_connection", "_headers", "_key", "_wire", "request")
 
     def __init__(
         self,
-        transport: KeepAliveTransport,
+        wire: KeepAliveWire,
         key: _Key,
         connection: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        request: httpx.Request,
+        answer: http.client.HTTPResponse,
+        request: Request,
     ) -> None:
-        self._transport = transport
+        self._wire = wire
         self._key = key
         self._connection: http.client.HTTPConnection | None = connection
-        self._response = response
-        self._request = request
-        self._complete = False
+        self._answer = answer
+        self._headers: Headers | None = None
+        self.request = request
+        # A HEAD answer has no body (http.client knows), so it is complete at once.
+        self._complete = request.method == "HEAD"
 
-    def __iter__(self) -> Iterator[bytes]:
-        response = self._response
-        while True:
-            try:
-                chunk = response.read1(CHUNK)
-            except http.client.IncompleteRead:
-                raise httpx.RemoteProtocolError(
-                    "peer closed connection without sending complete message body",
-                    request=self._request,
-                ) from None
-            except TimeoutError:
-                raise httpx.ReadTimeout(
-                    "timed out reading the body", request=self._request
-                ) from None
-            except (http.client.HTTPException, ValueError) as exc:
-                raise httpx.RemoteProtocolError(
-                    f"malformed body: {type(exc).__name__}", request=self._request
-                ) from None
-            except OSError as exc:
-                raise httpx.ReadError(f"network error: {exc}", request=self._request) from None
-            if not chunk:
-                if response.length:
-                    # http.client ends a Content-Length body cut short silently.
-                    raise httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body",
-                        request=self._request,
-                    )
-                self._complete = True
-                return
-            yield chunk
+    @property
+    def status(self) -> int:
+        return self._answer.status
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._answer.getheaders())
+        return self._headers
+
+    @property
+    def url(self) -> str:
+        return self.request.url
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def read_chunk(self, limit: int = CHUNK) -> bytes:
+        if self._complete:
+            return b""
+        answer = self._answer
+        try:
+            chunk = answer.read1(limit)
+        except http.client.IncompleteRead:
+            raise Disconnected(_CUT_SHORT) from None
+        except TimeoutError:
+            raise WireTimeout("timed out reading the body") from None
+        except (http.client.HTTPException, ValueError) as exc:
+            raise Malformed(f"malformed body: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise NetworkFailed(f"network error: {exc}") from None
+        if not chunk:
+            if answer.length:
+                # http.client ends a Content-Length body cut short silently.
+                raise Disconnected(_CUT_SHORT)
+            self._complete = True
+        return chunk
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        response = self._response
-        reusable = self._complete and not response.will_close
-        # Closing the response closes only its file object (a HEAD leaves it open even when
+        answer = self._answer
+        reusable = self._complete and not answer.will_close
+        # Closing the answer closes only its file object (a HEAD leaves it open even when
         # read to the end); the connection stays usable for the next request.
-        response.close()
+        answer.close()
         if reusable:
-            self._transport._checkin(self._key, connection)
+            self._wire._checkin(self._key, connection)
         else:
             connection.close()
