@@ -17,7 +17,6 @@ import base64
 import binascii
 import json
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +185,9 @@ def run_helper(
     name: str, address: str, *, env: Mapping[str, str] | None = None
 ) -> Credentials | None:
     """Run `docker-credential-<name> get` with `address` on stdin; None when it has none."""
+    # Imported here: most runs never call a helper, and every run would pay the import.
+    import subprocess
+
     program = f"docker-credential-{name}"
     try:
         done = subprocess.run(
