@@ -224,3 +224,24 @@ def test_provider_is_only_asked_on_a_challenge() -> None:
     assert asked == []
     assert PASSWORD not in repr(CREDS) and "alice" in repr(CREDS)
     assert json.dumps(repr(CREDS))  # printable, one line
+
+
+def test_a_failed_token_fetch_releases_its_scope() -> None:
+    # The first token request cannot connect; the retry must be able to fetch the token
+    # again (a lock left held by the interrupted fetch would hang it).
+    fake = FakeTokenRegistry()
+    attempts = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.test":
+            attempts[0] += 1
+            if attempts[0] == 1:
+                raise httpx.ConnectError("connection refused")
+        return fake(request)
+
+    policy, delays = no_sleep_policy(retries=1)
+    with open_registry(
+        HOST, credentials=CREDS, transport=httpx.MockTransport(handler), retries=policy
+    ) as r:
+        assert r.head_blob("team/app", DIGEST).size == 4
+    assert attempts[0] == 2 and len(delays) == 1
