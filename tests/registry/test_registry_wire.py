@@ -191,6 +191,19 @@ def test_garbled_gzip_is_a_protocol_error_not_retried() -> None:
     assert (len(calls), delays) == (1, [])
 
 
+def test_gzip_body_cut_inside_its_stream_is_a_protocol_error() -> None:
+    cut = gzip.compress(INDEX)[:-12]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=iter([cut]))
+
+    with (
+        open_registry(HOST, transport=httpx.MockTransport(handler)) as registry,
+        pytest.raises(ProtocolError, match="ends inside"),
+    ):
+        registry.get_manifest("team/app", "v1")
+
+
 # -- the default wire on a real registry --------------------------------------------------
 
 
