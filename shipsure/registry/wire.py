@@ -93,10 +93,6 @@ class Request:
         kept = [(k, v) for k, v in self.headers if k.lower() != name.lower()]
         return Request(self.method, self.url, [*kept, (name, value)], self.body)
 
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), None)
-
     def __repr__(self) -> str:
         # Headers stay out: they may carry credentials.
         return f"Request({self.method!r}, {self.url!r})"
@@ -131,9 +127,6 @@ class Headers:
 
     def get_list(self, name: str) -> list[str]:
         return list(self._index().get(name.lower(), ()))
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
 
 
 class Response(Protocol):
