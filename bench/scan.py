@@ -1,7 +1,9 @@
 """Benchmark `shipsure scan` against the anchors, measured side by side in one run.
 
-Trees: 200 repositories x 10 multi-arch tags (registry-facts §5 scale) and one 10x larger,
-written once by the synthetic generator into bench/out/ (kept for later runs).
+Trees: 200 repositories x 10 multi-arch tags (registry-facts §5 scale) and one 10x larger
+(10x the repositories, images of the same shape and size, so files and bytes both scale),
+written once by the synthetic generator into bench/out/ (kept for later runs; written again
+when its spec changes).
 
     scan                 vs  docker-registry garbage-collect --dry-run   (target <= 0.5x)
     scan                 vs  find ROOT -type f | wc -l                  (target <= 1.5x)
@@ -14,7 +16,9 @@ and the peak memory (max RSS, from /usr/bin/time) of each. Medians of --runs run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +35,7 @@ TREES = {
         repositories=200, tags=10, platforms=3, layers=1, layer_size=16384, teams=8
     ),
     "10x": SyntheticSpec(
-        repositories=2000, tags=10, platforms=3, layers=1, layer_size=1024, teams=8
+        repositories=2000, tags=10, platforms=3, layers=1, layer_size=16384, teams=8
     ),
 }
 
@@ -39,16 +43,27 @@ TREES = {
 def tree(name: str) -> Path:
     root = OUT / f"scan-{name}"
     marker = root / ".complete"
-    if not marker.exists():
+    spec = dataclasses.asdict(TREES[name])
+    if not marker.exists() or json.loads(marker.read_text()).get("spec") != spec:
+        if root.exists():
+            shutil.rmtree(root)
         print(f"generating {name} tree into {root} ...", file=sys.stderr)
         started = time.monotonic()
         made = generate(root, TREES[name], record=False)
-        marker.write_text(json.dumps({"files": made.files, "blobs": made.blobs}))
+        marker.write_text(json.dumps({"files": made.files, "blobs": made.blobs, "spec": spec}))
         print(
             f"  {made.files} files, {made.blobs} blobs in {time.monotonic() - started:.0f} s",
             file=sys.stderr,
         )
     return root
+
+
+def spec_text(name: str) -> str:
+    spec = TREES[name]
+    return (
+        f"{spec.repositories} repositories x {spec.tags} tags x {spec.platforms} platforms, "
+        f"layers of {spec.layer_size // 1024} KiB"
+    )
 
 
 def measure(command: str, runs: int) -> tuple[float, int]:
@@ -97,7 +112,8 @@ def main() -> int:
         }
         measure(commands["find"], 1)  # warm the page cache
         results = {label: measure(cmd, args.runs) for label, cmd in commands.items()}
-        print(f"\n== tree {name}: {json.loads((root / '.complete').read_text())}")
+        made = json.loads((root / ".complete").read_text())
+        print(f"\n== tree {name}: {made['files']} files, {made['blobs']} blobs, {spec_text(name)}")
         for label, (wall, peak) in results.items():
             print(f"  {label:24} {wall:7.2f} s   peak {peak / 1024:7.1f} MiB")
         s, gc, f = results["scan"][0], results["gc --dry-run"][0], results["find"][0]
