@@ -52,10 +52,6 @@ class Digest:
     def matches(self, data: bytes) -> bool:
         return hashlib.new(self.algorithm, data).hexdigest() == self.hex
 
-    @property
-    def short(self) -> str:
-        return f"{self.algorithm}:{self.hex[:12]}"
-
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
@@ -142,9 +138,6 @@ class Reference:
         if self.digest is not None:
             return str(self.digest)
         return self.tag or DEFAULT_TAG
-
-    def with_digest(self, digest: Digest) -> Reference:
-        return Reference(self.registry, self.repository, self.tag, digest)
 
     def __str__(self) -> str:
         out = self.name

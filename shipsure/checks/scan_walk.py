@@ -7,7 +7,6 @@ reachable by digest (untagged revisions and what they name) is walked too, with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -466,6 +465,3 @@ def _data_state(state: str) -> str:
     return {MISSING: "gone", "digest-mismatch": "corrupt", "invalid": "unreadable"}.get(
         state, state
     )
-
-
-WalkFactory = Callable[[RepositoryInventory], RepositoryWalk]

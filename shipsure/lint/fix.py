@@ -40,7 +40,6 @@ class FixStep:
     old: str
     new: str | None  # None: not fixable, see `reason`
     reason: str = ""
-    found_at: int = 0  # line the finding was reported on (differs for ARG defaults)
 
 
 @dataclass
@@ -123,14 +122,13 @@ def plan_fixes(
                         use.text,
                         None,
                         f"assembled from variables ({use.note}); pin by hand",
-                        use.line,
                     )
                 )
                 continue
             try:
                 ref = Reference.parse(use.text, default_tag=False)
             except InvalidReferenceError as exc:
-                steps.append(FixStep(use.file, at, use.text, None, str(exc), use.line))
+                steps.append(FixStep(use.file, at, use.text, None, str(exc)))
                 continue
             key = f"{ref.name}:{ref.tag or 'latest'}"
             if key not in resolved:
@@ -144,11 +142,9 @@ def plan_fixes(
                     resolved[key] = f"could not ask {ref.registry}: {exc}"
             outcome = resolved[key]
             if isinstance(outcome, Digest):
-                steps.append(
-                    FixStep(use.file, at, use.text, _pinned_text(use, ref, outcome), "", use.line)
-                )
+                steps.append(FixStep(use.file, at, use.text, _pinned_text(use, ref, outcome)))
             else:
-                steps.append(FixStep(use.file, at, use.text, None, outcome, use.line))
+                steps.append(FixStep(use.file, at, use.text, None, outcome))
     finally:
         for registry in registries.values():
             registry.close()

@@ -132,10 +132,6 @@ _RULES = (
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}
 
 
-def rule_ids() -> list[str]:
-    return list(RULES)
-
-
 def finding(
     rule_id: str,
     path: str,

@@ -307,10 +307,6 @@ class _Collector:
         self.findings.append(finding(rule, self.workflow.file, line, message, column=column))
 
 
-def _line(item: LineDict | None, fallback: int) -> int:
-    return item.mark.line if item is not None else fallback
-
-
 def _all_items(workflow: Workflow) -> Iterator[tuple[str, list[LineDict]]]:
     yield "workflow", workflow.when
     for step in workflow.steps:
