@@ -101,7 +101,9 @@ def tls_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or "not a PEM certificate bundle"
+        # SSLError is an OSError too, but its strerror is OpenSSL's jargon.
+        unreadable = not isinstance(exc, ssl.SSLError) and exc.strerror
+        reason = unreadable or "not a PEM certificate bundle"
         raise BadInputError(f"--ca-file {ca_file}: {reason}") from None
 
 

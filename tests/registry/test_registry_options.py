@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,6 +82,13 @@ def test_cli_unreachable_registry_exits_3(capsys: pytest.CaptureFixture[str]) ->
 def test_ca_file_that_is_not_a_bundle(tmp_path: object) -> None:
     with pytest.raises(BadInputError, match="--ca-file"):
         open_registry("registry.example.com", ca_file="/nonexistent/ca.pem")
+
+
+def test_ca_file_with_no_certificate_is_named_plainly(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("hello\n")
+    with pytest.raises(BadInputError, match=r"ca\.pem: not a PEM certificate bundle$"):
+        open_registry("registry.example.com", ca_file=str(not_pem))
 
 
 @pytest.mark.parametrize(
