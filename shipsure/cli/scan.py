@@ -15,7 +15,7 @@ from shipsure.checks.scan import (
     Shard,
     scan,
 )
-from shipsure.checks.scan_repair import Journal, Outcome, apply_plan, plan_repairs
+from shipsure.checks.scan.repair import Journal, Outcome, apply_plan, plan_repairs
 from shipsure.cli.common import Progress, add_output_options, emit, number, whole_number
 from shipsure.errors import BadInputError, UsageError
 from shipsure.report import OutputFormat

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from shipsure.checks import scan_kinds as k
+from shipsure.checks.scan import kinds as k
 from shipsure.findings import Finding
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageError, StorageMissingError
