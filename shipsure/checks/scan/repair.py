@@ -1,4 +1,4 @@
-"""Safe repairs of distribution's storage: plan (pure), then apply (journaled, idempotent).
+"""Safe repairs of distribution's storage: the plan (pure). `apply` carries it out.
 
 What may be repaired, and why it is safe:
 - `link-revision`: re-create a missing revision link when the manifest data is present and
@@ -10,27 +10,20 @@ What may be repaired, and why it is safe:
 - `remove-layer-link` (only when asked): remove a `_layers` link whose data is gone, so a
   blob-descriptor cache can no longer answer "200 with 0 bytes": an honest 404 instead.
 
-Manifests and blobs are never deleted. Every action re-checks its precondition right before
-it acts and is a no-op when already done, so applying a plan twice, or again after a crash
-half-way, is safe. Writes are a temp file plus rename. Each action is journaled before and
-after it runs.
+Manifests and blobs are never deleted. `shipsure.checks.scan.apply` carries a plan out
+through `shipsure.plan`: every action re-checks its precondition right before it acts and is
+a no-op when already done, so applying a plan twice, or again after a crash half-way, is
+safe. Writes are a temp file plus rename. Each action is journaled before and after it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import TextIO
+from dataclasses import dataclass
 
 from shipsure.checks.scan import kinds as k
 from shipsure.findings import Finding
 from shipsure.storage import layout
-from shipsure.storage.interface import Storage, StorageError, StorageMissingError
-from shipsure.storage.inventory import read_link, read_manifest, read_upload
 
 LINK_REVISION = "link-revision"
 LINK_LAYER = "link-layer"
@@ -48,13 +41,6 @@ class Action:
 
     def describe(self) -> str:
         return f"{self.op:18} {self.repository} {self.target}  ({self.because}: {self.path})"
-
-
-@dataclass
-class Outcome:
-    action: Action
-    result: str  # done | already-done | skipped | failed
-    reason: str = ""
 
 
 def plan_repairs(
@@ -88,84 +74,3 @@ def _layer_link_dangles(f: Finding) -> bool:
     if f.kind == k.LAYER_LINK_DANGLING:
         return True
     return f.kind == k.BLOB_MISSING and f.details.get("layer_link") == "present"
-
-
-class Journal:
-    """Append-only JSON lines: one `start` and one outcome line per action, fsync'd."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def record(self, state: str, action: Action, reason: str = "") -> None:
-        entry = {"time": time.time(), "state": state, **asdict(action)}
-        if reason:
-            entry["reason"] = reason
-        self.stream.write(json.dumps(entry, sort_keys=True) + "\n")
-        self.stream.flush()
-        # A StringIO (in tests) has no file descriptor to sync.
-        with contextlib.suppress(OSError, ValueError):
-            os.fsync(self.stream.fileno())
-
-
-def apply_plan(
-    storage: Storage,
-    actions: Iterable[Action],
-    journal: Journal,
-    *,
-    upload_max_age: float,
-    now: float | None = None,
-) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    for action in actions:
-        journal.record("start", action)
-        try:
-            outcome = _apply_one(storage, action, upload_max_age, now or time.time())
-        except StorageError as exc:
-            outcome = Outcome(action, "failed", str(exc))
-        journal.record(outcome.result, action, outcome.reason)
-        outcomes.append(outcome)
-    return outcomes
-
-
-def _apply_one(storage: Storage, action: Action, upload_max_age: float, now: float) -> Outcome:
-    repo, target = action.repository, action.target
-    if action.op == LINK_REVISION:
-        link = read_link(storage, action.path)
-        if link is not None and link.digest == target:
-            return Outcome(action, "already-done")
-        m = read_manifest(storage, target)
-        if m.state != "ok":
-            return Outcome(action, "skipped", f"manifest data is {m.state}, not verified")
-        storage.write_atomic(action.path, layout.link_content(target))
-        return Outcome(action, "done")
-    if action.op == LINK_LAYER:
-        link = read_link(storage, action.path)
-        if link is not None and link.digest == target:
-            return Outcome(action, "already-done")
-        if storage.stat(layout.blob_data(target)) is None:
-            return Outcome(action, "skipped", "blob data is gone")
-        storage.write_atomic(action.path, layout.link_content(target))
-        return Outcome(action, "done")
-    if action.op == REMOVE_UPLOAD:
-        if not _exists(storage, action.path):
-            return Outcome(action, "already-done")
-        upload = read_upload(storage, repo, target, [])
-        if upload.started_at is None or now - upload.started_at < upload_max_age:
-            return Outcome(action, "skipped", "upload is not stale (any more)")
-        storage.remove_tree(action.path)
-        return Outcome(action, "done")
-    if action.op == REMOVE_LAYER_LINK:
-        if not _exists(storage, action.path):
-            return Outcome(action, "already-done")
-        if storage.stat(layout.blob_data(target)) is not None:
-            return Outcome(action, "skipped", "blob data is present again")
-        storage.remove_tree(action.path)
-        return Outcome(action, "done")
-    return Outcome(action, "skipped", f"unknown operation {action.op}")
-
-
-def _exists(storage: Storage, folder: str) -> bool:
-    try:
-        return bool(storage.list_dir(folder))
-    except StorageMissingError:
-        return False
