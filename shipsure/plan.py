@@ -21,8 +21,18 @@ reason otherwise, never silently re-run), then applies the new plan.
 
 The journal is JSON lines, one object per line: `time` (UTC, ISO 8601), `writer`, `plan` (a
 hash of the plan's actions), `state`, `op`, `target`, `because`, `facts`, and `reason` on
-results. It lives in the state folder (`state_dir()`), never in the current directory unless a
-path is given. Errors: `JournalError` (a `CouldNotRunError`, exit 3) when the journal cannot be
+results. It lives in the state folder (`state_dir()`; the CLI's `--journal`/`--state-dir`,
+see `cli.common.journal_path`), never in the current directory unless a path is given.
+
+A new writer (GC, retention, restore) needs three things:
+
+    plan = Plan("gc", [Action("delete-blob", path, "blob-unreferenced", {"mtime": m})])
+    class GcWriter:                      # shipsure.plan.Writer
+        def check(self, action): ...     # Ready() / AlreadyDone(why) / Refused(why)
+        def run(self, action): ...       # one atomic change; raise OSError/ShipsureError
+    outcomes = apply(plan, GcWriter(), Journal(state_dir() / "gc-journal.jsonl"))
+
+Errors: `JournalError` (a `CouldNotRunError`, exit 3) when the journal cannot be
 written; a writer's own failure in `run` (`OSError` or any `ShipsureError`) is a `failed`
 outcome and the next action still runs.
 """
