@@ -144,6 +144,44 @@ def test_scan_apply_never_deletes_through_a_link_leaving_the_root(
 LAYOUT_FOLDERS = ["_uploads", "_layers", "_manifests", "repository", "repositories", "v2"]
 
 
+@pytest.mark.parametrize("folder", [*LAYOUT_FOLDERS, "blobs"])
+def test_scan_apply_with_a_layout_folder_linked_outside_changes_nothing_there(
+    broken: SyntheticStorage, tmp_path: Path, folder: str
+) -> None:
+    root = _copy(broken, tmp_path)
+    repo = broken.repositories[0]  # the one with the three repairs
+    paths = {
+        "_uploads": layout.uploads_dir(repo),
+        "_layers": f"{layout.repository_dir(repo)}/_layers",
+        "_manifests": f"{layout.repository_dir(repo)}/_manifests",
+        "repository": layout.repository_dir(repo),
+        "repositories": layout.REPOSITORIES,
+        "v2": layout.V2,
+        "blobs": layout.BLOBS,
+    }
+    linked, outside = root / paths[folder], tmp_path / "outside"
+    shutil.move(linked, outside)
+    linked.symlink_to(outside)
+    (outside / "sentinel").write_text("do not touch")
+    before = tree_digest(outside)
+
+    done = run_shipsure(
+        [*SCAN, str(root), "--apply", "--format", "json"],
+        cwd=tmp_path,
+        state_home=tmp_path / "state",
+    )
+    assert done.returncode in (1, 3), done.stderr
+    assert tree_digest(outside) == before
+    assert linked.is_symlink()
+    for r in json.loads(done.stdout).get("repairs", []):
+        if r["result"] != "refused":
+            # Done inside the root, on evidence read inside the root.
+            assert not r["target"].startswith(paths[folder])
+            assert folder != "blobs" or r["op"] == "remove-upload"
+        else:
+            assert f"{paths[folder]} is a symlink to {outside}" in r["reason"]
+
+
 @pytest.mark.parametrize("folder", LAYOUT_FOLDERS)
 def test_every_layout_folder_linked_outside_is_refused(
     broken: SyntheticStorage, tmp_path: Path, folder: str

@@ -2,8 +2,9 @@
 `shipsure.plan.Action` on its storage path, with a precondition re-checked just before it
 runs (`RepairWriter.check`) and one atomic step (`RepairWriter.run`).
 
-Preconditions, first of all: no path on the way to the target may be a symlink that
-resolves outside the storage root (the storage driver refuses such a write or delete too).
+Preconditions, first of all: no path on the way to the target, or to the blob data the
+action relies on, may be a symlink that resolves outside the storage root (the storage
+driver refuses such a write or delete too).
 Then, per operation:
 - `link-revision`: the link already names the digest -> done; else the manifest data must
   be present and hash to the digest.
@@ -54,6 +55,11 @@ class RepairWriter:
         if outside is not None:
             return Refused(outside)
         repo, subject = str(action.facts["repository"]), str(action.facts["subject"])
+        if action.op != repair.REMOVE_UPLOAD:
+            # The evidence (the manifest's or blob's data) must be read inside the root too.
+            outside = self.storage.outside_root(layout.blob_data(subject))
+            if outside is not None:
+                return Refused(f"its evidence lies outside: {outside}")
         if action.op in (repair.LINK_REVISION, repair.LINK_LAYER):
             link = read_link(self.storage, action.target)
             if link is not None and link.digest == subject:
