@@ -120,6 +120,9 @@ def test_apply_writes_nothing_into_the_current_folder(
     root, cwd, state = tmp_path / "repo", tmp_path / "cwd", tmp_path / "state"
     _two_file_repo(root, ref)
     cwd.mkdir()
+    for read_only in (["lint", str(root)], ["lint", "--fix", str(root)]):
+        assert run_shipsure(read_only, cwd=cwd, state_home=state).returncode == 1
+    assert list(cwd.iterdir()) == [] and not state.exists()
     done = run_shipsure(["lint", "--fix", "--apply", str(root)], cwd=cwd, state_home=state)
     assert done.returncode == 0, done.stderr
     assert (root / "Dockerfile").read_text() == f"FROM {pinned}\n"
