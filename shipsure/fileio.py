@@ -1,5 +1,6 @@
 """Durable local writes, done the way the registry does them: temp file beside the target,
 fsync, then rename, so a reader (or a crash) only ever sees the old or the new content.
+(Journals are `shipsure.plan.Journal`.)
 
 Raises OSError; callers turn it into the error of their own family.
 """
@@ -7,16 +8,15 @@ Raises OSError; callers turn it into the error of their own family.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 
 def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace `path` with `data`; `mode` sets the new file's permission bits (the temp
-    file's 0600 otherwise). Creates missing parent folders; never leaves the temp file."""
+    file's 0600 otherwise). Creates missing parent folders; never leaves the temp file
+    (unless killed); the rename is synced to disk before returning."""
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
     os.makedirs(folder, exist_ok=True)
@@ -33,13 +33,15 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fsync_dir(folder)
 
 
-def append_json_line(path: str | Path, record: Mapping[str, object]) -> None:
-    """Append one JSON object as a line to a journal and fsync it before returning."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def fsync_dir(folder: str | Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable; best effort, as some
+    filesystems cannot sync a directory."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shipsure.errors import CouldNotRunError, ShipsureError
+from shipsure.fileio import fsync_dir
 
 STATE_DIR_ENV = "SHIPSURE_STATE_DIR"
 # Test hook: "POINT" or "POINT:N" makes the process exit abruptly (os._exit, no clean-up, as
@@ -242,7 +243,8 @@ class Journal:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(self.path.parent)
+                # The new file's directory entry must reach the disk too.
+                fsync_dir(self.path.parent)
         except OSError as exc:
             raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from None
 
@@ -276,16 +278,6 @@ class Journal:
             elif entry.get("state") in _FINAL:
                 open_.pop(action.key, None)
         return list(open_.values())
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The new file's directory entry must reach the disk too, or a crash can lose the file.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class _Crash:
