@@ -30,6 +30,7 @@ from shipsure.model import (
     Manifest,
     Platform,
     Reference,
+    contents,
     parse_manifest,
 )
 from shipsure.registry.interface import (
@@ -301,15 +302,19 @@ class _Walker:
                 reference=node.reference,
             )
 
+        # What a pull asks this registry for (model.contents): foreign layers live at their
+        # urls, and index entries with a blob media type are checked as blobs.
+        found = contents(manifest)
+        pulled = {id(d) for d in found.pull}
         if isinstance(manifest, ImageManifest):
             nodes = [child(manifest.config, "config", is_manifest=False)]
             nodes += [
                 child(layer, f"layer {i}", is_manifest=False)
                 for i, layer in enumerate(manifest.layers)
-                if not layer.is_foreign
+                if id(layer) in pulled
             ]
             return nodes
-        kept = _filter_platforms(manifest, self.options.platforms)
+        kept = [d for d in _filter_platforms(manifest, self.options.platforms) if id(d) in pulled]
         if self.options.platforms and not any(
             d.platform is not None and not d.is_attestation for d in kept
         ):
@@ -322,7 +327,8 @@ class _Walker:
                     str(manifest.digest),
                 )
             )
-        return [child(d, _role(d), is_manifest=d.media_type not in _BLOB_TYPES) for d in kept]
+        children = {id(d) for d in found.children}
+        return [child(d, _role(d), is_manifest=id(d) in children) for d in kept]
 
     def _referrers(self, registry: Registry, node: _Node, digest: Digest) -> list[_Node]:
         try:
@@ -422,12 +428,6 @@ class _Walker:
                 ]
             )
         return _Outcome()
-
-
-# Media types an index may list that are blobs rather than manifests.
-_BLOB_TYPES = frozenset(
-    {mt.OCI_CONFIG, mt.DOCKER_CONFIG, mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD}
-)
 
 
 def _role(desc: Descriptor) -> str:

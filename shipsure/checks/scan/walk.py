@@ -301,6 +301,9 @@ class RepositoryWalk:
         return self._walk_node(m.node, node_path)
 
     def _walk_node(self, node: ManifestNode, path: tuple[str, ...]) -> list[_Key]:
+        # Foreign layers are listed, so garbage collection keeps their bytes when they were
+        # pushed too; a pull fetches them from their urls, so nothing here is checked.
+        self.referenced.update(ref.digest for ref in node.foreign)
         keys: list[_Key] = []
         for child in node.children:
             keys += self._visit(child.digest, (*path, child.label), CHILD)
