@@ -38,6 +38,12 @@ class Link:
     def points_to(self, digest: str) -> bool:
         return self.digest == digest
 
+    @property
+    def intended(self) -> str | None:
+        """The digest, or for a malformed link the one it was meant to hold (a link ending in
+        a newline, CRLF or spaces, as hand-written links do), or None."""
+        return self.digest if self.digest is not None else layout.intended_digest(self.raw)
+
 
 @dataclass(frozen=True, slots=True)
 class Upload:
@@ -62,6 +68,9 @@ class RepositoryInventory:
     revisions: dict[str, Link] = field(default_factory=dict)
     layers: dict[str, Link] = field(default_factory=dict)
     tags: dict[str, Link | None] = field(default_factory=dict)  # None: no current/link
+    # Tag history links (`tags/<tag>/index/<alg>/<hex>/link`) that do not hold exactly the
+    # digest of their folder, as (tag, folder digest, link); sound ones are not kept.
+    bad_history: list[tuple[str, str, Link]] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
     errors: list[ReadProblem] = field(default_factory=list)
     # Folders under revisions/ and _layers/ whose names are not digests (never served).
@@ -165,6 +174,11 @@ def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
             inv.tags[tag] = read_link(storage, path)
         except StorageError as exc:
             inv.errors.append(ReadProblem(path, str(exc)))
+        history: dict[str, Link] = {}
+        _read_digest_links(storage, inv, f"{base}/{tag}/index", history)
+        for digest, link in history.items():
+            if link.digest != digest:
+                inv.bad_history.append((tag, digest, link))
 
 
 def _read_uploads(storage: Storage, inv: RepositoryInventory) -> None:

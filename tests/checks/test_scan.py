@@ -310,3 +310,49 @@ def test_stale_upload_threshold(tree: SyntheticStorage) -> None:
     faults.plant_stale_upload(tree.root, repo, age_days=2)
     assert _scan(tree.root).findings == []
     assert [f.kind for f in _scan(tree.root, upload_max_age=86400.0).findings] == [k.UPLOAD_STALE]
+
+
+WHITESPACE = {"LF": b"\n", "CRLF": b"\r\n", "space": b" ", "two LF": b"\n\n"}
+
+
+@pytest.mark.parametrize("where", ["tag current", "revision", "layer", "tag history"])
+@pytest.mark.parametrize("around", sorted(WHITESPACE))
+def test_link_with_whitespace_is_malformed_with_the_clean_digest(
+    tree: SyntheticStorage, where: str, around: str
+) -> None:
+    """A hand-written link ending in a newline (or CRLF, spaces) names no digest the registry
+    can read: one malformed-link finding, carrying the clean digest, and nothing else
+    (not "revision missing" with the newline inside the digest)."""
+    root, repo = tree.root, tree.repositories[2]
+    t = tree.tag(repo, "v0")
+    digest, path = {
+        "tag current": (t.index, faults.tag_current_link_path(root, repo, "v0")),
+        "revision": (
+            t.children[0].digest,
+            faults.revision_link_path(root, repo, t.children[0].digest),
+        ),
+        "layer": (t.children[1].config, faults.layer_link_path(root, repo, t.children[1].config)),
+        "tag history": (t.index, faults.tag_index_link_path(root, repo, "v0", t.index)),
+    }[where]
+    ws = WHITESPACE[around]
+    raw = (b" " + digest.encode() + ws) if around == "space" else digest.encode() + ws
+    path.write_bytes(raw)
+    report = _scan(root)
+    assert _kinds(report) == [(k.MALFORMED_LINK, repo, digest)]
+    finding = report.findings[0]
+    assert finding.digest == digest
+    assert finding.details["storage_path"].endswith("/link")
+    assert "whitespace" in finding.message
+    if where == "tag current":
+        assert finding.reference == "v0" and finding.severity == Severity.CRITICAL
+    if where == "tag history":
+        assert finding.severity == Severity.WARNING  # the tag itself still resolves
+
+
+def test_history_link_naming_another_digest_is_malformed(tree: SyntheticStorage) -> None:
+    root, repo = tree.root, tree.repositories[2]
+    t = tree.tag(repo, "v1")
+    faults.tag_index_link_path(root, repo, "v1", t.index).write_bytes(t.children[0].digest.encode())
+    report = _scan(root)
+    assert _kinds(report) == [(k.MALFORMED_LINK, repo, t.index)]
+    assert "whitespace" not in report.findings[0].message

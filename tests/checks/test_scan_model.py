@@ -109,3 +109,22 @@ def test_pushed_foreign_layer_is_referenced_and_gc_keeps_it(
     assert _data(root, foreign.digest).exists()
     assert not _data(root, untagged_only.digest).exists()
     assert _unreferenced(root) == set()
+
+
+def test_tag_link_ending_in_newline_on_the_real_registry(
+    registry: SandboxRegistry, repo_name: str
+) -> None:
+    """A cleanup script wrote `current/link` with a newline: the registry cannot serve the
+    tag; scan says malformed-link with the clean digest, not "revision missing"."""
+    pushed = images.push_image(registry.url, repo_name, "v1")
+    link = registry.root / layout.tag_current_link(repo_name, "v1")
+    link.write_bytes(pushed.digest.encode() + b"\n")
+    with images.open_client(registry.url) as client:
+        got = client.get(f"/v2/{repo_name}/manifests/v1", headers={"Accept": mt.MANIFEST_ACCEPT})
+    assert got.status_code >= 400
+    report = scan(FilesystemStorage(registry.root), ScanOptions(recheck_delay=0))
+    mine = [f for f in report.findings if f.repository == repo_name]
+    assert [(f.kind, f.digest, f.reference) for f in mine] == [
+        (k.MALFORMED_LINK, pushed.digest, "v1")
+    ]
+    assert mine[0].severity.label == "critical"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,9 +22,11 @@ from dataclasses import dataclass, field
 
 from shipsure.checks.scan import kinds as k
 from shipsure.checks.scan.recheck import Present, still_holds
+from shipsure.checks.scan.shard import Shard
 from shipsure.checks.scan.walk import Candidate, RepositoryWalk, WalkResult
-from shipsure.errors import BadInputError, CouldNotRunError, UsageError
-from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.errors import BadInputError, CouldNotRunError
+from shipsure.findings import CHECK_ERROR, Finding, Report
+from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.storage import blob_hasher, layout
 from shipsure.storage.digests import DigestLog
 from shipsure.storage.filesystem import FilesystemStorage
@@ -60,30 +61,6 @@ def default_local_workers() -> int:
 # A registry writes a push as several files (data, revision link, tag links) milliseconds
 # apart; a fault must still hold this long after it was seen to be reported.
 DEFAULT_RECHECK_DELAY = 0.5
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        i, sep, n = text.partition("/")
-        try:
-            shard = cls(int(i), int(n))
-        except ValueError:
-            shard = None
-        if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
-            raise UsageError(f"invalid shard {text!r}: want I/N with 0 <= I < N, e.g. 0/4")
-        return shard
-
-    def owns(self, repository: str) -> bool:
-        # crc32 is stable across runs, machines and Python versions (hash() is not).
-        return zlib.crc32(repository.encode()) % self.count == self.index
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 @dataclass(frozen=True)
@@ -325,7 +302,7 @@ def _walk_verifying(
     """
     hasher = None
     if options.shard is None and isinstance(storage, FilesystemStorage):
-        hasher = blob_hasher.start(storage.root)
+        hasher = blob_hasher.start(storage.root, DIGEST_ALGORITHMS)
     if hasher is None:
         return walk_all(verify_content=True, list_store=list_store)
     try:
@@ -456,7 +433,7 @@ def _confirmed(
 
 def to_finding(c: Candidate) -> Finding:
     tags = sorted(c.tags)
-    severity = Severity.ERROR if c.kind == CHECK_ERROR else k.severity(c.kind, len(tags))
+    severity = k.severity(c.kind, len(tags), breaks_tag=c.breaks_tag)
     details = dict(c.details)
     if c.kind != CHECK_ERROR and c.kind not in (k.BLOB_UNREFERENCED, k.UPLOAD_STALE):
         details["tags"] = tags

@@ -43,9 +43,12 @@ class Candidate:
     evidence: tuple[Evidence, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
+    breaks_tag: bool = False  # the fault itself keeps a tag from resolving: critical
 
 
-_Key = tuple[str, str | None, str | None]
+# (kind, digest, reference, storage path): the path tells apart two malformed links of one
+# digest (a tag's current link and its history link); None for every other kind.
+_Key = tuple[str, str | None, str | None, str | None]
 
 
 @dataclass
@@ -98,7 +101,8 @@ class RepositoryWalk:
         reference: str | None = None,
         **details: Any,
     ) -> _Key:
-        key = (kind, digest, reference)
+        where = details.get("storage_path") if kind == k.MALFORMED_LINK else None
+        key = (kind, digest, reference, where)
         if key not in self.faults:
             self.faults[key] = Candidate(
                 kind, self.repo, digest, reference, message, path, evidence, details
@@ -106,7 +110,7 @@ class RepositoryWalk:
         return key
 
     def _check_error(self, path_on_disk: str, message: str, path: tuple[str, ...]) -> _Key:
-        key = (CHECK_ERROR, path_on_disk, None)
+        key = (CHECK_ERROR, path_on_disk, None, None)
         if key not in self.faults:
             self.faults[key] = Candidate(
                 CHECK_ERROR,
@@ -139,6 +143,7 @@ class RepositoryWalk:
             if (digest, ROOT_TAG) in self._under or (digest, CHILD) in self._under:
                 continue
             self._visit(digest, (f"revision {digest}",), ROOT_REVISION)
+        self._tag_history()
         self._layer_links()
         self._uploads()
         counts = {
@@ -166,18 +171,21 @@ class RepositoryWalk:
                 )
             ]
         if link.digest is None:
-            return [
+            keys = [
                 self._fault(
                     k.MALFORMED_LINK,
-                    None,
+                    link.intended,
                     where,
-                    f"tag {tag}: current/link holds {link.raw[:80]!r}, not a digest: the tag "
-                    "answers 404",
+                    f"tag {tag}: current/link holds {link.raw[:80]!r}, not exactly a digest"
+                    + _meant(link)
+                    + ": the registry cannot read it and the tag does not resolve",
                     (LinkReads(current, link.raw),),
                     reference=tag,
                     storage_path=current,
                 )
             ]
+            self.faults[keys[0]].breaks_tag = True
+            return keys
         return self._visit(link.digest, where, ROOT_TAG, tag_link=link)
 
     def _visit(
@@ -257,8 +265,8 @@ class RepositoryWalk:
                     k.MALFORMED_LINK,
                     digest,
                     node_path,
-                    f"revision link of {digest} holds {rev.raw[:80]!r}: the manifest cannot be "
-                    "served",
+                    f"revision link of {digest} holds {rev.raw[:80]!r}, not exactly a digest"
+                    f"{_meant(rev)}: the manifest cannot be served",
                     (LinkReads(rev.path, rev.raw),),
                     storage_path=rev.path,
                 )
@@ -414,10 +422,25 @@ class RepositoryWalk:
             k.MALFORMED_LINK,
             digest,
             path,
-            f"layer link of {digest} holds {link.raw[:80]!r}: the blob cannot be served here",
+            f"layer link of {digest} holds {link.raw[:80]!r}, not exactly a digest{_meant(link)}: "
+            "the blob cannot be served here",
             (LinkReads(link.path, link.raw),),
             storage_path=link.path,
         )
+
+    def _tag_history(self) -> None:
+        """History links of tags (`index/<alg>/<hex>/link`) that are malformed. The registry
+        reads them when it deletes a manifest, not when it serves one: no tag breaks."""
+        for tag, digest, link in self.inv.bad_history:
+            self._fault(
+                k.MALFORMED_LINK,
+                digest,
+                (f"tag {tag}", f"history link {digest}"),
+                f"tag {tag}: history link of {digest} holds {link.raw[:80]!r}, not exactly a "
+                f"digest{_meant(link)}",
+                (LinkReads(link.path, link.raw),),
+                storage_path=link.path,
+            )
 
     def _layer_links(self) -> None:
         """Layer links no manifest of this repository uses: dangling or malformed."""
@@ -462,6 +485,13 @@ class RepositoryWalk:
                 bytes=upload.size,
                 age_days=round(age / 86400, 2),
             )
+
+
+def _meant(link: Link) -> str:
+    """Why the link is malformed, when it only has whitespace around a digest."""
+    if link.digest is not None or link.intended is None:
+        return ""
+    return f" (it names {link.intended} with whitespace around it; a link holds no newline)"
 
 
 def _data_state(state: str) -> str:
