@@ -279,6 +279,9 @@ class Finding:
     digest: str | None = None
     path: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    # What the command could do about it, as typed data its planner matches on (e.g. scan's
+    # `checks.scan.remedy`); never rendered, and not part of the finding's identity.
+    remedy: object | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_check_error(self) -> bool:

@@ -27,8 +27,39 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
+    """A file that is there: its size (bytes) and modification time."""
+
     size: int
     mtime: float  # seconds since the epoch
+
+
+# A read's outcome as data, matched with `match`: the file is there (FileInfo, or Hashed for
+# a hash), it is not (Missing), or it could not be read (Unreadable). Only Missing may ever
+# become a "missing" finding; Unreadable is a `check-error`.
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """The path does not exist (or vanished while we looked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The path may exist but could not be read; `why` says what the storage answered."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A file's content hashed: hex digest in the asked algorithm, and bytes read."""
+
+    hex: str
+    size: int
+
+
+FileState = FileInfo | Missing | Unreadable
+HashState = Hashed | Missing | Unreadable
 
 
 class StorageError(CouldNotRunError):

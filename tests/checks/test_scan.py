@@ -356,3 +356,35 @@ def test_history_link_naming_another_digest_is_malformed(tree: SyntheticStorage)
     report = _scan(root)
     assert _kinds(report) == [(k.MALFORMED_LINK, repo, t.index)]
     assert "whitespace" not in report.findings[0].message
+
+
+def test_repair_plan_reads_typed_remedies_only(tree: SyntheticStorage) -> None:
+    from shipsure.checks.scan import repair
+    from shipsure.findings import Finding
+
+    root, repo = tree.root, tree.repositories[0]
+    t = tree.tag(repo, "v0")
+    child = t.children[0]
+    faults.remove_revision_link(root, repo, child.digest)
+    faults.remove_layer_link(root, repo, t.children[1].config)
+    faults.remove_blob_data(root, t.children[1].layers[-1])
+    upload = faults.plant_stale_upload(root, repo, age_days=9)
+    report = _scan(root)
+    plan = repair.plan_repairs(report.findings)
+    assert {(a.op, a.target) for a in plan} == {
+        (repair.LINK_REVISION, child.digest),
+        (repair.LINK_LAYER, t.children[1].config),
+        (repair.REMOVE_UPLOAD, upload),
+    }
+    asked = repair.plan_repairs(report.findings, remove_dangling_layer_links=True)
+    assert (repair.REMOVE_LAYER_LINK, t.children[1].layers[-1]) in {(a.op, a.target) for a in asked}
+    # A finding that only says so in its details (e.g. read back from JSON) plans nothing.
+    said = Finding(
+        k.INDEX_CHILD_RELINKABLE,
+        Severity.ERROR,
+        "x",
+        repository=repo,
+        digest=child.digest,
+        details={"relinkable": True},
+    )
+    assert repair.plan_repairs([said]) == []

@@ -30,9 +30,15 @@ from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.storage import blob_hasher, layout
 from shipsure.storage.digests import DigestLog
 from shipsure.storage.filesystem import FilesystemStorage
-from shipsure.storage.interface import Storage, StorageError, StorageMissingError
+from shipsure.storage.interface import (
+    FileInfo,
+    Missing,
+    Storage,
+    StorageError,
+    StorageMissingError,
+    Unreadable,
+)
 from shipsure.storage.inventory import (
-    MISSING,
     BlobStore,
     ReadProblem,
     discover_repositories,
@@ -394,27 +400,26 @@ def _unreferenced(
     """Blobs no manifest of the scanned repositories names: garbage-collection candidates."""
     found = []
     for digest in present.difference(referenced):
-        st = blobs.stat(digest)
-        if st == MISSING:  # a blob folder without data: nothing to reclaim or serve
-            continue
-        if isinstance(st, str):
-            problems.append(ReadProblem(layout.blob_data(digest), st))
-            continue
-        if now - st.mtime < options.unreferenced_min_age:
-            continue
-        found.append(
-            Candidate(
-                k.BLOB_UNREFERENCED,
-                None,
-                digest,
-                None,
-                f"blob {digest} ({st.size} bytes) is referenced by no manifest: garbage "
-                "collection will delete it",
-                (f"blob {digest}",),
-                (Present(layout.blob_data(digest)),),
-                {"storage_path": layout.blob_data(digest), "bytes": st.size},
-            )
-        )
+        match blobs.stat(digest):
+            case Missing():  # a blob folder without data: nothing to reclaim or serve
+                continue
+            case Unreadable(why):
+                problems.append(ReadProblem(layout.blob_data(digest), why))
+                continue
+            case FileInfo(size, mtime) if now - mtime >= options.unreferenced_min_age:
+                found.append(
+                    Candidate(
+                        k.BLOB_UNREFERENCED,
+                        None,
+                        digest,
+                        None,
+                        f"blob {digest} ({size} bytes) is referenced by no manifest: garbage "
+                        "collection will delete it",
+                        (f"blob {digest}",),
+                        (Present(layout.blob_data(digest)),),
+                        {"storage_path": layout.blob_data(digest), "bytes": size},
+                    )
+                )
     return found
 
 
@@ -450,6 +455,7 @@ def to_finding(c: Candidate) -> Finding:
         digest=c.digest,
         path=c.path,
         details=details,
+        remedy=c.remedy,
     )
 
 
