@@ -88,6 +88,15 @@ class Storage(Protocol):
     Every method is safe to call from several threads at once.
     """
 
+    # Capabilities: what callers may do with this storage, so none asks for its class.
+    # True when reads are local and interpreter-bound, so work pays off in worker processes
+    # (which must be able to receive this storage pickled); False when reads wait on the
+    # network and threads are the cheaper way to overlap them.
+    can_fork_workers: bool
+    # A local folder holding the layout, for tools that read the files directly (the blob
+    # hasher process); None when there is none (S3).
+    local_root: str | None
+
     def describe(self) -> str:
         """Where this storage is, for messages and reports (no credentials)."""
         ...

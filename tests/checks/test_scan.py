@@ -388,3 +388,44 @@ def test_repair_plan_reads_typed_remedies_only(tree: SyntheticStorage) -> None:
         details={"relinkable": True},
     )
     assert repair.plan_repairs([said]) == []
+
+
+def test_scan_called_from_a_thread_while_another_thread_runs(tree: SyntheticStorage) -> None:
+    """A long-running server calls scan from a thread while others run: forking then could
+    copy a lock another thread holds into the workers, so they come from a forkserver; the
+    answer is the same as a single-threaded scan's."""
+    import threading
+
+    from shipsure.checks.scan.executor import start_method
+
+    root, repo = tree.root, tree.repositories[1]
+    faults.remove_blob_data(root, tree.tag(repo, "v1").children[0].layers[-1])
+    alone = _scan(root, workers=2)
+    assert alone.meta["scan"]["workers"] == "2 processes (fork)"
+    stop = threading.Event()
+    held = threading.Lock()
+
+    def busy() -> None:
+        while not stop.is_set():
+            with held:  # a lock some other thread holds at any moment
+                sum(range(1000))
+
+    reports: list[Report] = []
+    other = threading.Thread(target=busy, daemon=True)
+    caller = threading.Thread(target=lambda: reports.append(_scan(root, workers=2)), daemon=True)
+    other.start()
+    try:
+        assert start_method() != "fork"
+        caller.start()
+        caller.join(timeout=300)
+    finally:
+        stop.set()
+        other.join()
+    assert not caller.is_alive(), "scan from a thread did not finish"
+    (threaded,) = reports
+    assert threaded.meta["scan"]["workers"] in ("2 processes (forkserver)", "2 processes (spawn)")
+    assert (
+        _kinds(threaded)
+        == _kinds(alone)
+        == [(k.BLOB_MISSING, repo, tree.tag(repo, "v1").children[0].layers[-1])]
+    )
