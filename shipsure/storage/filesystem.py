@@ -47,8 +47,11 @@ def _error(exc: OSError, path: str) -> StorageError:
 
 
 class FilesystemStorage:
+    can_fork_workers = True  # reads are local: the walk is bound by the interpreter
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self.local_root: str | None = self.root
         self._prefix = self.root.rstrip("/") + "/"
 
     def describe(self) -> str:

@@ -27,8 +27,39 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
+    """A file that is there: its size (bytes) and modification time."""
+
     size: int
     mtime: float  # seconds since the epoch
+
+
+# A read's outcome as data, matched with `match`: the file is there (FileInfo, or Hashed for
+# a hash), it is not (Missing), or it could not be read (Unreadable). Only Missing may ever
+# become a "missing" finding; Unreadable is a `check-error`.
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """The path does not exist (or vanished while we looked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The path may exist but could not be read; `why` says what the storage answered."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A file's content hashed: hex digest in the asked algorithm, and bytes read."""
+
+    hex: str
+    size: int
+
+
+FileState = FileInfo | Missing | Unreadable
+HashState = Hashed | Missing | Unreadable
 
 
 class StorageError(CouldNotRunError):
@@ -65,6 +96,15 @@ class Storage(Protocol):
 
     Every method is safe to call from several threads at once.
     """
+
+    # Capabilities: what callers may do with this storage, so none asks for its class.
+    # True when reads are local and interpreter-bound, so work pays off in worker processes
+    # (which must be able to receive this storage pickled); False when reads wait on the
+    # network and threads are the cheaper way to overlap them.
+    can_fork_workers: bool
+    # A local folder holding the layout, for tools that read the files directly (the blob
+    # hasher process); None when there is none (S3).
+    local_root: str | None
 
     def describe(self) -> str:
         """Where this storage is, for messages and reports (no credentials)."""

@@ -41,6 +41,9 @@ def _client(endpoint_url: str | None, region: str | None) -> Any:
 
 
 class S3Storage:
+    can_fork_workers = False  # reads wait on the network: threads overlap them
+    local_root: str | None = None
+
     def __init__(
         self,
         bucket: str,

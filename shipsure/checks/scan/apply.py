@@ -24,7 +24,7 @@ from shipsure.checks.scan import repair
 from shipsure.plan import Action, AlreadyDone, Plan, Precondition, Ready, Refused
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageMissingError
-from shipsure.storage.inventory import read_link, read_manifest, read_upload
+from shipsure.storage.inventory import ManifestState, read_link, read_manifest, read_upload
 
 WRITER = "scan-repair"
 _LAST_IN_UPLOAD = "startedat"
@@ -66,7 +66,7 @@ class RepairWriter:
                 return AlreadyDone("the link names the digest")
             if action.op == repair.LINK_REVISION:
                 m = read_manifest(self.storage, subject)
-                if m.state != "ok":
+                if m.state is not ManifestState.OK:
                     return Refused(f"manifest data is {m.state}, not verified")
             elif self.storage.stat(layout.blob_data(subject)) is None:
                 return Refused("blob data is gone")

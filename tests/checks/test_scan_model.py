@@ -1,0 +1,130 @@
+"""Scan and the real garbage collection agree on what a manifest references.
+
+A Docker manifest listing a foreign layer (with `urls`) whose bytes were pushed as well, as
+mirroring tools do: distribution's GC marks every listed digest (`Manifest.References()`),
+so the blob stays, with and without `--delete-untagged`; scan must not call it unreferenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipsure import mediatypes as mt
+from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan import kinds as k
+from shipsure.sandbox import images
+from shipsure.sandbox.registry import REGISTRY_BINARY, SandboxRegistry, registry_available
+from shipsure.storage import layout
+from shipsure.storage.filesystem import FilesystemStorage
+
+FOREIGN_URL = "https://mcr.microsoft.com/v2/windows/servercore/blobs/sha256-layer"
+
+
+@pytest.fixture
+def foreign_registry() -> Iterator[SandboxRegistry]:
+    """A registry that accepts foreign layers, as one serving Windows images is set up
+    (distribution refuses every `urls` entry unless `validation.manifests.urls` allows it)."""
+    if not registry_available():
+        pytest.skip(f"needs {REGISTRY_BINARY} (Debian package docker-registry)")
+    allow = {"validation": {"manifests": {"urls": {"allow": ["^https://"]}}}}
+    with SandboxRegistry(extra_config=allow) as sandbox:
+        yield sandbox
+
+
+def _blob(seed: str, media_type: str = mt.DOCKER_LAYER) -> images.Blob:
+    data = f"bytes of {seed}\n".encode() * 20
+    return images.Blob(media_type, data, images.sha256_digest(data))
+
+
+def _unreferenced(root: Path) -> set[str]:
+    report = scan(FilesystemStorage(root), ScanOptions(unreferenced_min_age=0, recheck_delay=0))
+    # After a GC, 2.8 leaves the deleted orphan's layer link behind, dangling.
+    allowed = {k.BLOB_UNREFERENCED, k.LAYER_LINK_DANGLING}
+    assert {f.kind for f in report.findings} <= allowed, report.findings
+    return {f.digest for f in report.findings if f.kind == k.BLOB_UNREFERENCED and f.digest}
+
+
+def _data(root: Path, digest: str) -> Path:
+    return root / layout.blob_data(digest)
+
+
+def test_pushed_foreign_layer_is_referenced_and_gc_keeps_it(
+    foreign_registry: SandboxRegistry,
+) -> None:
+    reg, root = foreign_registry, foreign_registry.root
+    layer = images.make_layer("own", kind="docker")
+    foreign = _blob("foreign", mt.DOCKER_FOREIGN_LAYER)
+    orphan = _blob("orphan")  # pushed, listed by nothing: the control
+    config = images.make_config(
+        "cfg", [layer], {"os": "windows", "architecture": "amd64"}, "docker"
+    )
+    with images.open_client(reg.url) as client:
+        pusher = images._Pusher(client)
+        for blob in (config, layer, foreign, orphan):
+            pusher.push_blob("team/win", blob)
+        pusher.push_manifest(
+            "team/win",
+            "ltsc",
+            mt.DOCKER_MANIFEST,
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.DOCKER_MANIFEST,
+                "config": config.descriptor(),
+                "layers": [{**foreign.descriptor(), "urls": [FOREIGN_URL]}, layer.descriptor()],
+            },
+        )
+        # The same bytes listed by an untagged manifest only: -m deletes that manifest, and
+        # then the blob is garbage.
+        untagged_only = _blob("untagged-only", mt.DOCKER_FOREIGN_LAYER)
+        pusher.push_blob("team/win", untagged_only)
+        pusher.push_manifest(
+            "team/win",
+            None,
+            mt.DOCKER_MANIFEST,
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.DOCKER_MANIFEST,
+                "config": config.descriptor(),
+                "layers": [{**untagged_only.descriptor(), "urls": [FOREIGN_URL]}],
+            },
+        )
+
+    assert _unreferenced(root) == {orphan.digest}
+    dry = reg.garbage_collect(dry_run=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"marking blob {foreign.digest}" in dry.stdout
+
+    plain = reg.garbage_collect()
+    assert plain.returncode == 0, plain.stderr
+    assert _data(root, foreign.digest).exists()
+    assert _data(root, untagged_only.digest).exists()
+    assert not _data(root, orphan.digest).exists()
+    assert _unreferenced(root) == set()
+
+    untagged = reg.garbage_collect(delete_untagged=True)
+    assert untagged.returncode == 0, untagged.stderr
+    assert _data(root, foreign.digest).exists()
+    assert not _data(root, untagged_only.digest).exists()
+    assert _unreferenced(root) == set()
+
+
+def test_tag_link_ending_in_newline_on_the_real_registry(
+    registry: SandboxRegistry, repo_name: str
+) -> None:
+    """A cleanup script wrote `current/link` with a newline: the registry cannot serve the
+    tag; scan says malformed-link with the clean digest, not "revision missing"."""
+    pushed = images.push_image(registry.url, repo_name, "v1")
+    link = registry.root / layout.tag_current_link(repo_name, "v1")
+    link.write_bytes(pushed.digest.encode() + b"\n")
+    with images.open_client(registry.url) as client:
+        got = client.get(f"/v2/{repo_name}/manifests/v1", headers={"Accept": mt.MANIFEST_ACCEPT})
+    assert got.status_code >= 400
+    report = scan(FilesystemStorage(registry.root), ScanOptions(recheck_delay=0))
+    mine = [f for f in report.findings if f.repository == repo_name]
+    assert [(f.kind, f.digest, f.reference) for f in mine] == [
+        (k.MALFORMED_LINK, pushed.digest, "v1")
+    ]
+    assert mine[0].severity.label == "critical"
