@@ -84,7 +84,12 @@ def start_pushgateway(workdir: Path) -> Server:
     assert PUSHGATEWAY is not None
     port = free_port()
     return Server(
-        [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
+        [
+            PUSHGATEWAY,
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Debian's build persists pushed metrics under /var/lib by default.
+            f"--persistence.file={workdir / 'pushgateway.data'}",
+        ],
         port,
         "/-/ready",
         workdir / "pushgateway.log",
