@@ -435,7 +435,8 @@ class _Probe:
         host = self.registry.host
         references = [Reference(host, repo, tag) for repo, tags in batch for tag in tags]
         found = Report(command="probe")
-        walk(references, self._registry_for, self.verify_options, found, checked or set())
+        shared = set() if checked is None else checked
+        walk(references, self._registry_for, self.verify_options, found, shared)
         problems = [f for f in found.findings if not f.is_check_error]
         if problems:
             problems = self._confirm(problems)

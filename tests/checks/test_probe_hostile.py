@@ -166,3 +166,25 @@ def test_refused_credentials_are_auth_failing_not_missing() -> None:
     assert {f.details["state"] for f in report.findings} == {AUTH_FAILING}
     assert report.meta["probe"]["auth_accepted"] is False
     assert report.meta["probe"]["unchecked"][0]["repository"] == "team/app3"
+
+
+def test_a_repository_larger_than_a_batch_checks_each_blob_once() -> None:
+    many = [f"t{i}" for i in range(7)]  # batches of 3 tags: walked in 3 chunks
+
+    def big(request: httpx.Request) -> httpx.Response | None:
+        path = request.url.path
+        if path == "/v2/team/app0/tags/list":
+            return httpx.Response(200, json={"name": "team/app0", "tags": many})
+        if path.startswith("/v2/team/app0/manifests/t"):
+            headers = {"Content-Type": mt.OCI_INDEX, "Docker-Content-Digest": str(Digest.of(INDEX))}
+            return httpx.Response(200, headers=headers, content=INDEX)
+        return None
+
+    report, asked = _run(big)
+    assert report.findings == []
+    assert report.meta["probe"]["tags_checked"] == len(REPOS) - 1 + len(many)
+    assert len([a for a in asked if a.startswith("HEAD /v2/team/app0/blobs/")]) == 2
+    assert (
+        len([a for a in asked if a.startswith(f"GET /v2/team/app0/manifests/{Digest.of(CHILD)}")])
+        == 1
+    )
