@@ -168,6 +168,15 @@ def run(args: argparse.Namespace) -> int:
         remember_tags_of=repositories_to_remember(previous),
     )
     registry = registry_from_args(args, args.registry)
+    if previous is not None and (previous.registry, previous.shard) != (
+        registry.host,
+        str(args.shard),
+    ):
+        registry.close()
+        raise UsageError(
+            f"--state {args.state} holds {previous.registry} shard {previous.shard}, not "
+            f"{registry.host} shard {args.shard}: use one state file per registry and shard"
+        )
     progress = Progress("probe")
     try:
         report = probe(registry, options, on_progress=progress.update)
