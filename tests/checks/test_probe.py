@@ -244,3 +244,22 @@ def test_probe_reports_the_same_faults_on_distribution_v3(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_deep_sample_finds_corruption_within_its_rotation_and_keeps_it(
+    fresh_registry: SandboxRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tree = generate(fresh_registry.root, SyntheticSpec(repositories=2, tags=2, platforms=2))
+    corrupted = tree.tag(tree.repositories[1], "v1").children[0].layers[-1]
+    faults.corrupt_blob(fresh_registry.root, corrupted)
+    state = str(tmp_path / "state.json")
+    seen = []
+    for _ in range(4):  # 50 %: every blob is re-hashed within 2 runs
+        _, doc = _probe_json(capsys, "--deep-sample", "50", "--state", state, fresh_registry.host)
+        assert doc["probe"]["deep_sample_rotation_runs"] == 2
+        assert doc["probe"]["state"]["recovered"] == []
+        seen.append(("blob-digest-mismatch", tree.repositories[1], corrupted) in _keys(doc))
+    first = seen.index(True)
+    assert first < 2
+    assert all(seen[first:])  # once found, re-hashed on every run: never falsely recovered
