@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   postgresql
   git curl jq       # sequential curl walk benchmark anchor; stacks tests use git
   hyperfine apache2-utils
+  prometheus prometheus-node-exporter prometheus-pushgateway   # probe alert rules end to end
   python3-venv
 )
 

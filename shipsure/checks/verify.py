@@ -65,6 +65,8 @@ class VerifyOptions:
     platforms: tuple[Platform, ...] = ()
     referrers: bool = True
     workers: int = 16
+    # Re-hash only the blobs this picks (`probe --deep-sample`); `deep` re-hashes every one.
+    deep_for: Callable[[Digest], bool] | None = None
 
 
 RegistryFor = Callable[[str], Registry]
@@ -132,6 +134,30 @@ def verify(
     return report
 
 
+# An object already checked: (repository, is_manifest, digest). Tags are never recorded.
+CheckedKey = tuple[str, bool, str]
+
+
+def walk(
+    references: Sequence[Reference],
+    registry_for: RegistryFor,
+    options: VerifyOptions,
+    report: Report,
+    checked: set[CheckedKey],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Walk `references` as `verify` does, adding findings and counts to `report`.
+
+    `checked` carries de-duplication across calls: objects in it are not requested again,
+    and every object this call checks (by digest) is added to it. A caller walking a
+    registry in batches passes one set per repository and drops it when the repository
+    is done, so memory tracks one batch, not the registry. A problem is reported by the
+    call that first meets the object.
+    """
+    walker = _Walker(registry_for, options, report, on_progress, checked)
+    walker.run(references)
+
+
 class _Walker:
     def __init__(
         self,
@@ -139,8 +165,10 @@ class _Walker:
         options: VerifyOptions,
         report: Report,
         on_progress: Callable[[int, int], None] | None,
+        checked: set[CheckedKey] | None = None,
     ) -> None:
         self.registry_for = registry_for
+        self.checked = checked
         self.options = options
         self.report = report
         self.on_progress = on_progress
@@ -176,12 +204,26 @@ class _Walker:
             self._drain()
         for state in [*self.seen.values(), *self.side_checks]:
             self._emit(state)
+        if self.checked is not None:
+            # Objects that could not be checked stay out, so a later call asks again.
+            self.checked.update(
+                (s.node.repository, s.node.is_manifest, s.node.identifier)
+                for s in self.seen.values()
+                if s.node.role != "tag"
+                and s.outcome is not None
+                and not any(p.kind == CHECK_ERROR for p in s.outcome.problems)
+            )
 
     def _submit(self, node: _Node, parent_path: tuple[str, ...]) -> None:
         path = (*parent_path, node.label())
         state = self.seen.get(node.key)
         if state is not None:
             state.paths.append(path)
+            return
+        if (
+            self.checked is not None
+            and (node.repository, node.is_manifest, node.identifier) in self.checked
+        ):
             return
         state = _Seen(node=node, paths=[path])
         self.seen[node.key] = state
@@ -350,7 +392,8 @@ class _Walker:
         assert node.descriptor is not None
         desc = node.descriptor
         outcome = _Outcome(counted="blobs")
-        if not self.options.deep:
+        deep_for = self.options.deep_for
+        if not (self.options.deep or (deep_for is not None and deep_for(desc.digest))):
             try:
                 head = registry.head_blob(node.repository, desc.digest)
             except NotFoundError:

@@ -25,6 +25,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 # Command name -> module under shipsure.cli, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
     "verify": "verify",
+    "probe": "probe",
     "scan": "scan",
     "report": "report_merge",
     "lint": "lint",

@@ -1,4 +1,4 @@
-"""`shipsure report merge FILE...`: join the JSON reports of a sharded scan."""
+"""`shipsure report merge FILE...`: join the JSON reports of a sharded scan or probe."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from shipsure.checks.probe_merge import is_probe_report, merge_probe_reports
 from shipsure.checks.scan.merge import merge_reports
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
@@ -16,7 +17,9 @@ MAX_REPORT_BYTES = 1 << 30
 EPILOG = """\
 Joins the reports of `shipsure scan --shard I/N --format json` (one per shard, all N
 needed) into one report, and runs the global blob check there once: a blob is reported
-unreferenced only when no shard's repositories reference it.
+unreferenced only when no shard's repositories reference it. Reports of
+`shipsure probe --shard I/N --format json` are joined the same way (`--format prometheus`
+gives the probe's metrics for the whole registry).
 
 examples:
   shipsure report merge part-0.json part-1.json part-2.json part-3.json
@@ -29,14 +32,15 @@ checked during the scans."""
 
 def add_parser(sub: Any) -> None:
     report: argparse.ArgumentParser = sub.add_parser(
-        "report", help="work with saved JSON reports (merge the shards of a scan)"
+        "report", help="work with saved JSON reports (merge the shards of a scan or probe)"
     )
     actions = report.add_subparsers(dest="report_command", metavar="ACTION")
     actions.required = True
     parser: argparse.ArgumentParser = actions.add_parser(
         "merge",
-        help="join the JSON reports of a sharded scan",
-        description="Join the JSON reports of a sharded `shipsure scan` into one report.",
+        help="join the JSON reports of a sharded scan or probe",
+        description="Join the JSON reports of a sharded `shipsure scan` or `shipsure probe` "
+        "into one report.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,4 +63,8 @@ def run(args: argparse.Namespace) -> int:
             loaded.append((name, json.loads(raw)))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadInputError(f"{name}: not JSON ({exc})") from None
+    if loaded and all(is_probe_report(doc) for _, doc in loaded):
+        from shipsure.cli.probe import publish
+
+        return publish(merge_probe_reports(loaded), args)
     return emit(merge_reports(loaded), args)

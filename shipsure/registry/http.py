@@ -199,10 +199,11 @@ class HttpRegistry:
 
         return self._call("GET", path, self._headers_none, read)
 
-    def catalog(self, page_size: int = MAX_CATALOG_PAGE) -> Iterator[str]:
-        if not 1 <= page_size <= MAX_CATALOG_PAGE:
+    def catalog(self, page_size: int | None = MAX_CATALOG_PAGE) -> Iterator[str]:
+        if page_size is not None and not 1 <= page_size <= MAX_CATALOG_PAGE:
             raise UsageError(f"catalog page size {page_size}: must be 1..{MAX_CATALOG_PAGE}")
-        for doc in self._pages(f"/v2/_catalog?n={page_size}", "catalog"):
+        first = "/v2/_catalog" if page_size is None else f"/v2/_catalog?n={page_size}"
+        for doc in self._pages(first, "catalog"):
             names = doc.get("repositories")
             yield from _strings(names, "repositories", f"{self._host} catalog")
 

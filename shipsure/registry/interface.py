@@ -94,8 +94,9 @@ class Registry(Protocol):
         bytes (so an endless body cannot hang or exhaust memory)."""
         ...
 
-    def catalog(self, page_size: int = 1000) -> Iterator[str]:
-        """Every repository name, following `Link` pagination."""
+    def catalog(self, page_size: int | None = 1000) -> Iterator[str]:
+        """Every repository name, following `Link` pagination; `page_size` None sends no
+        `n` (for a registry that refuses it) and takes the registry's own page size."""
         ...
 
     def tags(self, repository: str) -> Iterator[str]:

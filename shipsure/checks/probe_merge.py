@@ -1,0 +1,114 @@
+"""Join the JSON reports of a sharded `shipsure probe` (one per shard) into one report.
+
+Shards own disjoint repositories (`--shard I/N`), so findings are simply joined; counts add
+up; the run is complete, the catalog accessible and auth accepted only when every shard
+says so; the last complete run is the oldest shard's (the registry was wholly checked then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shipsure.checks.scan.shard import Shard
+from shipsure.errors import BadInputError, UsageError
+from shipsure.findings import Finding, Report, Severity
+
+_SUMMED = ("repositories", "repositories_unchecked", "tags", "tags_checked")
+
+
+def is_probe_report(doc: Any) -> bool:
+    return isinstance(doc, Mapping) and doc.get("command") == "probe"
+
+
+def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
+    """`reports` are (file name, parsed JSON) pairs; names appear in error messages."""
+    if not reports:
+        raise BadInputError("report merge: no reports given")
+    merged = Report("probe")
+    shards: dict[int, str] = {}
+    count: int | None = None
+    registry: str | None = None
+    meta: dict[str, Any] = {k: 0 for k in _SUMMED}
+    meta.update(complete=True, catalog_accessible=True, auth_accepted=True, unchecked=[])
+    requests: dict[str, int] = {}
+    started: list[float] = []
+    finished: list[float] = []
+    last_complete: list[float | None] = []
+    for name, doc in reports:
+        probe = doc.get("probe") if is_probe_report(doc) else None
+        if not isinstance(probe, Mapping):
+            raise BadInputError(f"{name}: not a JSON report of `shipsure probe`")
+        try:
+            shard = Shard.parse(str(probe.get("shard")))
+        except UsageError:
+            raise BadInputError(f"{name}: not a sharded probe (run with --shard I/N)") from None
+        index, n = shard.index, shard.count
+        if count is None:
+            count, registry = n, str(probe.get("registry"))
+        elif n != count:
+            raise BadInputError(f"{name}: shard {probe.get('shard')} is not of {count} shards")
+        elif probe.get("registry") != registry:
+            raise BadInputError(f"{name}: probed {probe.get('registry')}, not {registry}")
+        if index in shards:
+            raise BadInputError(f"{name}: shard {index}/{n} is also in {shards[index]}")
+        shards[index] = name
+        for key in _SUMMED:
+            meta[key] += int(probe.get(key) or 0)
+        for key in ("complete", "catalog_accessible", "auth_accepted"):
+            meta[key] = meta[key] and bool(probe.get(key, True))
+        meta["unchecked"] += list(probe.get("unchecked") or [])
+        for method, n_requests in (probe.get("requests") or {}).items():
+            requests[str(method)] = requests.get(str(method), 0) + int(n_requests)
+        started.append(float(probe.get("started_timestamp") or 0))
+        finished.append(float(probe.get("finished_timestamp") or 0))
+        state = probe.get("state") or {}
+        last = state.get("last_complete_timestamp") if state else None
+        if last is None and probe.get("complete"):
+            last = probe.get("finished_timestamp")
+        last_complete.append(float(last) if last is not None else None)
+        for what, value in (doc.get("checked") or {}).items():
+            if isinstance(value, int):
+                merged.count(str(what), value)
+        merged.extend(_finding(name, item) for item in doc.get("findings") or [])
+    assert count is not None
+    missing = sorted(set(range(count)) - set(shards))
+    if missing:
+        listed = ", ".join(f"{i}/{count}" for i in missing)
+        raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
+    known = [t for t in last_complete if t is not None]
+    meta.update(
+        registry=registry,
+        shard=f"merged {count}",
+        started_timestamp=min(started),
+        finished_timestamp=max(finished),
+        duration_seconds=round(max(finished) - min(started), 3),
+        requests=requests,
+        merged_shards=count,
+        state={"last_complete_timestamp": min(known) if len(known) == count else None},
+    )
+    merged.meta["probe"] = meta
+    return merged
+
+
+_FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")
+
+
+def _finding(name: str, item: Any) -> Finding:
+    if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+        raise BadInputError(f"{name}: a finding is not an object with a kind")
+    try:
+        severity = Severity.parse(str(item.get("severity")))
+    except ValueError as exc:
+        raise BadInputError(f"{name}: {exc}") from None
+    path = item.get("path")
+    return Finding(
+        kind=item["kind"],
+        severity=severity,
+        message=str(item.get("message") or ""),
+        repository=item.get("repository"),
+        reference=item.get("reference"),
+        digest=item.get("digest"),
+        path=tuple(str(p) for p in path) if isinstance(path, list) else (),
+        details={k: v for k, v in item.items() if k not in _FIELDS},
+    )

@@ -1,0 +1,243 @@
+"""`shipsure probe REGISTRY`: walk every repository and tag of a registry, as a pull would."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from typing import Any
+
+from shipsure.checks.probe import DEFAULT_PAGE_SIZE, ProbeOptions, probe
+from shipsure.checks.probe_state import (
+    advance,
+    digests_to_rehash,
+    load_state,
+    repositories_to_remember,
+    save_state,
+)
+from shipsure.checks.scan.shard import Shard
+from shipsure.cli.common import Progress, add_output_options, number, whole_number
+from shipsure.cli.registry_options import add_registry_options, registry_from_args
+from shipsure.errors import CouldNotRunError, UsageError
+from shipsure.fileio import write_atomic
+from shipsure.findings import Report
+from shipsure.report import json_format, probe_text
+
+EPILOG = """\
+what it checks:
+  every repository of the catalog (following its pagination), every tag, and each tag's
+  whole tree as `shipsure verify` does (index -> children -> config -> layers, referrers),
+  each object once per repository. A registry that is busy, restarting or refusing
+  credentials gives "could not check" (exit 3), never a missing object.
+
+examples:
+  shipsure probe registry.example.com
+  shipsure probe --state /var/lib/shipsure/probe.json \\
+      --textfile /var/lib/node_exporter/textfile/shipsure.prom registry.example.com
+  shipsure probe --shard "$JOB_COMPLETION_INDEX/4" --format json registry:5000 > part.json
+  shipsure report merge part-*.json
+  shipsure probe --repo 'team/*' --tag '^v?[0-9]' --max-tags 20 --deep-sample 5 reg:5000
+
+exit codes: 0 clean, 1 problems found, 2 bad option or state file, 3 could not check
+(part of the registry, the catalog, or the metrics output)."""
+
+
+def add_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "probe",
+        help="walk a whole registry (every repository and tag) and report what a pull would hit",
+        description="Walk every repository and tag of a registry end to end and report every "
+        "missing or corrupted piece, with states and coverage for monitoring.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    parser.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only repositories matching this glob, e.g. 'team/*' (repeatable)",
+    )
+    parser.add_argument("--tag", metavar="REGEX", help="only tags this regular expression finds")
+    parser.add_argument(
+        "--max-tags",
+        type=whole_number(1, 1_000_000),
+        metavar="N",
+        help="only the N greatest tags of each repository in version order (1.10 after "
+        "1.9): the registry API records no push time",
+    )
+    parser.add_argument(
+        "--deep", action="store_true", help="GET and re-hash every blob (default: HEAD)"
+    )
+    parser.add_argument(
+        "--deep-sample",
+        type=number(above=True, maximum=100),
+        default=0.0,
+        metavar="PERCENT",
+        help="re-hash this share of blobs per run, rotating so that every blob is re-hashed "
+        "within ceil(100/PERCENT) runs (counted in --state; without it, by the hour)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=Shard(0, 1),
+        metavar="I/N",
+        help="probe only the repositories of shard I of N (0-based; by a hash of the name)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=number(),
+        default=0.0,
+        metavar="PER_SECOND",
+        help="at most this many requests per second (default: no limit; see --concurrency)",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=whole_number(1, 1000),
+        default=DEFAULT_PAGE_SIZE,
+        metavar="N",
+        help=f"catalog page size asked for (default: {DEFAULT_PAGE_SIZE}); a registry that "
+        "refuses it is asked without one",
+    )
+    parser.add_argument(
+        "--no-referrers",
+        dest="referrers",
+        action="store_false",
+        help="do not look up referrers (signatures, SBOMs, attestations)",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep what this run saw in FILE (atomic write) and say what is new, what "
+        "recovered, and since when",
+    )
+    parser.add_argument(
+        "--textfile",
+        metavar="PATH",
+        help="also write the metrics to PATH for node-exporter's textfile collector (atomic)",
+    )
+    parser.add_argument(
+        "--pushgateway", metavar="URL", help="also push the metrics to this Pushgateway"
+    )
+    parser.add_argument(
+        "--max-repository-labels",
+        type=whole_number(1, 100_000),
+        default=100,
+        metavar="N",
+        help="repositories with their own label value in the metrics; the rest are summed "
+        'under repository="(other)" (default: 100)',
+    )
+    add_output_options(parser)
+    add_registry_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _regex(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"--tag {text!r}: not a regular expression ({exc})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    pattern = _regex(args.tag)
+    previous = load_state(args.state) if args.state else None
+    run_number = previous.runs if previous is not None else int(time.time() // 3600)
+    options = ProbeOptions(
+        repositories=tuple(args.repo),
+        tag_pattern=pattern,
+        max_tags=args.max_tags,
+        deep=args.deep,
+        deep_sample=args.deep_sample,
+        run_number=run_number,
+        shard=args.shard,
+        workers=max(1, int(args.concurrency)),
+        requests_per_second=args.rate,
+        page_size=args.page_size,
+        referrers=args.referrers,
+        remember_tags_of=repositories_to_remember(previous),
+        deep_digests=digests_to_rehash(previous),
+    )
+    registry = registry_from_args(args, args.registry)
+    if previous is not None and (previous.registry, previous.shard) != (
+        registry.host,
+        str(args.shard),
+    ):
+        registry.close()
+        raise UsageError(
+            f"--state {args.state} holds {previous.registry} shard {previous.shard}, not "
+            f"{registry.host} shard {args.shard}: use one state file per registry and shard"
+        )
+    progress = Progress("probe")
+    try:
+        report = probe(registry, options, on_progress=progress.update)
+    finally:
+        progress.done()
+        registry.close()
+    if args.state:
+        save_state(args.state, advance(report, previous))
+    return publish(report, args)
+
+
+def publish(report: Report, args: argparse.Namespace) -> int:
+    """Print the report, write the textfile, push; the exit code the report implies, or 3
+    when a metrics output failed on an otherwise clean run."""
+    from shipsure.report import probe_metrics
+
+    labels = int(getattr(args, "max_repository_labels", probe_metrics.DEFAULT_MAX_REPOSITORIES))
+    if args.format == "prometheus":
+        text = probe_metrics.render(report, labels)
+    elif args.format == "json":
+        text = json_format.render(report)
+    else:
+        text = probe_text.render(report)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    code = int(report.exit_code(args.fail_on))
+    try:
+        if getattr(args, "textfile", None):
+            _write_textfile(args.textfile, probe_metrics.render(report, labels))
+        if getattr(args, "pushgateway", None):
+            _push(args.pushgateway, report, labels)
+    except CouldNotRunError as exc:
+        print(f"shipsure: {exc}", file=sys.stderr)
+        return code or 3
+    return code
+
+
+def _write_textfile(path: str, text: str) -> None:
+    try:
+        # node-exporter reads *.prom files; the temp file beside it ends in .tmp, which the
+        # collector ignores, and the rename makes the new file appear whole.
+        write_atomic(path, text.encode(), mode=0o644)
+    except OSError as exc:
+        raise CouldNotRunError(f"--textfile {path}: {exc.strerror or exc}") from None
+
+
+def _push(url: str, report: Report, labels: int) -> None:
+    from prometheus_client import push_to_gateway
+
+    from shipsure.report.probe_metrics import collector_registry
+
+    meta = report.meta.get("probe", {})
+    try:
+        push_to_gateway(
+            url,
+            job="shipsure_probe",
+            registry=collector_registry(report, labels),
+            grouping_key={"registry": str(meta.get("registry")), "shard": str(meta.get("shard"))},
+            timeout=30,
+        )
+    except OSError as exc:
+        raise CouldNotRunError(f"--pushgateway {url}: {exc}") from None
