@@ -90,9 +90,9 @@ def fresh_registry(registry_flavour: Flavour) -> Iterator[SandboxRegistry]:
         yield sandbox
 
 
-@pytest.fixture(scope="session")
-def v3_registry() -> Iterator[SandboxRegistry]:
-    """Distribution v3 for the whole run, for tests of what only v3 does."""
+@pytest.fixture
+def fresh_v3_registry() -> Iterator[SandboxRegistry]:
+    """Distribution v3 of this test's own, for tests of what only v3 does."""
     require_registry("3")
     with SandboxRegistry(flavour="3") as sandbox:
         yield sandbox
