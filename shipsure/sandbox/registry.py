@@ -66,8 +66,12 @@ class S3Settings:
     accesskey: str = "test"
     secretkey: str = "test"
 
-    def section(self) -> dict[str, object]:
-        return {
+    def section(self, flavour: Flavour) -> dict[str, object]:
+        """The `storage.s3` section. v3's driver addresses `<bucket>.<endpoint host>`
+        unless told `forcepathstyle` (observed on v3.1.2: an IP endpoint fails to
+        resolve); 2.8's always uses the path style and has no such key."""
+        path_style: dict[str, object] = {"forcepathstyle": True} if flavour == "3" else {}
+        return path_style | {
             "accesskey": self.accesskey,
             "secretkey": self.secretkey,
             "region": self.region,
@@ -316,7 +320,7 @@ class SandboxRegistry:
 
     def _config(self) -> dict[str, object]:
         driver: dict[str, object] = (
-            {"s3": self.s3.section()}
+            {"s3": self.s3.section(self.flavour)}
             if self.s3 is not None
             else {"filesystem": {"rootdirectory": str(self.root)}}
         )
