@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from shipsure import mediatypes as mt
-from shipsure.sandbox import images
+from shipsure.registry import open_registry
+from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
 
 from .served import Served, error_code
@@ -110,3 +111,40 @@ def test_malformed_digest_and_accept_answers(
         # v3 has no schema1: it refuses instead.
         assert (no_accept.status_code, error_code(no_accept)) == (400, "MANIFEST_INVALID")
     assert served.manifest("latest").content == docker.raw
+
+
+def test_catalog_pages_and_what_counts_as_a_repository(fresh_registry: SandboxRegistry) -> None:
+    """Both page `_catalog` by 100 without `n`; 2.8 lists folders that have `_layers`, v3
+    folders that have `_manifests`. shipsure's client follows `Link` and lists them all."""
+    registry = fresh_registry
+    image = images.push_image(registry.url, "team/app", "v1")
+    repositories = registry.root / "docker" / "registry" / "v2" / "repositories"
+    for n in range(105):
+        (repositories / f"layers-only/r{n:03}" / "_layers").mkdir(parents=True)
+    for n in range(3):
+        (repositories / f"manifests-only/r{n}" / "_manifests").mkdir(parents=True)
+    tags = faults.tags_folder(registry.root, "team/app")
+    for n in range(120):
+        current = tags / f"t{n:04}" / "current"
+        current.mkdir(parents=True)
+        (current / "link").write_text(image.digest)
+
+    first = httpx.get(f"{registry.url}/v2/_catalog", timeout=10)
+    with open_registry(registry.host) as client:
+        listed = list(client.catalog())
+        tag_count = sum(1 for _ in client.tags("team/app"))
+    # Without `n`, tags/list answers every tag on both (no Link).
+    assert tag_count == 121
+    if registry.flavour == "2.8":
+        assert len(first.json()["repositories"]) == 100
+        assert 'rel="next"' in first.headers["link"]
+        assert len(listed) == 106
+        assert not [name for name in listed if name.startswith("manifests-only/")]
+    else:
+        assert "link" not in first.headers
+        assert sorted(listed) == [
+            "manifests-only/r0",
+            "manifests-only/r1",
+            "manifests-only/r2",
+            "team/app",
+        ]
