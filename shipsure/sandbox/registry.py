@@ -10,9 +10,9 @@ S3 bucket), deletes enabled, upload purging off (so stale-upload faults stay put
 log in a file beside the config so a failed start can show why.
 
 Garbage collection on filesystem storage does not need the registry stopped (observed on
-2.8.2 and v3.1.2): `garbage-collect` opens the storage directly, and the running registry serves what
-is left on disk from the next request on, so the incident's 404s show at once (no
-blob-descriptor cache by default). Only pushes racing the GC are unsafe (it may sweep blobs
+2.8.2 and v3.1.2): `garbage-collect` opens the storage directly, and the running registry
+serves what is left on disk from the next request on, so the incident's 404s show at once
+(no blob-descriptor cache by default). Only pushes racing the GC are unsafe (it may sweep blobs
 of a push in flight), so collect while nothing is pushing. With `blob_cache="inmemory"` the
 cache is filled by pushes as well as by reads, and a running registry keeps answering HEAD
 200 for blobs whose data is gone until `restart()` (registry-facts §3). Start-up takes a few
