@@ -19,6 +19,9 @@ from shipsure.sandbox.registry import SandboxRegistry
 
 from .served import Served, error_code
 
+# Every registry test here runs against distribution 2.8 and v3 (tests/conftest.py).
+pytestmark = pytest.mark.both_registries
+
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -198,7 +201,7 @@ def test_delete_helpers(registry: SandboxRegistry, repo_name: str, http: httpx.C
 
 def test_a_refused_push_is_a_clear_error(registry: SandboxRegistry, repo_name: str) -> None:
     with (
-        SandboxRegistry(root=registry.root, readonly=True) as readonly,
+        SandboxRegistry(root=registry.root, flavour=registry.flavour, readonly=True) as readonly,
         pytest.raises(PushRefusedError, match=r"refused upload start in t/.*HTTP 405"),
     ):
         images.push_image(readonly.url, repo_name, "v1")
