@@ -173,7 +173,13 @@ class _Run:
                 continue
             if kind is FileKind.DOCKERFILE:
                 self.report.count("files")
-                self.pins(root, rel, dockerfile.image_uses(text, shown))
+                try:
+                    found = dockerfile.image_uses(text, shown)
+                except dockerfile.DockerfileSyntaxError as exc:
+                    why = f"could not check: BuildKit's parser refuses it: {exc}"
+                    self.add(root, rel, [check_error(shown, 1, why)])
+                    continue
+                self.pins(root, rel, found)
                 continue
             docs = _parse_yaml(text)
             src = pins.SourceLines(text)
