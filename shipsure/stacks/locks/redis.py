@@ -72,8 +72,8 @@ class RedisLockBackend:
                 socket_timeout=SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             )
-        except ValueError as exc:
-            raise LockError(f"cannot use redis URL: {exc}") from None
+        except ValueError:
+            raise  # a malformed URL: the caller names it (masked) as a usage error
         kwargs = client.connection_pool.connection_kwargs
         where = f"redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return cls(client, prefix, where)
