@@ -30,6 +30,9 @@ from shipsure.lint.yaml_lines import error_line, error_text, load_all
 MAX_FILE_BYTES = 5 << 20
 _API_VERSION_LINE = re.compile(r"^apiVersion:", re.MULTILINE)
 _KIND_LINE = re.compile(r"^kind:", re.MULTILINE)
+# Named in the finding of a file that cannot be parsed, so nobody reads silence as "clean".
+_NOT_RUN_PINS = "PIN001-PIN005"
+_NOT_RUN_WOODPECKER = "PIN001-PIN005, WP002-WP010 (for this file and its cross-workflow checks)"
 
 
 def _looks_like_kubernetes(text: str) -> bool:
@@ -127,9 +130,9 @@ def _read(path: Path, shown: str) -> str | Finding:
         return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
 
 
-def _parse_yaml(text: str) -> list[Any] | yaml.YAMLError:
+def _parse_yaml(text: str, kind: FileKind | None) -> list[Any] | yaml.YAMLError:
     try:
-        return list(load_all(text))
+        return list(load_all(text, sequence_merge=kind is FileKind.WOODPECKER))
     except yaml.YAMLError as exc:
         return exc
 
@@ -181,7 +184,7 @@ class _Run:
                     continue
                 self.pins(root, rel, found)
                 continue
-            docs = _parse_yaml(text)
+            docs = _parse_yaml(text, kind)
             src = pins.SourceLines(text)
             if isinstance(docs, yaml.YAMLError):
                 self._yaml_error(root, rel, kind, text, docs, groups)
@@ -240,14 +243,34 @@ class _Run:
             groups.setdefault(woodpecker_group(rel), []).append(
                 Workflow(workflow_name(rel), shown, None)
             )
-            self.add(root, rel, [finding("WP001", shown, line, f"not valid YAML: {why}")])
+            self.add(
+                root,
+                rel,
+                [
+                    finding(
+                        "WP001",
+                        shown,
+                        line,
+                        f"not valid YAML: {why}; rules not run on it: {_NOT_RUN_WOODPECKER}",
+                    )
+                ],
+            )
         elif kind is FileKind.YAML and ("{{" in text or not _looks_like_kubernetes(text)):
             # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
             self.report.count("skipped-templates" if "{{" in text else "skipped")
         else:
             self.report.count("files")
             self.add(
-                root, rel, [check_error(shown, line, f"could not check: not valid YAML: {why}")]
+                root,
+                rel,
+                [
+                    check_error(
+                        shown,
+                        line,
+                        f"could not check: not valid YAML: {why}; rules not run on it: "
+                        f"{_NOT_RUN_PINS}",
+                    )
+                ],
             )
 
 
