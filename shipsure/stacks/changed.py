@@ -9,6 +9,10 @@ A stack is changed when:
   about, since changes there cannot be seen;
 * a file it watches changed (`watch` in the configuration);
 * a "parent file" (e.g. `live/prod/env.hcl`) in a folder above it changed;
+* a file a Terragrunt unit reads changed: an `include`, a `read_terragrunt_config` file, the
+  folder of a `dependency`, a `terraform` source built with `get_repo_root()` and the like
+  (see `terragrunt`); a unit whose paths cannot be resolved statically is changed, with a
+  warning, whenever anything changed;
 * a global file changed: then every stack is changed and `all` is true.
 
 A module folder counts as changed when any file under it changed (files are read by path
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipsure.stacks import terragrunt
 from shipsure.stacks.config import StacksConfig
 from shipsure.stacks.discovery import (
     ancestors,
@@ -133,6 +138,12 @@ def detect(
     for stack, reason in _module_reasons(files, paths, stack_set, read_text, warnings):
         add(stack, reason)
 
+    if paths:
+        for stack, reason in _terragrunt_reasons(
+            files, paths, stacks, reasons, read_text, warnings
+        ):
+            add(stack, reason)
+
     deleted = sorted(
         {
             posixpath.dirname(c.path)
@@ -149,6 +160,59 @@ def detect(
         deleted=[StackChange(d, ["stack folder removed (no marker file left)"]) for d in deleted],
         warnings=warnings,
     )
+
+
+def _terragrunt_reasons(
+    files: Sequence[str],
+    changed_paths: Sequence[str],
+    stacks: Sequence[str],
+    reasons: dict[str, list[str]],
+    read_text: ReadText,
+    warnings: list[str],
+) -> list[tuple[str, str]]:
+    """Reasons from what Terragrunt units read (includes, read configs, dependencies,
+    evaluated sources); a unit whose paths cannot be resolved is changed, with a warning."""
+    file_set = frozenset(files)
+    found: list[tuple[str, str]] = []
+    dependencies: dict[str, list[str]] = {}
+    for stack in stacks:
+        unit_file = posixpath.join(stack, terragrunt.UNIT_FILE) if stack else terragrunt.UNIT_FILE
+        if unit_file not in file_set:
+            continue
+        result = terragrunt.unit_reads(stack, file_set, read_text, terragrunt.parse_hcl)
+        for read in result.reads:
+            if read.folder:
+                prefix = f"{read.path}/" if read.path else ""
+                hits = [p for p in changed_paths if p == read.path or p.startswith(prefix)]
+                if read.why.startswith(("dependency", "depends")):
+                    dependencies.setdefault(stack, []).append(read.path)
+                    hits = [] if read.path == stack else hits
+            else:
+                hits = [p for p in changed_paths if p == read.path]
+            if hits:
+                shown = ", ".join(hits[:MAX_FILES_PER_REASON])
+                more = len(hits) - MAX_FILES_PER_REASON
+                tail = f" and {more} more" if more > 0 else ""
+                found.append((stack, f"{read.why}: {shown}{tail} changed"))
+        for message in result.outside:
+            warnings.append(f"{message}; changes to it are not detected")
+        for message in result.unresolved:
+            warnings.append(f"{message}; stack {display(stack)} is treated as changed")
+            found.append((stack, f"treated as changed: {message}"))
+    # A unit whose dependency changed for any reason reads that dependency's new outputs.
+    changed = {s for s, _ in found} | set(reasons)
+    progress = True
+    while progress:
+        progress = False
+        for stack, targets in dependencies.items():
+            for target in targets:
+                if target in changed and target != stack:
+                    reason = f"dependency {display(target)} is changed"
+                    if (stack, reason) not in found:
+                        found.append((stack, reason))
+                        progress = stack not in changed or progress
+                        changed.add(stack)
+    return found
 
 
 def _file_reasons(what: str, paths: Sequence[str]) -> list[str]:
