@@ -15,6 +15,9 @@ A stack is changed when:
   warning, whenever anything changed;
 * a global file changed: then every stack is changed and `all` is true.
 
+Symbolic links count at both ends: a change to a link's target (or below a linked folder) is
+also a change at the link's path, which git does not report (see `links`).
+
 A module folder counts as changed when any file under it changed (files are read by path
 from templates too, so this errs on the side of running a stack).
 """
@@ -39,6 +42,7 @@ from shipsure.stacks.discovery import (
     stacks_below,
 )
 from shipsure.stacks.git import FileChange
+from shipsure.stacks.links import Links
 from shipsure.stacks.pathglob import first_match, matches
 from shipsure.stacks.sources import (
     LOCAL_STRING,
@@ -87,8 +91,11 @@ class ChangedStacks:
 ReadText = Callable[[str], str | None]
 
 
-def all_stacks(files: Iterable[str], config: StacksConfig, reason: str) -> ChangedStacks:
-    stacks = find_stacks(files, config)
+def all_stacks(
+    files: Iterable[str], config: StacksConfig, reason: str, links: Links | None = None
+) -> ChangedStacks:
+    links = links or Links()
+    stacks = find_stacks(links.expand(files), config, links)
     return ChangedStacks([StackChange(s, [reason]) for s in stacks], all=True)
 
 
@@ -97,8 +104,11 @@ def detect(
     changes: Sequence[FileChange],
     config: StacksConfig,
     read_text: ReadText,
+    links: Links | None = None,
 ) -> ChangedStacks:
-    stacks = find_stacks(files, config)
+    links = links or Links()
+    files = links.expand(files)
+    stacks = find_stacks(files, config, links)
     stack_set = set(stacks)
     reasons: dict[str, list[str]] = {}
     warnings: list[str] = []
@@ -108,7 +118,15 @@ def detect(
         if reason not in bucket:
             bucket.append(reason)
 
-    paths = sorted({c.path for c in changes})
+    real = sorted({c.path for c in changes})
+    # Where git's changes are also seen through links: `alias -> the path git reported`.
+    seen_as: dict[str, str] = {}
+    for path in real:
+        for alias in links.aliases(path):
+            seen_as.setdefault(alias, path)
+    paths = sorted(set(real) | set(seen_as))
+    for link in links.outside:
+        warnings.append(f"link {link} leaves the repository; changes to it are not detected")
 
     global_hits = [p for p in paths if first_match(p, config.globals)]
     for stack in stacks:
@@ -124,8 +142,13 @@ def detect(
             for stack in stacks_below(posixpath.dirname(path), stacks):
                 add(stack, f"parent file {path} changed")
     for stack, changed_files in direct.items():
-        for reason in _file_reasons("file", changed_files):
+        for reason in _file_reasons("file", [p for p in changed_files if p not in seen_as]):
             add(stack, reason)
+        linked = [p for p in changed_files if p in seen_as]
+        for path in linked[:MAX_FILES_PER_REASON]:
+            add(stack, f"file {seen_as[path]} changed, linked here as {path}")
+        if len(linked) > MAX_FILES_PER_REASON:
+            add(stack, f"and {len(linked) - MAX_FILES_PER_REASON} more linked files changed")
 
     for stack_pattern, file_patterns in config.watch.items():
         hits = [p for p in paths if first_match(p, file_patterns)]

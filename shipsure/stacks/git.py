@@ -74,6 +74,20 @@ class Git:
     def tracked_files(self) -> list[str]:
         return [p for p in self._git("ls-files", "-z").split("\0") if p]
 
+    def symlinks(self) -> dict[str, str]:
+        """Tracked symbolic links (mode 120000) and the target each one holds."""
+        links: dict[str, str] = {}
+        for entry in self._git("ls-files", "-s", "-z").split("\0"):
+            meta, _, path = entry.partition("\t")
+            if not meta.startswith("120000 "):
+                continue
+            try:
+                links[path] = os.readlink(self.root / path)
+            except OSError:
+                # Not checked out as a link (core.symlinks=false): the blob holds the target.
+                links[path] = self._git("cat-file", "blob", meta.split()[1]).strip()
+        return links
+
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files that differ between two commits' trees. Renames count as delete + add so
         both the old and the new folder are seen."""
