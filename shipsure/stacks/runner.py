@@ -167,10 +167,14 @@ def _steps(settings: RunSettings, run: StackRun, log: BinaryIO, held: HeldLock) 
     with init_lock(settings.plugin_cache, settings.cancelled) as got_it:
         if not got_it:
             return
+        if not _still_ours(run, "init", held):
+            return
         outcome = run_step(
             step_argv(settings.binary, "init"), cwd, log, env, settings.step_timeout, should_stop
         )
     if not _step_ok(run, "init", outcome.returncode, outcome.stopped_because, held):
+        return
+    if not _still_ours(run, settings.action, held):
         return
     argv = step_argv(settings.binary, settings.action)
     outcome = run_step(argv, cwd, log, env, settings.step_timeout, should_stop)
@@ -181,6 +185,14 @@ def _steps(settings: RunSettings, run: StackRun, log: BinaryIO, held: HeldLock) 
         run.result = OK
     if held.lost and run.result in OK_RESULTS:
         run.result, run.detail = LOCK_LOST, held.lost_reason
+
+
+def _still_ours(run: StackRun, step: str, held: HeldLock) -> bool:
+    """Read the lock before a step: a backend that lost it must not see the step start."""
+    if held.confirm():
+        return True
+    run.result, run.detail = LOCK_LOST, f"{step} not started: {held.lost_reason}"
+    return False
 
 
 def _step_ok(run: StackRun, step: str, code: int | None, stopped: str, held: HeldLock) -> bool:
