@@ -23,8 +23,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-import dockerfile as buildkit
-
 from shipsure.errors import BadInputError
 from shipsure.lint.images import ImageUse
 
@@ -50,18 +48,25 @@ class _Arg:
 
 
 class DockerfileSyntaxError(BadInputError):
-    """BuildKit's parser refused the file (the build would fail the same way)."""
+    """BuildKit's parser refused the file (the build would fail the same way), or is not
+    installed; the message says which."""
 
 
 def _instructions(text: str) -> list[_Instruction]:
     """The file's instructions as BuildKit splits them. Raises `DockerfileSyntaxError`."""
     text = text.removeprefix(_BOM)
     try:
+        import dockerfile as buildkit
+    except ImportError:
+        raise DockerfileSyntaxError(
+            "BuildKit's Dockerfile parser is not installed: pip install 'shipsure[lint]'"
+        ) from None
+    try:
         commands: tuple[Any, ...] = buildkit.parse_string(text)
     except buildkit.GoParseError as exc:
         if "no instructions" in str(exc):
             return []
-        raise DockerfileSyntaxError(str(exc)) from None
+        raise DockerfileSyntaxError(f"BuildKit's parser refuses it: {exc}") from None
     physical = text.splitlines()
     out: list[_Instruction] = []
     for cmd in commands:

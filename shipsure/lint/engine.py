@@ -18,7 +18,7 @@ import yaml
 
 from shipsure.errors import BadInputError
 from shipsure.findings import Finding, Report
-from shipsure.lint import dockerfile, pins
+from shipsure.lint import compose, dockerfile, pins
 from shipsure.lint.config import LintConfig, load_config
 from shipsure.lint.discover import FileKind, classify, walk, woodpecker_group, workflow_name
 from shipsure.lint.images import ImageUse, check_image
@@ -130,6 +130,12 @@ def _read(path: Path, shown: str) -> str | Finding:
         return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
 
 
+def _read_other(shown: str) -> str | None:
+    """A file a compose project names (`extends`, `include`, `.env`), None if unreadable."""
+    text = _read(Path(shown), shown)
+    return text if isinstance(text, str) else None
+
+
 def _parse_yaml(text: str, kind: FileKind | None) -> list[Any] | yaml.YAMLError:
     try:
         return list(load_all(text, sequence_merge=kind is FileKind.WOODPECKER))
@@ -143,6 +149,9 @@ class _Run:
         self.progress = progress
         self.report = Report("lint")
         self.images: list[ImageUse] = []
+        # Compose files reached through `extends`/`include` from several projects (or also
+        # linted on their own) report each reference once.
+        self.seen_uses: set[tuple[str, int, int, str]] = set()
 
     def add(self, root: _Root, rel: PurePosixPath, findings: Iterable[Finding]) -> None:
         if root.only is not None and rel not in root.only:
@@ -159,6 +168,13 @@ class _Run:
     def pins(self, root: _Root, rel: PurePosixPath, uses: list[ImageUse]) -> None:
         if root.only is not None and rel not in root.only:
             return
+        fresh = []
+        for use in uses:
+            where = (use.file, use.line, use.column, use.text)
+            if where not in self.seen_uses:
+                self.seen_uses.add(where)
+                fresh.append(use)
+        uses = fresh
         self.images.extend(uses)
         self.report.count("images", len(uses))
         for use in uses:
@@ -179,7 +195,7 @@ class _Run:
                 try:
                     found = dockerfile.image_uses(text, shown)
                 except dockerfile.DockerfileSyntaxError as exc:
-                    why = f"could not check: BuildKit's parser refuses it: {exc}"
+                    why = f"could not check: {exc}"
                     self.add(root, rel, [check_error(shown, 1, why)])
                     continue
                 self.pins(root, rel, found)
@@ -195,10 +211,14 @@ class _Run:
                     continue  # some other YAML: not ours to judge
             self.report.count("files")
             uses: list[ImageUse] = []
+            if kind is FileKind.COMPOSE:
+                found, problems = compose.compose_uses(shown, _read_other)
+                uses += found
+                self.add(
+                    root, rel, [check_error(shown, 1, f"could not check: {p}") for p in problems]
+                )
             for doc in docs:
-                if kind is FileKind.COMPOSE:
-                    uses += pins.compose_images(doc, src, shown)
-                elif kind is FileKind.GITHUB:
+                if kind is FileKind.GITHUB:
                     uses += pins.github_images(doc, src, shown)
                 elif kind is FileKind.YAML:
                     uses += pins.kubernetes_images(doc, src, shown)
