@@ -383,11 +383,14 @@ def _wp004(c: _Collector) -> None:
 
 
 def _wp005(c: _Collector) -> None:
+    workflow_accepts = accepts(c.workflow.when)
     for where, items in _all_items(c.workflow):
+        # A step item only ever sees the events its workflow accepts.
+        reach = ALL_EVENTS if where == "workflow" else workflow_accepts
         for item in items:
             if "path" not in item:
                 continue
-            ignored = item_accepts(item) - PATH_EVENTS
+            ignored = (item_accepts(item) & reach) - PATH_EVENTS
             if ignored:
                 mark = item.key_marks.get("path", item.mark)
                 c.add(
