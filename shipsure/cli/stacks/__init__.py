@@ -22,8 +22,8 @@ from shipsure.stacks.workspace import LOCK_URL_ENV
 DESCRIPTION = """\
 Run a repository of Terraform/Terragrunt stacks safely: find the stacks a change touches
 (through local modules, Terragrunt includes and dependencies, symbolic links, watched files
-and global files), run plan/apply on them in
-parallel under per-stack locks with a TTL, and watch for drift with alerts on transitions.
+and global files), run plan/apply on them in parallel under per-stack locks with a TTL, and
+watch for drift with alerts on transitions.
 
 A stack is a folder holding *.tf or terragrunt.hcl (not modules/**, not the root).
 Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml):
