@@ -31,6 +31,8 @@ class Links:
 
     def aliases(self, path: str) -> list[str]:
         """Every other path at which `path` is seen through links (links of links too)."""
+        if not self.targets:
+            return []
         found: list[str] = []
         frontier = [path]
         for _ in range(MAX_LINK_HOPS):

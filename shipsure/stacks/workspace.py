@@ -54,12 +54,13 @@ class Workspace:
             return None
         return raw.decode("utf-8", "replace")
 
-    def links(self) -> Links:
-        return resolve(self.git.symlinks())
+    def tracked(self) -> tuple[list[str], Links]:
+        files, raw = self.git.tracked()
+        return files, resolve(raw)
 
     def all_stacks(self) -> list[str]:
-        links = self.links()
-        return find_stacks(links.expand(self.git.tracked_files()), self.config, links)
+        files, links = self.tracked()
+        return find_stacks(links.expand(files), self.config, links)
 
     def baseline(
         self,
@@ -79,8 +80,7 @@ class Workspace:
         )
 
     def changed(self, baseline: Baseline) -> ChangedStacks:
-        files = self.git.tracked_files()
-        links = self.links()
+        files, links = self.tracked()
         if baseline.all_reason is not None:
             result = all_stacks(files, self.config, baseline.all_reason, links)
         else:
