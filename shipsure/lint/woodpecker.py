@@ -536,8 +536,20 @@ def _conditions(
             continue
         for key in _FILTER_KEYS:
             if key in item and not (key == "path" and event not in PATH_EVENTS):
-                out.add((key, repr(item[key])))
+                out.add((key, _normal(item[key])))
     return frozenset(out)
+
+
+def _normal(value: Any) -> str:
+    """A filter value in one spelling: `branch: main` and `branch: [main]` are the same."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = sorted(set(value))
+        return items[0] if len(items) == 1 else f"[{', '.join(items)}]"
+    if isinstance(value, dict):
+        return repr(sorted((str(k), _normal(v)) for k, v in value.items()))
+    return repr(value)
 
 
 def _run_conditions(workflow: Workflow, event: str) -> list[frozenset[tuple[str, str]]]:

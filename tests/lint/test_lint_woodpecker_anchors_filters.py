@@ -102,7 +102,7 @@ def test_wp010_filtered_dependency_passes_when_optional_or_shared(lint_tree: Lin
         ".woodpecker/deploy.yaml": """
             when:
               - event: push
-                branch: main
+                branch: [main]  # the same filter, spelt as a list
             depends_on: [build]
             steps:
               - name: deploy
