@@ -73,10 +73,14 @@ def repo(tmp_path: Path) -> Path:
 
 
 def start_runner(
-    repo: Path, tmp_path: Path, binary: str, env: dict[str, str]
+    repo: Path,
+    tmp_path: Path,
+    binary: str,
+    env: dict[str, str],
+    command: tuple[str, ...] = ("run", "apply"),
 ) -> subprocess.Popen[str]:
     argv = [
-        sys.executable, "-m", "shipsure.cli.main", "stacks", "run", "apply", "stacks/s1",
+        sys.executable, "-m", "shipsure.cli.main", "stacks", *command, "stacks/s1",
         "--repo", str(repo),
         "--binary", binary,
         "--plugin-cache", str(tmp_path / "cache"),
@@ -156,3 +160,24 @@ def test_an_apply_cannot_outlive_a_runner_killed_by_sigkill(
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
+
+
+def test_sigterm_cancels_drift_without_alerting_or_recording_an_error(
+    repo: Path, tmp_path: Path, terraform_bin: str
+) -> None:
+    binary = str(fake_terraform(tmp_path, terraform_bin))  # its plan sleeps too
+    state_file = tmp_path / "drift.json"
+    runner = start_runner(repo, tmp_path, binary, {}, ("drift", "--state-file", str(state_file)))
+    try:
+        [plan] = wait_for("the plan to start", lambda: children(runner.pid, "sleep"))  # type: ignore[misc]
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 128 + signal.SIGTERM
+    assert "cancelled by SIGTERM" in err
+    assert state(plan) is None
+    # A cancelled check is no "error" transition: nothing is recorded for the stack.
+    assert json.loads(state_file.read_text())["stacks"] == {}
