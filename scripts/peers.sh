@@ -12,6 +12,11 @@ PEERS=(
   "crane     github.com/google/go-containerregistry/cmd/crane@v0.22.1"
   "regctl    github.com/regclient/regclient/cmd/regctl@v0.11.7"
   "oras      oras.land/oras/cmd/oras@v1.3.6"
+  # go install refuses modules whose go.mod has replace directives (terragrunt's has); such a
+  # peer is built inside its downloaded module, where those directives apply. The proxy
+  # serves v1.0.0 of terragrunt; later v1.0.x answer 403 "This module version is not
+  # available".
+  "terragrunt  github.com/gruntwork-io/terragrunt@v1.0.0  in-module"
 )
 
 TOOLS=$PWD/.tools
@@ -25,14 +30,25 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export GOBIN=$TOOLS/bin GOFLAGS=-buildvcs=false CGO_ENABLED=0
 for line in "${PEERS[@]}"; do
-  read -r name target <<<"$line"
+  read -r name target how <<<"$line"
   stamp=$TOOLS/stamps/$name
   if [ -x "$TOOLS/bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$target" ]; then
     continue
   fi
   echo "peers: building $name ($target)" >&2
   started=$SECONDS
-  if go install "$target"; then
+  if [ "${how:-}" = in-module ]; then
+    built=false
+    if dir=$(go mod download -json "$target" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p') \
+      && [ -n "$dir" ] && (cd "$dir" && go build -o "$TOOLS/bin/$name" .); then
+      built=true
+    fi
+  elif go install "$target"; then
+    built=true
+  else
+    built=false
+  fi
+  if $built; then
     echo "$target" >"$stamp"
     echo "peers: built $name in $((SECONDS - started)) s" >&2
   else

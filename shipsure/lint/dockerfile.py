@@ -1,14 +1,19 @@
 """Image references in a Dockerfile: `FROM` (multi-stage, `--platform`, `ARG` defaults) and
-`COPY --from=image`. Pure: text in, `ImageUse`s out.
+`COPY --from=image` / `ADD --from`. Pure: text in, `ImageUse`s out.
 
-Follows the Dockerfile reference:
+The text is split into instructions by BuildKit's own parser (PyPI `dockerfile`, a binding of
+`github.com/moby/buildkit/frontend/dockerfile/parser`), so everything its grammar says holds
+here too: parser directives (`# escape=`), continuations and comments inside them, JSON and
+shell forms, heredocs (their bodies are data: a `from flask import Flask` line inside
+`COPY <<EOF` is no `FROM`), a leading UTF-8 byte-order mark and any whitespace after the
+keyword. Line numbers are the parser's.
+
+What we add on top, from the Dockerfile reference:
 - "An ARG declared before a FROM is outside of a build stage, so it can't be used in any
   instruction after a FROM" -- but it can be used in `FROM` lines; we substitute those
   defaults (`$NAME`, `${NAME}`, `${NAME:-word}`, `${NAME:+word}`).
 - `FROM <image> AS <name>`: a later `FROM <name>` or `COPY --from=<name>` (or a stage index)
   names a stage, not an image. `scratch` is no image either.
-- Lines ending in the escape character (`\\`, or the one set by a `# escape=` directive)
-  continue; comment lines inside a continuation are dropped, as BuildKit does.
 """
 
 from __future__ import annotations
@@ -16,21 +21,24 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
+from shipsure.errors import BadInputError
 from shipsure.lint.images import ImageUse
 
-_DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*\Z")
 _VAR_RE = re.compile(
     r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
 )
+_BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
 class _Instruction:
     line: int  # first physical line
     keyword: str  # upper case
-    args: str
-    parts: tuple[tuple[int, str], ...]  # physical (line number, text) pieces
+    flags: tuple[str, ...]  # `--platform=...`, `--from=...`
+    words: tuple[str, ...]  # the arguments after the flags, as the parser split them
+    lines: tuple[tuple[int, str], ...]  # physical (line number, text) lines of the instruction
 
 
 @dataclass(frozen=True)
@@ -39,57 +47,49 @@ class _Arg:
     line: int
 
 
-def _escape_char(lines: list[str]) -> str:
-    # Parser directives must come first, before any comment, blank line or instruction.
-    for raw in lines:
-        m = _DIRECTIVE_RE.match(raw.strip())
-        if not m:
-            break
-        if m.group(1).lower() == "escape" and m.group(2) in ("\\", "`"):
-            return m.group(2)
-    return "\\"
+class DockerfileSyntaxError(BadInputError):
+    """BuildKit's parser refused the file (the build would fail the same way), or is not
+    installed; the message says which."""
 
 
 def _instructions(text: str) -> list[_Instruction]:
-    lines = text.splitlines()
-    escape = _escape_char(lines)
+    """The file's instructions as BuildKit splits them. Raises `DockerfileSyntaxError`."""
+    text = text.removeprefix(_BOM)
+    try:
+        import dockerfile as buildkit
+    except ImportError:
+        raise DockerfileSyntaxError(
+            "BuildKit's Dockerfile parser is not installed: pip install 'shipsure[lint]'"
+        ) from None
+    try:
+        commands: tuple[Any, ...] = buildkit.parse_string(text)
+    except buildkit.GoParseError as exc:
+        if "no instructions" in str(exc):
+            return []
+        raise DockerfileSyntaxError(f"BuildKit's parser refuses it: {exc}") from None
+    physical = text.splitlines()
     out: list[_Instruction] = []
-    pending: list[tuple[int, str]] = []
-    for number, raw in enumerate(lines, start=1):
-        stripped = raw.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if pending and stripped.startswith("#"):
-            continue  # a comment inside a continuation is dropped
-        body = raw.rstrip()
-        if body.endswith(escape):
-            pending.append((number, body[:-1]))
-            continue
-        pending.append((number, body))
-        joined = " ".join(piece.strip() for _, piece in pending).strip()
-        keyword, _, args = joined.partition(" ")
-        out.append(_Instruction(pending[0][0], keyword.upper(), args.strip(), tuple(pending)))
-        pending = []
-    if pending:
-        joined = " ".join(piece.strip() for _, piece in pending).strip()
-        keyword, _, args = joined.partition(" ")
-        out.append(_Instruction(pending[0][0], keyword.upper(), args.strip(), tuple(pending)))
+    for cmd in commands:
+        start, end = int(cmd.start_line), int(cmd.end_line)
+        if cmd.heredocs:
+            end = start  # the lines after the first are heredoc bodies: data, not arguments
+        lines = tuple((n, physical[n - 1]) for n in range(start, end + 1) if n <= len(physical))
+        out.append(
+            _Instruction(start, str(cmd.cmd).upper(), tuple(cmd.flags), tuple(cmd.value), lines)
+        )
     return out
 
 
-def _split(args: str) -> list[str]:
-    try:
-        return shlex.split(args, comments=False, posix=True)
-    except ValueError:
-        return args.split()
-
-
 def _parse_arg(instruction: _Instruction, into: dict[str, _Arg]) -> None:
-    for token in _split(instruction.args):
-        name, eq, value = token.partition("=")
+    for word in instruction.words:
+        name, eq, value = word.partition("=")
         # `ARG NAME` without a default sets nothing we can know statically.
         if eq:
-            into[name] = _Arg(value, instruction.line)
+            try:
+                unquoted = shlex.split(value, posix=True)
+            except ValueError:
+                unquoted = [value]
+            into[name] = _Arg(" ".join(unquoted), instruction.line)
 
 
 def _substitute(text: str, args: dict[str, _Arg]) -> tuple[str, list[str]]:
@@ -117,15 +117,18 @@ def _substitute(text: str, args: dict[str, _Arg]) -> tuple[str, list[str]]:
 
 
 def _locate(instruction: _Instruction, token: str) -> tuple[int, int]:
-    for number, piece in instruction.parts:
+    for number, piece in instruction.lines:
         col = piece.find(token)
         if col >= 0:
+            if number == 1 and piece.startswith(_BOM):
+                col -= 1
             return number, col + 1
     return instruction.line, 1
 
 
 def image_uses(text: str, file: str) -> list[ImageUse]:
-    """Every image a Dockerfile pulls, with where it is written."""
+    """Every image a Dockerfile pulls, with where it is written. Raises
+    `DockerfileSyntaxError` when BuildKit's parser refuses the file."""
     global_args: dict[str, _Arg] = {}
     stages: set[str] = set()
     seen_from = False
@@ -152,21 +155,19 @@ def image_uses(text: str, file: str) -> list[ImageUse]:
             _parse_arg(instruction, global_args)
         elif instruction.keyword == "FROM":
             seen_from = True
-            tokens = [t for t in instruction.args.split() if not t.startswith("--")]
-            if not tokens:
+            words = instruction.words
+            if not words:
                 continue
-            image = tokens[0]
-            stage = tokens[2].lower() if len(tokens) >= 3 and tokens[1].lower() == "as" else None
+            image = words[0]
+            stage = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else None
             if image.lower() not in stages and image.lower() != "scratch":
                 add(instruction, image, "Dockerfile FROM")
             if stage:
                 stages.add(stage)
         elif instruction.keyword in ("COPY", "ADD"):
-            for token in instruction.args.split():
-                if not token.startswith("--"):
-                    break
-                if token.startswith("--from="):
-                    source = token.split("=", 1)[1]
+            for flag in instruction.flags:
+                if flag.startswith("--from="):
+                    source = flag.split("=", 1)[1]
                     if source.isdigit() or source.lower() in stages:
                         continue
                     add(instruction, source, f"Dockerfile {instruction.keyword} --from")

@@ -18,7 +18,7 @@ import yaml
 
 from shipsure.errors import BadInputError
 from shipsure.findings import Finding, Report
-from shipsure.lint import dockerfile, pins
+from shipsure.lint import compose, dockerfile, pins
 from shipsure.lint.config import LintConfig, load_config
 from shipsure.lint.discover import FileKind, classify, walk, woodpecker_group, workflow_name
 from shipsure.lint.images import ImageUse, check_image
@@ -30,6 +30,9 @@ from shipsure.lint.yaml_lines import error_line, error_text, load_all
 MAX_FILE_BYTES = 5 << 20
 _API_VERSION_LINE = re.compile(r"^apiVersion:", re.MULTILINE)
 _KIND_LINE = re.compile(r"^kind:", re.MULTILINE)
+# Named in the finding of a file that cannot be parsed, so nobody reads silence as "clean".
+_NOT_RUN_PINS = "PIN001-PIN005"
+_NOT_RUN_WOODPECKER = "PIN001-PIN005, WP002-WP010 (for this file and its cross-workflow checks)"
 
 
 def _looks_like_kubernetes(text: str) -> bool:
@@ -127,9 +130,15 @@ def _read(path: Path, shown: str) -> str | Finding:
         return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
 
 
-def _parse_yaml(text: str) -> list[Any] | yaml.YAMLError:
+def _read_other(shown: str) -> str | None:
+    """A file a compose project names (`extends`, `include`, `.env`), None if unreadable."""
+    text = _read(Path(shown), shown)
+    return text if isinstance(text, str) else None
+
+
+def _parse_yaml(text: str, kind: FileKind | None) -> list[Any] | yaml.YAMLError:
     try:
-        return list(load_all(text))
+        return list(load_all(text, sequence_merge=kind is FileKind.WOODPECKER))
     except yaml.YAMLError as exc:
         return exc
 
@@ -140,6 +149,9 @@ class _Run:
         self.progress = progress
         self.report = Report("lint")
         self.images: list[ImageUse] = []
+        # Compose files reached through `extends`/`include` from several projects (or also
+        # linted on their own) report each reference once.
+        self.seen_uses: set[tuple[str, int, int, str]] = set()
 
     def add(self, root: _Root, rel: PurePosixPath, findings: Iterable[Finding]) -> None:
         if root.only is not None and rel not in root.only:
@@ -156,6 +168,13 @@ class _Run:
     def pins(self, root: _Root, rel: PurePosixPath, uses: list[ImageUse]) -> None:
         if root.only is not None and rel not in root.only:
             return
+        fresh = []
+        for use in uses:
+            where = (use.file, use.line, use.column, use.text)
+            if where not in self.seen_uses:
+                self.seen_uses.add(where)
+                fresh.append(use)
+        uses = fresh
         self.images.extend(uses)
         self.report.count("images", len(uses))
         for use in uses:
@@ -173,9 +192,15 @@ class _Run:
                 continue
             if kind is FileKind.DOCKERFILE:
                 self.report.count("files")
-                self.pins(root, rel, dockerfile.image_uses(text, shown))
+                try:
+                    found = dockerfile.image_uses(text, shown)
+                except dockerfile.DockerfileSyntaxError as exc:
+                    why = f"could not check: {exc}"
+                    self.add(root, rel, [check_error(shown, 1, why)])
+                    continue
+                self.pins(root, rel, found)
                 continue
-            docs = _parse_yaml(text)
+            docs = _parse_yaml(text, kind)
             src = pins.SourceLines(text)
             if isinstance(docs, yaml.YAMLError):
                 self._yaml_error(root, rel, kind, text, docs, groups)
@@ -186,10 +211,14 @@ class _Run:
                     continue  # some other YAML: not ours to judge
             self.report.count("files")
             uses: list[ImageUse] = []
+            if kind is FileKind.COMPOSE:
+                found, problems = compose.compose_uses(shown, _read_other)
+                uses += found
+                self.add(
+                    root, rel, [check_error(shown, 1, f"could not check: {p}") for p in problems]
+                )
             for doc in docs:
-                if kind is FileKind.COMPOSE:
-                    uses += pins.compose_images(doc, src, shown)
-                elif kind is FileKind.GITHUB:
+                if kind is FileKind.GITHUB:
                     uses += pins.github_images(doc, src, shown)
                 elif kind is FileKind.YAML:
                     uses += pins.kubernetes_images(doc, src, shown)
@@ -234,14 +263,34 @@ class _Run:
             groups.setdefault(woodpecker_group(rel), []).append(
                 Workflow(workflow_name(rel), shown, None)
             )
-            self.add(root, rel, [finding("WP001", shown, line, f"not valid YAML: {why}")])
+            self.add(
+                root,
+                rel,
+                [
+                    finding(
+                        "WP001",
+                        shown,
+                        line,
+                        f"not valid YAML: {why}; rules not run on it: {_NOT_RUN_WOODPECKER}",
+                    )
+                ],
+            )
         elif kind is FileKind.YAML and ("{{" in text or not _looks_like_kubernetes(text)):
             # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
             self.report.count("skipped-templates" if "{{" in text else "skipped")
         else:
             self.report.count("files")
             self.add(
-                root, rel, [check_error(shown, line, f"could not check: not valid YAML: {why}")]
+                root,
+                rel,
+                [
+                    check_error(
+                        shown,
+                        line,
+                        f"could not check: not valid YAML: {why}; rules not run on it: "
+                        f"{_NOT_RUN_PINS}",
+                    )
+                ],
             )
 
 

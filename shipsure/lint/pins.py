@@ -1,4 +1,5 @@
-"""Image references in YAML files: compose, Kubernetes, Woodpecker and GitHub Actions.
+"""Image references in YAML files: Kubernetes, Woodpecker and GitHub Actions (compose has
+its own module, `compose`, for its project semantics).
 
 Pure: parsed documents (with line marks) in, `ImageUse`s out. Each extractor reads only the
 fields its tool pulls images from, so a string that merely looks like an image (an env value,
@@ -54,16 +55,6 @@ def _named_items(container: Any) -> Iterator[tuple[str, LineDict]]:
         for index, item in enumerate(container):
             if isinstance(item, LineDict):
                 yield str(item.get("name", f"#{index + 1}")), item
-
-
-def compose_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
-    out: list[ImageUse] = []
-    if isinstance(doc, LineDict):
-        for name, service in _named_items(doc.get("services")):
-            use = _use(src, file, service, "image", f"compose service {name}")
-            if use:
-                out.append(use)
-    return out
 
 
 def is_kubernetes(doc: Any) -> bool:

@@ -314,23 +314,34 @@ def _all_items(workflow: Workflow) -> Iterator[tuple[str, list[LineDict]]]:
 
 
 def _wp002(c: _Collector, config: LintConfig) -> None:
+    """One finding per written `from_secret`, naming every step that reaches it: steps that
+    share it through a YAML anchor (`environment: *logins`) all fail on the same events."""
     workflow = c.workflow
+    by_use: dict[tuple[int, int, str], list[tuple[Step, set[str]]]] = {}
     for step in workflow.steps:
         reachable = accepts(workflow.when) & accepts(step.when)
         for use in secret_uses(step):
-            allowed = config.secret_events(use.name)
-            bad = set(reachable - allowed)
+            bad = set(reachable - config.secret_events(use.name))
             if bad:
-                declared = "declared" if use.name in config.secrets else "default, not declared"
-                c.add(
-                    "WP002",
-                    use.line,
-                    f"step {step.name} runs on {_sorted_events(bad)} but secret {use.name!r} is "
-                    f"allowed only on {_sorted_events(allowed)} ({declared}): the pipeline errors "
-                    "on those events; narrow the step's `when` or allow the events on the secret",
-                    use.column,
-                    key=use.name,
-                )
+                by_use.setdefault((use.line, use.column, use.name), []).append((step, bad))
+    for (line, column, name), hits in by_use.items():
+        allowed = config.secret_events(name)
+        declared = "declared" if name in config.secrets else "default, not declared"
+        all_bad: set[str] = set().union(*(bad for _, bad in hits))
+        if all(bad == all_bad for _, bad in hits):
+            who = ("step " if len(hits) == 1 else "steps ") + ", ".join(s.name for s, _ in hits)
+            runs = f"{who} {'runs' if len(hits) == 1 else 'run'} on {_sorted_events(all_bad)}"
+        else:
+            runs = "; ".join(f"step {s.name} runs on {_sorted_events(bad)}" for s, bad in hits)
+        c.add(
+            "WP002",
+            line,
+            f"{runs} but secret {name!r} is allowed only on {_sorted_events(allowed)} "
+            f"({declared}): the pipeline errors on those events; narrow the steps' `when` or "
+            "allow the events on the secret",
+            column,
+            key=name,
+        )
 
 
 def _wp003(c: _Collector, manual_workflows: list[str]) -> None:
@@ -372,11 +383,14 @@ def _wp004(c: _Collector) -> None:
 
 
 def _wp005(c: _Collector) -> None:
+    workflow_accepts = accepts(c.workflow.when)
     for where, items in _all_items(c.workflow):
+        # A step item only ever sees the events its workflow accepts.
+        reach = ALL_EVENTS if where == "workflow" else workflow_accepts
         for item in items:
             if "path" not in item:
                 continue
-            ignored = item_accepts(item) - PATH_EVENTS
+            ignored = (item_accepts(item) & reach) - PATH_EVENTS
             if ignored:
                 mark = item.key_marks.get("path", item.mark)
                 c.add(
@@ -508,7 +522,55 @@ def _depends(doc: LineDict) -> Iterator[tuple[str, bool, int, int]]:
                 yield item["name"], item.get("optional") is True, mark.line, mark.column
 
 
+# `when` keys that can skip a workflow on an event it accepts (Woodpecker's constraint set);
+# `path` only filters where Woodpecker knows the changed files.
+_FILTER_KEYS = ("evaluate", "branch", "path", "ref", "cron", "instance", "repo", "platform")
+
+
+def _conditions(
+    root: LineDict | None, leaf: LineDict | None, event: str
+) -> frozenset[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for item in (root, leaf):
+        if item is None:
+            continue
+        for key in _FILTER_KEYS:
+            if key in item and not (key == "path" and event not in PATH_EVENTS):
+                out.add((key, _normal(item[key])))
+    return frozenset(out)
+
+
+def _normal(value: Any) -> str:
+    """A filter value in one spelling: `branch: main` and `branch: [main]` are the same."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = sorted(set(value))
+        return items[0] if len(items) == 1 else f"[{', '.join(items)}]"
+    if isinstance(value, dict):
+        return repr(sorted((str(k), _normal(v)) for k, v in value.items()))
+    return repr(value)
+
+
+def _run_conditions(workflow: Workflow, event: str) -> list[frozenset[tuple[str, str]]]:
+    """The filter conditions under which some step of `workflow` runs on `event`, one set per
+    path; an empty set means it runs on every such event."""
+    return [
+        _conditions(root, leaf, event)
+        for step in workflow.steps
+        for root, leaf in paths(workflow, step, event)
+    ]
+
+
+def _describe(conditions: frozenset[tuple[str, str]]) -> str:
+    return " and ".join(f"{key}: {value}" for key, value in sorted(conditions))
+
+
 def _wp010(c: _Collector, by_name: dict[str, Workflow]) -> None:
+    """A workflow is dropped when a workflow it depends on is skipped (Woodpecker removes
+    dependants of skipped workflows unless `optional: true`): skipped because it does not
+    accept the event, or because a filter (`evaluate`, `branch`, `path`, ...) excludes it
+    where the dependant has no such filter."""
     workflow = c.workflow
     if workflow.doc is None:
         return
@@ -535,6 +597,28 @@ def _wp010(c: _Collector, by_name: dict[str, Workflow]) -> None:
                 "workflow is dropped on those events too; align the filters or use "
                 f"`depends_on: [{{name: {name}, optional: true}}]`",
                 column,
+            )
+        filtered: dict[str, frozenset[tuple[str, str]]] = {}
+        for event in EVENTS:
+            if event not in runs_on or event in missing:
+                continue
+            theirs = _run_conditions(dependency, event)
+            for ours in _run_conditions(workflow, event):
+                # Covered when some way the dependency runs needs no condition we lack.
+                if not any(cond <= ours for cond in theirs):
+                    filtered[event] = min(theirs, key=len)
+                    break
+        if filtered:
+            first = next(iter(filtered.values()))
+            c.add(
+                "WP010",
+                line,
+                f"depends on {name!r}, which runs on {_sorted_events(set(filtered))} only when "
+                f"{_describe(first)}, a filter this workflow lacks: whenever it skips, this "
+                "workflow is dropped too; give both the same filter or use "
+                f"`depends_on: [{{name: {name}, optional: true}}]`",
+                column,
+                key="filtered",
             )
 
 

@@ -4,6 +4,12 @@ Mappings load as `LineDict` and sequences as `LineList`: ordinary dicts and list
 jsonschema and plain code read them unchanged) that also know the 1-based line and column of
 themselves, of each key and of each value. Linters need that to say "file:line".
 
+With `sequence_merge=True`, sequences merge as Woodpecker reads them: its YAML library
+(codeberg.org/6543/xyaml, on top of gopkg.in/yaml.v3) replaces a list item that is a single
+`<<` key whose value is an alias to a sequence (`- <<: *list`), or a list of such aliases
+(`- <<: [*a, *b]`), by those sequences' items; any other `<<` list item is an error there.
+Plain YAML 1.1 (and compose, Kubernetes) merges mappings only, so that stays the default.
+
 Two defences, because lint reads files from anywhere:
 - an alias budget, so a "billion laughs" document cannot make a walk explode;
 - timestamps stay strings, as Go's YAML (Woodpecker, Kubernetes, compose) reads them into
@@ -75,19 +81,26 @@ class YamlLimitError(yaml.YAMLError):
 class LineLoader(yaml.SafeLoader):
     """SafeLoader whose mappings and sequences carry their positions."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, sequence_merge: bool = False) -> None:
         super().__init__(stream)
         self._aliases = 0
+        self.sequence_merge = sequence_merge
+        # Nodes written somewhere as an alias: `<<: *list` differs from `<<: [x, y]` only here.
+        self.aliased: set[int] = set()
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        if self.check_event(AliasEvent):
+        alias = self.check_event(AliasEvent)
+        if alias:
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise YamlLimitError(
                     f"more than {MAX_ALIASES} aliases at line {event.start_mark.line + 1}"
                 )
-        return super().compose_node(parent, index)
+        node = super().compose_node(parent, index)
+        if alias and node is not None:
+            self.aliased.add(id(node))
+        return node
 
     def construct_line_mapping(self, node: MappingNode) -> Iterator[LineDict]:
         result = LineDict()
@@ -113,9 +126,49 @@ class LineLoader(yaml.SafeLoader):
         result = LineList()
         result.mark = _mark(node)
         yield result
-        for child in node.value:
+        children = _merged_items(self, node) if self.sequence_merge else iter(node.value)
+        for child in children:
             result.append(self.construct_object(child, deep=True))
             result.item_marks.append(_mark(child))
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Sequences merged into sequences merged into ...: real files nest two or three.
+_MAX_SEQUENCE_MERGE_DEPTH = 16
+
+
+def _merge_sources(loader: LineLoader, item: Node) -> list[SequenceNode] | None:
+    """The sequences a `- <<: *list` item stands for, or None for an ordinary item. Raises
+    `ConstructorError` for a `<<` item Woodpecker refuses."""
+    if not isinstance(item, MappingNode) or len(item.value) != 1:
+        return None
+    key, value = item.value[0]
+    if key.tag != _MERGE_TAG:
+        return None
+    if isinstance(value, SequenceNode) and id(value) in loader.aliased:
+        return [value]
+    if isinstance(value, SequenceNode) and all(
+        isinstance(v, SequenceNode) and id(v) in loader.aliased for v in value.value
+    ):
+        return list(value.value)
+    raise yaml.constructor.ConstructorError(
+        "while merging a sequence",
+        item.start_mark,
+        "a `<<` list item must be an alias to a sequence or a list of such aliases",
+        value.start_mark,
+    )
+
+
+def _merged_items(loader: LineLoader, node: SequenceNode, depth: int = 0) -> Iterator[Node]:
+    for child in node.value:
+        sources = _merge_sources(loader, child)
+        if sources is None:
+            yield child
+            continue
+        if depth >= _MAX_SEQUENCE_MERGE_DEPTH:
+            raise YamlLimitError(f"sequence merges nested deeper than {depth} levels")
+        for source in sources:
+            yield from _merged_items(loader, source, depth + 1)
 
 
 LineLoader.add_constructor("tag:yaml.org,2002:map", LineLoader.construct_line_mapping)
@@ -127,9 +180,10 @@ LineLoader.add_constructor(
 )
 
 
-def load_all(text: str) -> Iterator[Any]:
-    """Every document of a (possibly multi-document) YAML text. Raises `yaml.YAMLError`."""
-    loader = LineLoader(text)
+def load_all(text: str, sequence_merge: bool = False) -> Iterator[Any]:
+    """Every document of a (possibly multi-document) YAML text; `sequence_merge` reads
+    `- <<: *list` items as Woodpecker does. Raises `yaml.YAMLError`."""
+    loader = LineLoader(text, sequence_merge)
     try:
         while loader.check_data():  # type: ignore[no-untyped-call]
             yield loader.get_data()
@@ -137,9 +191,9 @@ def load_all(text: str) -> Iterator[Any]:
         loader.dispose()
 
 
-def load_one(text: str) -> Any:
+def load_one(text: str, sequence_merge: bool = False) -> Any:
     """The single document of a YAML text (None when empty). Raises `yaml.YAMLError`."""
-    docs = list(load_all(text))
+    docs = list(load_all(text, sequence_merge))
     if len(docs) > 1:
         raise yaml.YAMLError(f"expected one YAML document, found {len(docs)}")
     return docs[0] if docs else None

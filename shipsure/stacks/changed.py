@@ -9,7 +9,14 @@ A stack is changed when:
   about, since changes there cannot be seen;
 * a file it watches changed (`watch` in the configuration);
 * a "parent file" (e.g. `live/prod/env.hcl`) in a folder above it changed;
+* a file a Terragrunt unit reads changed: an `include`, a `read_terragrunt_config` file, the
+  folder of a `dependency`, a `terraform` source built with `get_repo_root()` and the like
+  (see `terragrunt`); a unit whose paths cannot be resolved statically is changed, with a
+  warning, whenever anything changed;
 * a global file changed: then every stack is changed and `all` is true.
+
+Symbolic links count at both ends: a change to a link's target (or below a linked folder) is
+also a change at the link's path, which git does not report (see `links`).
 
 A module folder counts as changed when any file under it changed (files are read by path
 from templates too, so this errs on the side of running a stack).
@@ -22,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipsure.stacks import terragrunt
 from shipsure.stacks.config import StacksConfig
 from shipsure.stacks.discovery import (
     ancestors,
@@ -34,6 +42,7 @@ from shipsure.stacks.discovery import (
     stacks_below,
 )
 from shipsure.stacks.git import FileChange
+from shipsure.stacks.links import Links
 from shipsure.stacks.pathglob import first_match, matches
 from shipsure.stacks.sources import (
     LOCAL_STRING,
@@ -82,8 +91,11 @@ class ChangedStacks:
 ReadText = Callable[[str], str | None]
 
 
-def all_stacks(files: Iterable[str], config: StacksConfig, reason: str) -> ChangedStacks:
-    stacks = find_stacks(files, config)
+def all_stacks(
+    files: Iterable[str], config: StacksConfig, reason: str, links: Links | None = None
+) -> ChangedStacks:
+    links = links or Links()
+    stacks = find_stacks(links.expand(files), config, links)
     return ChangedStacks([StackChange(s, [reason]) for s in stacks], all=True)
 
 
@@ -92,8 +104,11 @@ def detect(
     changes: Sequence[FileChange],
     config: StacksConfig,
     read_text: ReadText,
+    links: Links | None = None,
 ) -> ChangedStacks:
-    stacks = find_stacks(files, config)
+    links = links or Links()
+    files = links.expand(files)
+    stacks = find_stacks(files, config, links)
     stack_set = set(stacks)
     reasons: dict[str, list[str]] = {}
     warnings: list[str] = []
@@ -103,7 +118,15 @@ def detect(
         if reason not in bucket:
             bucket.append(reason)
 
-    paths = sorted({c.path for c in changes})
+    real = sorted({c.path for c in changes})
+    # Where git's changes are also seen through links: `alias -> the path git reported`.
+    seen_as: dict[str, str] = {}
+    for path in real:
+        for alias in links.aliases(path):
+            seen_as.setdefault(alias, path)
+    paths = sorted(set(real) | set(seen_as))
+    for link in links.outside:
+        warnings.append(f"link {link} leaves the repository; changes to it are not detected")
 
     global_hits = [p for p in paths if first_match(p, config.globals)]
     for stack in stacks:
@@ -119,8 +142,13 @@ def detect(
             for stack in stacks_below(posixpath.dirname(path), stacks):
                 add(stack, f"parent file {path} changed")
     for stack, changed_files in direct.items():
-        for reason in _file_reasons("file", changed_files):
+        for reason in _file_reasons("file", [p for p in changed_files if p not in seen_as]):
             add(stack, reason)
+        linked = [p for p in changed_files if p in seen_as]
+        for path in linked[:MAX_FILES_PER_REASON]:
+            add(stack, f"file {seen_as[path]} changed, linked here as {path}")
+        if len(linked) > MAX_FILES_PER_REASON:
+            add(stack, f"and {len(linked) - MAX_FILES_PER_REASON} more linked files changed")
 
     for stack_pattern, file_patterns in config.watch.items():
         hits = [p for p in paths if first_match(p, file_patterns)]
@@ -132,6 +160,12 @@ def detect(
 
     for stack, reason in _module_reasons(files, paths, stack_set, read_text, warnings):
         add(stack, reason)
+
+    if paths:
+        for stack, reason in _terragrunt_reasons(
+            files, paths, stacks, reasons, read_text, warnings
+        ):
+            add(stack, reason)
 
     deleted = sorted(
         {
@@ -149,6 +183,59 @@ def detect(
         deleted=[StackChange(d, ["stack folder removed (no marker file left)"]) for d in deleted],
         warnings=warnings,
     )
+
+
+def _terragrunt_reasons(
+    files: Sequence[str],
+    changed_paths: Sequence[str],
+    stacks: Sequence[str],
+    reasons: dict[str, list[str]],
+    read_text: ReadText,
+    warnings: list[str],
+) -> list[tuple[str, str]]:
+    """Reasons from what Terragrunt units read (includes, read configs, dependencies,
+    evaluated sources); a unit whose paths cannot be resolved is changed, with a warning."""
+    file_set = frozenset(files)
+    found: list[tuple[str, str]] = []
+    dependencies: dict[str, list[str]] = {}
+    for stack in stacks:
+        unit_file = posixpath.join(stack, terragrunt.UNIT_FILE) if stack else terragrunt.UNIT_FILE
+        if unit_file not in file_set:
+            continue
+        result = terragrunt.unit_reads(stack, file_set, read_text, terragrunt.parse_hcl)
+        for read in result.reads:
+            if read.folder:
+                prefix = f"{read.path}/" if read.path else ""
+                hits = [p for p in changed_paths if p == read.path or p.startswith(prefix)]
+                if read.why.startswith(("dependency", "depends")):
+                    dependencies.setdefault(stack, []).append(read.path)
+                    hits = [] if read.path == stack else hits
+            else:
+                hits = [p for p in changed_paths if p == read.path]
+            if hits:
+                shown = ", ".join(hits[:MAX_FILES_PER_REASON])
+                more = len(hits) - MAX_FILES_PER_REASON
+                tail = f" and {more} more" if more > 0 else ""
+                found.append((stack, f"{read.why}: {shown}{tail} changed"))
+        for message in result.outside:
+            warnings.append(f"{message}; changes to it are not detected")
+        for message in result.unresolved:
+            warnings.append(f"{message}; stack {display(stack)} is treated as changed")
+            found.append((stack, f"treated as changed: {message}"))
+    # A unit whose dependency changed for any reason reads that dependency's new outputs.
+    changed = {s for s, _ in found} | set(reasons)
+    progress = True
+    while progress:
+        progress = False
+        for stack, targets in dependencies.items():
+            for target in targets:
+                if target in changed and target != stack:
+                    reason = f"dependency {display(target)} is changed"
+                    if (stack, reason) not in found:
+                        found.append((stack, reason))
+                        progress = stack not in changed or progress
+                        changed.add(stack)
+    return found
 
 
 def _file_reasons(what: str, paths: Sequence[str]) -> list[str]:

@@ -9,6 +9,8 @@ Every key is optional; without any file the defaults below apply::
 
     markers: ["*.tf", "terragrunt.hcl"]   # a folder holding one of these is a stack
     exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks
+    include: []                           # stacks even when every marker file in them is
+                                          # linked into other stacks (shared files)
     root_is_stack: false                  # the root usually holds the shared terragrunt.hcl
     globals:                              # a change here means: all stacks
       - terragrunt.hcl
@@ -68,6 +70,7 @@ DEFAULT_PARENT_FILES = ("*.hcl", "*.tfvars", "*.tfvars.json")
 class StacksConfig:
     markers: tuple[str, ...] = DEFAULT_MARKERS
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    include: tuple[str, ...] = ()
     root_is_stack: bool = False
     globals: tuple[str, ...] = DEFAULT_GLOBALS
     parent_files: tuple[str, ...] = DEFAULT_PARENT_FILES
@@ -110,7 +113,7 @@ def _from_file(path: Path, key: str | None) -> StacksConfig:
     return parse_config(data, str(path))
 
 
-_LIST_KEYS = ("markers", "exclude", "globals", "parent_files")
+_LIST_KEYS = ("markers", "exclude", "include", "globals", "parent_files")
 _KNOWN = frozenset(
     {
         *_LIST_KEYS,

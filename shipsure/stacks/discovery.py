@@ -3,8 +3,10 @@
 A stack is a folder directly holding a file whose name matches a marker (`*.tf`,
 `terragrunt.hcl`), unless the folder matches an `exclude` pattern (shared modules) or is
 the repository root (whose `terragrunt.hcl` is the shared parent, not a stack) and
-`root_is_stack` is off. Folders are repository-relative POSIX paths; "" is the root, shown
-as "." to people.
+`root_is_stack` is off. A folder whose marker files are all symbolic-link targets of files in
+other folders (a `shared/providers.tf` linked into every stack) holds shared files, not a
+stack, unless it matches an `include` pattern. Folders are repository-relative POSIX paths;
+"" is the root, shown as "." to people.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import posixpath
 from collections.abc import Iterable
 
 from shipsure.stacks.config import StacksConfig
+from shipsure.stacks.links import Links
 from shipsure.stacks.pathglob import first_match
 
 HCL_SUFFIXES = (".tf", ".hcl")
@@ -33,13 +36,29 @@ def can_be_stack(folder: str, config: StacksConfig) -> bool:
     return first_match(folder, config.exclude) is None
 
 
-def find_stacks(files: Iterable[str], config: StacksConfig) -> list[str]:
-    candidates: set[str] = set()
+def find_stacks(
+    files: Iterable[str], config: StacksConfig, links: Links | None = None
+) -> list[str]:
+    candidates: dict[str, list[str]] = {}
     for path in files:
         folder, name = posixpath.split(path)
-        if folder not in candidates and is_marker(name, config):
-            candidates.add(folder)
-    return sorted(folder for folder in candidates if can_be_stack(folder, config))
+        if is_marker(name, config):
+            candidates.setdefault(folder, []).append(name)
+
+    def accepted(folder: str, names: list[str]) -> bool:
+        if not can_be_stack(folder, config):
+            return False
+        if links is None or first_match(folder, config.include) is not None:
+            return True
+        paths = [posixpath.join(folder, n) if folder else n for n in names]
+        if all(p in links.alias_of for p in paths):
+            # Seen only through a linked folder: a stack when the folder it shows is one
+            # (a linked stack), not when it is a module or shared files used from here.
+            real = posixpath.dirname(links.alias_of[paths[0]])
+            return real in candidates and accepted(real, candidates[real])
+        return not links.shared_only(folder, names)
+
+    return sorted(folder for folder, names in candidates.items() if accepted(folder, names))
 
 
 def ancestors(path: str) -> list[str]:

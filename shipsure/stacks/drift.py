@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipsure.stacks.discovery import display
-from shipsure.stacks.runner import CHANGES, LOCKED, NO_CHANGES, StackRun
+from shipsure.stacks.runner import CANCELLED, CHANGES, LOCKED, NO_CHANGES, StackRun
 
 CLEAN = "clean"
 DRIFTED = "drifted"
@@ -33,8 +33,8 @@ def status_of(run: StackRun) -> str:
         return CLEAN
     if run.result == CHANGES:
         return DRIFTED
-    if run.result == LOCKED:
-        return SKIPPED
+    if run.result in (LOCKED, CANCELLED):
+        return SKIPPED  # not checked: no transition, nothing to alert about
     return ERROR
 
 

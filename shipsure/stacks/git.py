@@ -74,6 +74,29 @@ class Git:
     def tracked_files(self) -> list[str]:
         return [p for p in self._git("ls-files", "-z").split("\0") if p]
 
+    def symlinks(self) -> dict[str, str]:
+        return self.tracked()[1]
+
+    def tracked(self) -> tuple[list[str], dict[str, str]]:
+        """Tracked files, and the symbolic links among them (mode 120000) with the target
+        each one holds, from one `git ls-files`."""
+        files: list[str] = []
+        links: dict[str, str] = {}
+        for entry in self._git("ls-files", "-s", "-z").split("\0"):
+            meta, _, path = entry.partition("\t")
+            if not path:
+                continue
+            if not files or files[-1] != path:  # unmerged paths are listed once a stage
+                files.append(path)
+            if not meta.startswith("120000 "):
+                continue
+            try:
+                links[path] = os.readlink(self.root / path)
+            except OSError:
+                # Not checked out as a link (core.symlinks=false): the blob holds the target.
+                links[path] = self._git("cat-file", "blob", meta.split()[1]).strip()
+        return files, links
+
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files that differ between two commits' trees. Renames count as delete + add so
         both the old and the new folder are seen."""

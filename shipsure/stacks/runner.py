@@ -15,11 +15,14 @@ Each stack writes `<log dir>/<stack path, "/" replaced by "__">.log`.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, BinaryIO
 
 from shipsure.stacks.discovery import display
@@ -164,10 +167,14 @@ def _steps(settings: RunSettings, run: StackRun, log: BinaryIO, held: HeldLock) 
     with init_lock(settings.plugin_cache, settings.cancelled) as got_it:
         if not got_it:
             return
+        if not _still_ours(run, "init", held):
+            return
         outcome = run_step(
             step_argv(settings.binary, "init"), cwd, log, env, settings.step_timeout, should_stop
         )
     if not _step_ok(run, "init", outcome.returncode, outcome.stopped_because, held):
+        return
+    if not _still_ours(run, settings.action, held):
         return
     argv = step_argv(settings.binary, settings.action)
     outcome = run_step(argv, cwd, log, env, settings.step_timeout, should_stop)
@@ -178,6 +185,14 @@ def _steps(settings: RunSettings, run: StackRun, log: BinaryIO, held: HeldLock) 
         run.result = OK
     if held.lost and run.result in OK_RESULTS:
         run.result, run.detail = LOCK_LOST, held.lost_reason
+
+
+def _still_ours(run: StackRun, step: str, held: HeldLock) -> bool:
+    """Read the lock before a step: a backend that lost it must not see the step start."""
+    if held.confirm():
+        return True
+    run.result, run.detail = LOCK_LOST, f"{step} not started: {held.lost_reason}"
+    return False
 
 
 def _step_ok(run: StackRun, step: str, code: int | None, stopped: str, held: HeldLock) -> bool:
@@ -194,6 +209,33 @@ def _step_ok(run: StackRun, step: str, code: int | None, stopped: str, held: Hel
     else:
         run.result, run.detail = FAILED, f"{step} exited with {code}"
     return False
+
+
+# What `docker stop`, CI cancellation, systemd and a closed terminal send, and Ctrl-C.
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def cancel_on_signals(cancelled: threading.Event) -> Iterator[list[int]]:
+    """While inside, SIGTERM, SIGINT and SIGHUP cancel the run instead of killing the
+    runner: steps are stopped (their process groups interrupted), locks released, and the
+    caller still prints its summary. Yields the list the signals received are appended to.
+    Only the main thread can install handlers; elsewhere this does nothing."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        cancelled.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def summary_table(runs: Sequence[StackRun]) -> str:

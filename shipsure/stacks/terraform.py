@@ -5,11 +5,17 @@ Each step runs in its own process group with its output in the stack's log file.
 is interrupted (SIGINT, which Terraform answers by stopping cleanly and writing state;
 then SIGTERM; then SIGKILL) when the run is cancelled, when the stack's lock is lost, or
 when the step outlives its timeout.
+
+A step cannot outlive the runner: on Linux it is started with `PR_SET_PDEATHSIG` set to
+SIGTERM (prctl(2)), so the kernel interrupts it when the runner dies, even by SIGKILL, and
+Terraform stops cleanly instead of applying on under a lock nobody renews.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import os
 import shutil
@@ -29,6 +35,33 @@ POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 20.0
 TERM_GRACE_SECONDS = 5.0
 INIT_LOCK_NAME = ".shipsure-init.lock"
+
+
+# prctl(2): PR_SET_PDEATHSIG = 1. Resolved once, in the parent: the child between fork and
+# exec must not load libraries or take locks another thread may hold.
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive SIGTERM when its parent dies."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def pdeathsig_supported() -> bool:
+    return _prctl is not None
 
 
 def locate_binary(name: str) -> str:
@@ -102,6 +135,7 @@ def run_step(
             stdin=subprocess.DEVNULL,
             env=dict(env),
             start_new_session=True,  # our own process group: we decide when it stops
+            preexec_fn=_die_with_parent(os.getpid()),
         )
     except OSError as exc:
         raise CouldNotRunError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None

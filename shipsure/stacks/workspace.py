@@ -12,6 +12,7 @@ from shipsure.stacks.changed import ChangedStacks, all_stacks, detect
 from shipsure.stacks.config import StacksConfig, load_config
 from shipsure.stacks.discovery import find_stacks
 from shipsure.stacks.git import FileChange, Git
+from shipsure.stacks.links import Links, resolve
 
 MAX_HCL_BYTES = 4 * 1024 * 1024
 LOCK_URL_ENV = "SHIPSURE_LOCK_URL"
@@ -53,8 +54,13 @@ class Workspace:
             return None
         return raw.decode("utf-8", "replace")
 
+    def tracked(self) -> tuple[list[str], Links]:
+        files, raw = self.git.tracked()
+        return files, resolve(raw)
+
     def all_stacks(self) -> list[str]:
-        return find_stacks(self.git.tracked_files(), self.config)
+        files, links = self.tracked()
+        return find_stacks(links.expand(files), self.config, links)
 
     def baseline(
         self,
@@ -74,9 +80,9 @@ class Workspace:
         )
 
     def changed(self, baseline: Baseline) -> ChangedStacks:
-        files = self.git.tracked_files()
+        files, links = self.tracked()
         if baseline.all_reason is not None:
-            result = all_stacks(files, self.config, baseline.all_reason)
+            result = all_stacks(files, self.config, baseline.all_reason, links)
         else:
             if baseline.files is not None:
                 present = set(files)
@@ -84,6 +90,6 @@ class Workspace:
             else:
                 assert baseline.commit is not None
                 changes = self.git.changes(baseline.commit, "HEAD")
-            result = detect(files, changes, self.config, self.read_text)
+            result = detect(files, changes, self.config, self.read_text, links)
         result.baseline = baseline.to_dict()
         return result

@@ -216,3 +216,48 @@ def test_cancel_stops_children_and_releases_locks(tmp_path: Path, tf_repo: Path)
     assert [r.result for r in runs] == [CANCELLED, CANCELLED]
     assert backend.list() == []
     backend.close()
+
+
+def test_a_lock_lost_during_init_stops_the_run_before_apply(tmp_path: Path, tf_repo: Path) -> None:
+    """The lock is read before each step: a backend that lost it (simulated by the fake
+    init below, which breaks the lock and lets another runner take it) means the apply never
+    starts, whatever the renewal schedule."""
+    applied = tmp_path / "applied"
+    locks = tmp_path / "locks"
+    fake = tmp_path / "fake-terraform-loses-lock-in-init"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from shipsure.stacks.locks import open_backend\n"
+        "if sys.argv[1] == 'init':\n"
+        f"    backend = open_backend('file://{locks}')\n"
+        "    backend.force_break('stacks/s1')\n"
+        "    backend.acquire('stacks/s1', 'runner-b', 600)\n"
+        "else:\n"
+        f"    Path('{applied}').touch()\n"
+    )
+    fake.chmod(0o755)
+    backend = open_backend(f"file://{locks}")
+    settings = RunSettings(
+        repo_root=tf_repo,
+        action="apply",
+        binary=str(fake),
+        parallel=1,
+        backend=backend,
+        lock_ttl=600,  # the first renewal would come 200 s later
+        lock_wait=0,
+        log_dir=tmp_path / "logs",
+        plugin_cache=tmp_path / "cache",
+        step_timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        owner="runner-a",
+    )
+    [run] = run_stacks(settings, ["stacks/s1"])
+    assert run.result == "lock lost"
+    # Noticed before apply (or, on a slow machine, by the heartbeat's check during init).
+    assert "lock 'stacks/s1' of runner-a" in run.detail
+    assert not applied.exists()
+    holder = backend.get("stacks/s1")
+    assert holder is not None and holder.owner == "runner-b"  # A's release left B's lock
+    backend.close()

@@ -21,12 +21,13 @@ from shipsure.stacks.workspace import LOCK_URL_ENV
 
 DESCRIPTION = """\
 Run a repository of Terraform/Terragrunt stacks safely: find the stacks a change touches
-(through local modules, watched files and global files), run plan/apply on them in
-parallel under per-stack locks with a TTL, and watch for drift with alerts on transitions.
+(through local modules, Terragrunt includes and dependencies, symbolic links, watched files
+and global files), run plan/apply on them in parallel under per-stack locks with a TTL, and
+watch for drift with alerts on transitions.
 
 A stack is a folder holding *.tf or terragrunt.hcl (not modules/**, not the root).
 Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml):
-  markers, exclude, root_is_stack, globals, parent_files, watch, binary, parallel,
+  markers, exclude, include, root_is_stack, globals, parent_files, watch, binary, parallel,
   step_timeout, state_dir, log_dir, lock_prefix
 See the `shipsure.stacks.config` module docstring for the defaults."""
 

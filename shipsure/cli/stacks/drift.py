@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def run_drift(args: argparse.Namespace) -> int:
     from shipsure.stacks import alerts, drift
-    from shipsure.stacks.runner import run_stacks
+    from shipsure.stacks.runner import cancel_on_signals, run_stacks
 
     ws = workspace(args)
     known = ws.all_stacks()
@@ -36,7 +37,8 @@ def run_drift(args: argparse.Namespace) -> int:
     backend = lock_backend(ws, args)
     try:
         settings = run_settings(ws, args, "plan", backend, note(ws, "drift"))
-        runs = run_stacks(settings, stacks)
+        with cancel_on_signals(settings.cancelled) as signals:
+            runs = run_stacks(settings, stacks)
     finally:
         backend.close()
     current, transitions = drift.collect(runs, previous)
@@ -61,6 +63,9 @@ def run_drift(args: argparse.Namespace) -> int:
     if failed_alert:
         print(f"shipsure: {failed_alert}", file=sys.stderr)
     statuses = set(current.values())
+    if signals:
+        print(f"shipsure: cancelled by {signal.Signals(signals[0]).name}", file=sys.stderr)
+        return 128 + signals[0]
     if drift.DRIFTED in statuses:
         return int(ExitCode.FINDINGS)
     if failed_alert or statuses & {drift.ERROR, drift.SKIPPED}:

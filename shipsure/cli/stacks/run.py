@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from shipsure.cli.stacks.common import (
@@ -25,7 +26,7 @@ from shipsure.stacks.workspace import Workspace
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from shipsure.stacks.runner import run_stacks, summary_table
+    from shipsure.stacks.runner import cancel_on_signals, run_stacks, summary_table
 
     ws = workspace(args)
     stacks, complete, detection = _select(ws, args)
@@ -35,7 +36,8 @@ def run_run(args: argparse.Namespace) -> int:
     backend = lock_backend(ws, args)
     try:
         settings = run_settings(ws, args, args.action, backend, note(ws, f"run {args.action}"))
-        runs = run_stacks(settings, stacks) if stacks else []
+        with cancel_on_signals(settings.cancelled) as signals:
+            runs = run_stacks(settings, stacks) if stacks else []
     finally:
         backend.close()
     ok = all(r.ok for r in runs)
@@ -56,6 +58,10 @@ def run_run(args: argparse.Namespace) -> int:
         sys.stdout.write(summary_table(runs) if runs else "no stacks to run\n")
         if recorded:
             sys.stdout.write(f"recorded {head[:12]} as the last applied commit\n")
+    if signals:
+        # Cancelled by a signal: the summary is printed; exit as a shell reports the signal.
+        sys.stderr.write(f"shipsure: cancelled by {signal.Signals(signals[0]).name}\n")
+        return 128 + signals[0]
     return int(ExitCode.CLEAN if ok else ExitCode.FINDINGS)
 
 

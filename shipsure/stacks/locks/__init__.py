@@ -68,13 +68,13 @@ def open_backend(
     `clock` matters only where the client compares times (file, PostgreSQL, Vault);
     Redis and etcd expire locks on the server.
     """
-    parts = urlsplit(url)
+    shown = _redacted(url)
+    parts = _split(url, shown)
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     key_prefix = prefix if prefix is not None else query.pop("prefix", DEFAULT_KEY_PREFIX)
     # The URL without our own query parameters, for libraries that parse the rest.
     rest = urlunsplit(parts._replace(query=urlencode(query)))
-    shown = _redacted(url)
 
     if scheme == "file":
         from shipsure.stacks.locks.file import FileLockBackend
@@ -89,7 +89,15 @@ def open_backend(
     if scheme in ("redis", "rediss"):
         from shipsure.stacks.locks.redis import RedisLockBackend
 
-        return RedisLockBackend.from_url(rest, prefix=key_prefix)
+        if not parts.hostname:
+            raise UsageError(f"lock URL {shown} names no host")
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            # redis-py would ignore a database that is not a number and use 0.
+            raise UsageError(f"lock URL {shown}: the path must be a database number (/0)")
+        try:
+            return RedisLockBackend.from_url(rest, prefix=key_prefix)
+        except ValueError as exc:
+            raise UsageError(f"lock URL {shown} is malformed: {exc}") from None
 
     if scheme in ("etcd", "etcds"):
         host = _host_port(parts, 2379, shown)
@@ -131,6 +139,17 @@ def open_backend(
     raise UsageError(f"lock URL {shown} has unknown scheme {scheme!r}; use one of {known}")
 
 
+def _split(url: str, shown: str) -> SplitResult:
+    """`url` split, with its host and port checked: every malformed lock URL is one
+    `UsageError` line (exit 2) naming it with its password masked."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.hostname, parts.port  # both raise ValueError when malformed
+    except ValueError as exc:
+        raise UsageError(f"lock URL {shown} is malformed: {exc}") from None
+    return parts
+
+
 def _host_port(parts: SplitResult, default_port: int, shown: str) -> str:
     host = parts.hostname
     if not host:
@@ -143,13 +162,21 @@ def _host_port(parts: SplitResult, default_port: int, shown: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
+    """The URL without its password, for messages. Works on text `urlsplit` refuses too:
+    whatever lies between the user name's `:` and the last `@` of the authority is masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
+    authority_end = len(rest)
+    for stop in "/?#":
+        # A password may hold any of these unescaped; the last `@` still ends the userinfo.
+        at = rest.rfind("@")
+        index = rest.find(stop, at + 1 if at >= 0 else 0)
+        if index >= 0:
+            authority_end = min(authority_end, index)
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    userinfo, at_sign, host = authority.rpartition("@")
+    if not at_sign or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{tail}"

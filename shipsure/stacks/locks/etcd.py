@@ -27,6 +27,7 @@ from shipsure.stacks.locks.record import (
     decode_record,
     encode_record,
     lost_message,
+    new_token,
 )
 
 TIMEOUT_SECONDS = 5.0
@@ -61,7 +62,7 @@ class EtcdLockBackend:
         if not lease:
             raise LockError(f"etcd at {self.endpoint} granted no lease for {key!r}")
         now = time.time()
-        info = LockInfo(key, owner, now, now + lease_ttl, note)
+        info = LockInfo(key, owner, now, now + lease_ttl, note, new_token())
         value = _b64(encode_record(info).encode())
         txn = {
             "compare": [
@@ -79,10 +80,10 @@ class EtcdLockBackend:
         self._revoke(lease)
         return None
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         kv = self._range_one(key, "renew")
         current = self._decode(key, kv) if kv is not None else None
-        if kv is None or current is None or current.owner != owner:
+        if kv is None or current is None or not current.held_by(owner, token):
             # A deleted key may have expired too: etcd drops it with its lease.
             raise LockLost(lost_message(key, owner, current, gone="expired, released or broken"))
         # The keepalive renews for the TTL granted at acquire; `ttl` cannot change it.
@@ -90,14 +91,16 @@ class EtcdLockBackend:
         left = int(answer.get("result", {}).get("TTL", 0) or 0)
         if left <= 0:
             raise LockLost(f"lock {key!r} of {owner} expired before it was renewed")
-        return LockInfo(key, owner, current.acquired_at, time.time() + left, current.note)
+        return LockInfo(
+            key, owner, current.acquired_at, time.time() + left, current.note, current.token
+        )
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         kv = self._range_one(key, "release")
         if kv is None:
             return False
         current = self._decode(key, kv)
-        if current.owner != owner:
+        if not current.held_by(owner, token):
             return False
         lease = str(kv.get("lease", "0"))
         # Delete only the record we just read; a takeover in between changes create_revision.
@@ -178,7 +181,12 @@ class EtcdLockBackend:
         answer = self._call("/v3/lease/timetolive", {"ID": lease}, "read", key)
         left = int(answer.get("TTL", 0) or 0)
         return LockInfo(
-            info.key, info.owner, info.acquired_at, time.time() + max(left, 0), info.note
+            info.key,
+            info.owner,
+            info.acquired_at,
+            time.time() + max(left, 0),
+            info.note,
+            info.token,
         )
 
     def _revoke(self, lease: str) -> None:

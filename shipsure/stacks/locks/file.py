@@ -26,6 +26,7 @@ from shipsure.stacks.locks.record import (
     decode_record,
     encode_record,
     lost_message,
+    new_token,
 )
 
 GUARD_NAME = ".shipsure-locks.guard"
@@ -56,26 +57,26 @@ class FileLockBackend:
             current = self._read(path)
             if current is not None and not current.is_stale(now):
                 return None
-            info = LockInfo(key, owner, now, now + ttl, note)
+            info = LockInfo(key, owner, now, now + ttl, note, new_token())
             self._write(path, info)
             return info
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         path = self._path(key)
         with self._guard(create=True):
             now = self.clock()
             current = self._read(path)
-            if current is None or current.owner != owner or current.is_stale(now):
+            if current is None or not current.held_by(owner, token) or current.is_stale(now):
                 raise LockLost(lost_message(key, owner, current))
-            info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note)
+            info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note, current.token)
             self._write(path, info)
             return info
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         path = self._path(key)
         with self._guard(create=True):
             current = self._read(path)
-            if current is None or current.owner != owner:
+            if current is None or not current.held_by(owner, token):
                 return False
             self._unlink(path)
             return True

@@ -8,6 +8,12 @@
 The heartbeat renews every ttl/3 in a daemon thread, so a holder survives one or two
 missed renewals (a slow backend, a network blip) before its lock can go stale. If a renew
 finds the lock no longer ours, `held.lost` turns true and the caller decides what to stop.
+
+Between renewals the same thread reads the lock every `check_interval` seconds (default
+`CHECK_SECONDS`, or the renew interval when that is shorter) and compares owner and fencing
+token: a backend that lost its data and gave the key to another holder is noticed within
+that interval, not at the next renewal (which with the default 30-minute TTL is up to 10
+minutes away). `held.confirm()` does the same check on demand, before each step.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from shipsure.stacks.locks.interface import (
     LockInfo,
     LockLost,
 )
+from shipsure.stacks.locks.record import lost_message
 
 __all__ = ["HeldLock", "LockHeld", "default_owner", "hold"]
 
@@ -39,6 +46,8 @@ ACQUIRE_ATTEMPTS = 3
 # their own calls well before this).
 STOP_TIMEOUT_SECONDS = 30.0
 MIN_RETRY_SECONDS = 0.05
+# How often a holder checks, between renewals, that the backend still has its lock.
+CHECK_SECONDS = 2.0
 
 
 def default_owner() -> str:
@@ -50,12 +59,23 @@ class HeldLock:
     """A lock we hold; the heartbeat thread keeps `info` fresh and sets `lost`."""
 
     def __init__(
-        self, backend: LockBackend, info: LockInfo, ttl: float, interval: float, clock: Clock
+        self,
+        backend: LockBackend,
+        info: LockInfo,
+        ttl: float,
+        interval: float,
+        clock: Clock,
+        check_interval: float | None = None,
     ) -> None:
         self.backend = backend
         self.info = info
         self.ttl = ttl
         self.interval = interval
+        self.check_interval = min(
+            interval, CHECK_SECONDS if check_interval is None else check_interval
+        )
+        self.token = info.token
+        self.checks = 0
         self.lost_event = threading.Event()
         self.lost_reason = ""
         self.renewals = 0
@@ -83,11 +103,34 @@ class HeldLock:
         if self.lost:
             raise LockLost(self.lost_reason)
 
+    def confirm(self) -> bool:
+        """Read the lock now and say whether it is still ours (owner and fencing token).
+        A backend that cannot be read does not make the lock lost before it expires."""
+        if self.lost:
+            return False
+        try:
+            current = self.backend.get(self.info.key)
+        except Exception as exc:
+            if self.info.expires_at - self._clock() <= 0:
+                self._mark_lost(f"lock {self.info.key!r} expired while it could not be read: {exc}")
+            return not self.lost
+        self.checks += 1
+        if current is None or not current.held_by(self.info.owner, self.token):
+            self._mark_lost(lost_message(self.info.key, self.info.owner, current, "gone"))
+        return not self.lost
+
     def _heartbeat(self) -> None:
         delay = self.interval
-        while not self._stop.wait(delay):
+        next_renewal = time.monotonic() + delay
+        while not self._stop.wait(
+            max(0.0, min(self.check_interval, next_renewal - time.monotonic()))
+        ):
+            if time.monotonic() < next_renewal:
+                if not self.confirm():
+                    return
+                continue
             try:
-                self.info = self.backend.renew(self.info.key, self.info.owner, self.ttl)
+                self.info = self.backend.renew(self.info.key, self.info.owner, self.ttl, self.token)
                 self.renewals += 1
                 delay = self.interval
             except LockLost as exc:
@@ -102,6 +145,7 @@ class HeldLock:
                     return
                 # Retry sooner than the normal interval, but never hammer a sick backend.
                 delay = max(MIN_RETRY_SECONDS, min(self.interval, left) / 4)
+            next_renewal = time.monotonic() + delay
 
     def _mark_lost(self, reason: str) -> None:
         self.lost_reason = reason
@@ -124,6 +168,7 @@ def hold(
     interval: float | None = None,
     wait: float = 0.0,
     poll: float = 2.0,
+    check_interval: float | None = None,
 ) -> Iterator[HeldLock]:
     """Acquire `key`, renew it every `interval` (default ttl/3), release it on exit.
 
@@ -137,17 +182,19 @@ def hold(
         raise LockError(f"lock TTL must be positive, got {ttl}")
     clock: Clock = getattr(backend, "clock", time.time)
     info = _acquire(backend, key, owner or default_owner(), ttl, note, wait, poll)
-    held = HeldLock(backend, info, ttl, interval if interval is not None else ttl / 3, clock)
+    held = HeldLock(
+        backend, info, ttl, interval if interval is not None else ttl / 3, clock, check_interval
+    )
     held._thread.start()
     try:
         yield held
     except BaseException:
         held._stop_heartbeat()
         with contextlib.suppress(Exception):
-            backend.release(key, held.owner)
+            backend.release(key, held.owner, held.token)
         raise
     held._stop_heartbeat()
-    backend.release(key, held.owner)
+    backend.release(key, held.owner, held.token)
 
 
 def _acquire(

@@ -3,6 +3,11 @@
 A lock is advisory and per stack. It has a TTL: a holder must renew it (heartbeat) before
 it expires; a lock whose holder stopped renewing is stale after its TTL and may be taken
 over, and exactly one contender wins a takeover.
+
+Every acquisition gets a fencing token, a random value stored in the lock's record: renew and
+release name it, and act only while the stored record still carries it. A backend that lost
+its data (a Redis restarted empty) and handed the key to someone else therefore fails the
+old holder's next renew, release or check, instead of extending or deleting the new lock.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ class LockInfo:
     expires_at: float
     # Free-form description of the holder: CI pipeline URL, commit, command.
     note: str = ""
+    # The fencing token of this acquisition ("" in records written before tokens existed).
+    token: str = ""
+
+    def held_by(self, owner: str, token: str) -> bool:
+        """This record is the acquisition `owner` made with `token` ("" matches any)."""
+        return self.owner == owner and (not token or self.token == token)
 
     def is_stale(self, now: float) -> bool:
         return now >= self.expires_at
@@ -68,11 +79,12 @@ class LockBackend(Protocol):
         """Take the lock if free or stale; None if someone else holds a live lock."""
         ...
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
-        """Extend our lock; raises LockLost if it is no longer ours."""
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
+        """Extend our lock; raises LockLost if it is no longer ours (owner and, when given,
+        the fencing token of our acquisition must still match)."""
         ...
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         """Give our lock back; False if it was not ours (never removes another's)."""
         ...
 

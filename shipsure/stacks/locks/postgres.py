@@ -13,6 +13,10 @@ The advisory lock is only taken per transaction (`pg_try_advisory_xact_lock`), t
 stale row, exactly one gets the advisory lock and the conditional upsert; the other sees
 the lock busy and reports it held. The upsert's own `WHERE expires_at <= now` guard keeps
 that true even without the advisory lock.
+
+Each row carries the fencing token of its acquisition (`token`); renew and release act only
+on the row that still holds ours. Tables created before tokens existed get the column on
+first use.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
-from shipsure.stacks.locks.record import checked_key
+from shipsure.stacks.locks.record import checked_key, new_token
 
 TABLE = "shipsure_locks"
 CONNECT_TIMEOUT_SECONDS = 5
@@ -37,27 +41,30 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     owner       text NOT NULL,
     acquired_at timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
-    note        text NOT NULL DEFAULT ''
+    note        text NOT NULL DEFAULT '',
+    token       text NOT NULL DEFAULT ''
 )"""
+ADD_TOKEN = f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS token text NOT NULL DEFAULT ''"
 
 # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog; serialise it.
 SCHEMA_LOCK_ID = 0x5348_4950  # "SHIP"
 
 ACQUIRE = f"""
-INSERT INTO {TABLE} AS held (key, owner, acquired_at, expires_at, note)
-VALUES (%(key)s, %(owner)s, %(now)s, %(expires_at)s, %(note)s)
+INSERT INTO {TABLE} AS held (key, owner, acquired_at, expires_at, note, token)
+VALUES (%(key)s, %(owner)s, %(now)s, %(expires_at)s, %(note)s, %(token)s)
 ON CONFLICT (key) DO UPDATE
     SET owner = excluded.owner, acquired_at = excluded.acquired_at,
-        expires_at = excluded.expires_at, note = excluded.note
+        expires_at = excluded.expires_at, note = excluded.note, token = excluded.token
     WHERE held.expires_at <= %(now)s
-RETURNING key, owner, acquired_at, expires_at, note"""
+RETURNING key, owner, acquired_at, expires_at, note, token"""
 
 RENEW = f"""
 UPDATE {TABLE} SET expires_at = %(expires_at)s
 WHERE key = %(key)s AND owner = %(owner)s AND expires_at > %(now)s
-RETURNING key, owner, acquired_at, expires_at, note"""
+    AND (%(token)s = '' OR token = %(token)s)
+RETURNING key, owner, acquired_at, expires_at, note, token"""
 
-COLUMNS = "key, owner, acquired_at, expires_at, note"
+COLUMNS = "key, owner, acquired_at, expires_at, note, token"
 
 
 class PostgresLockBackend:
@@ -95,6 +102,7 @@ class PostgresLockBackend:
             "now": _ts(now),
             "expires_at": _ts(now + ttl),
             "note": note,
+            "token": new_token(),
         }
         with self._transaction("acquire", key, create=True) as cur:
             cur.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (name,))
@@ -104,11 +112,12 @@ class PostgresLockBackend:
             row = cur.fetchone()
         return self._info(row) if row is not None else None
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         now = self.clock()
         params = {
             "key": self._name(key),
             "owner": owner,
+            "token": token,
             "now": _ts(now),
             "expires_at": _ts(now + ttl),
         }
@@ -121,13 +130,14 @@ class PostgresLockBackend:
             raise LockLost(f"lock {key!r} of {owner} expired, was taken over or broken")
         return self._info(row)
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         with self._transaction("release", key) as cur:
             if not self._table_exists(cur):
                 return False
             cur.execute(
-                f"DELETE FROM {TABLE} WHERE key = %s AND owner = %s RETURNING key",
-                (self._name(key), owner),
+                f"DELETE FROM {TABLE} WHERE key = %s AND owner = %s"
+                " AND (%s = '' OR token = %s) RETURNING key",
+                (self._name(key), owner, token, token),
             )
             return cur.fetchone() is not None
 
@@ -169,16 +179,27 @@ class PostgresLockBackend:
         return self.prefix + checked_key(key)
 
     def _info(self, row: tuple[Any, ...]) -> LockInfo:
-        key, owner, acquired_at, expires_at, note = row
+        key, owner, acquired_at, expires_at, note, token = row
         return LockInfo(
-            key[len(self.prefix) :], owner, acquired_at.timestamp(), expires_at.timestamp(), note
+            key[len(self.prefix) :],
+            owner,
+            acquired_at.timestamp(),
+            expires_at.timestamp(),
+            note,
+            token,
         )
 
     def _table_exists(self, cur: Any) -> bool:
         if self._schema_ready:
             return True
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,))
-        return bool(cur.fetchone()[0])
+        if not cur.fetchone()[0]:
+            return False
+        # A table from before fencing tokens: add the column once.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+        cur.execute(ADD_TOKEN)
+        self._schema_ready = True
+        return True
 
     @contextmanager
     def _transaction(self, action: str, key: str, create: bool = False) -> Iterator[Any]:
@@ -190,6 +211,7 @@ class PostgresLockBackend:
                     with conn.transaction(), conn.cursor() as cur:
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
                         cur.execute(CREATE_TABLE)
+                        cur.execute(ADD_TOKEN)
                     self._schema_ready = True
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur

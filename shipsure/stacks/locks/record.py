@@ -1,6 +1,6 @@
 """The lock record every backend stores, and the wording every backend shares.
 
-Redis, etcd and Vault store `{"owner", "acquired_at", "expires_at", "note"}` under the
+Redis, etcd and Vault store `{"owner", "acquired_at", "expires_at", "note", "token"}` under the
 lock's key; the file backend adds `"key"`, since a directory listing only sees quoted file
 names. PostgreSQL keeps the same fields as columns. Decoding raises NotALockRecord, a
 ValueError, and each backend turns it into a LockError that says where the stray record is.
@@ -9,6 +9,7 @@ ValueError, and each backend turns it into a LockError that says where the stray
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,8 +30,14 @@ def record_fields(info: LockInfo, *, with_key: bool = False) -> dict[str, Any]:
         acquired_at=info.acquired_at,
         expires_at=info.expires_at,
         note=info.note,
+        token=info.token,
     )
     return fields
+
+
+def new_token() -> str:
+    """A fencing token for one acquisition: unique, never reused."""
+    return uuid.uuid4().hex
 
 
 def encode_record(info: LockInfo, *, with_key: bool = False, indent: int | None = None) -> str:
@@ -48,6 +55,7 @@ def info_from_fields(fields: object, key: str | None) -> LockInfo:
             acquired_at=float(fields["acquired_at"]),
             expires_at=float(fields["expires_at"]),
             note=str(fields.get("note", "")),
+            token=str(fields.get("token", "")),
         )
     except (KeyError, TypeError, ValueError):
         raise NotALockRecord(NOT_A_RECORD) from None

@@ -2,7 +2,8 @@
 
 A stale lock needs no takeover logic: Redis drops the key when its TTL runs out and the
 next `SET NX` wins. Renew and release must only touch our own lock, so they run as Lua
-scripts that compare the owner and act in one atomic step on the server.
+scripts that compare the owner and the fencing token and act in one atomic step on the
+server.
 """
 
 from __future__ import annotations
@@ -19,31 +20,35 @@ from shipsure.stacks.locks.record import (
     checked_key,
     decode_record,
     encode_record,
+    new_token,
 )
 
 SOCKET_TIMEOUT_SECONDS = 5.0
 # The scripts answer a value that is not a record with NOT_A_RECORD, matched in _errors.
 
-# KEYS[1] lock key; ARGV[1] owner, ARGV[2] new TTL in ms, ARGV[3] new expires_at.
+# KEYS[1] lock key; ARGV[1] owner, ARGV[2] new TTL in ms, ARGV[3] new expires_at,
+# ARGV[4] fencing token ("" matches any).
 RENEW_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local ok, record = pcall(cjson.decode, raw)
 if not ok or type(record) ~= 'table' then return redis.error_reply('not a shipsure lock record') end
 if record['owner'] ~= ARGV[1] then return false end
+if ARGV[4] ~= '' and record['token'] ~= ARGV[4] then return false end
 record['expires_at'] = tonumber(ARGV[3])
 local updated = cjson.encode(record)
 redis.call('SET', KEYS[1], updated, 'PX', ARGV[2])
 return updated
 """
 
-# KEYS[1] lock key; ARGV[1] owner.
+# KEYS[1] lock key; ARGV[1] owner, ARGV[2] fencing token ("" matches any).
 RELEASE_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local ok, record = pcall(cjson.decode, raw)
 if not ok or type(record) ~= 'table' then return redis.error_reply('not a shipsure lock record') end
 if record['owner'] ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' and record['token'] ~= ARGV[2] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
 
@@ -72,8 +77,8 @@ class RedisLockBackend:
                 socket_timeout=SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             )
-        except ValueError as exc:
-            raise LockError(f"cannot use redis URL: {exc}") from None
+        except ValueError:
+            raise  # a malformed URL: the caller names it (masked) as a usage error
         kwargs = client.connection_pool.connection_kwargs
         where = f"redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return cls(client, prefix, where)
@@ -85,22 +90,22 @@ class RedisLockBackend:
 
     def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
         now = time.time()
-        info = LockInfo(key, owner, now, now + ttl, note)
+        info = LockInfo(key, owner, now, now + ttl, note, new_token())
         with self._errors("acquire", key):
             created = self.client.set(self._name(key), encode_record(info), nx=True, px=_ms(ttl))
         return info if created else None
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         expires_at = time.time() + ttl
         with self._errors("renew", key):
-            updated = self._renew(keys=[self._name(key)], args=[owner, _ms(ttl), expires_at])
+            updated = self._renew(keys=[self._name(key)], args=[owner, _ms(ttl), expires_at, token])
         if not updated:
             raise LockLost(f"lock {key!r} of {owner} is gone or taken over ({self.where})")
         return self._decode(key, updated)
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         with self._errors("release", key):
-            return bool(self._release(keys=[self._name(key)], args=[owner]))
+            return bool(self._release(keys=[self._name(key)], args=[owner, token]))
 
     def get(self, key: str) -> LockInfo | None:
         with self._errors("read", key):
@@ -114,7 +119,12 @@ class RedisLockBackend:
         if pttl > 0:
             # The server's countdown is the truth; the record's time is the client's.
             info = LockInfo(
-                info.key, info.owner, info.acquired_at, time.time() + pttl / 1000, info.note
+                info.key,
+                info.owner,
+                info.acquired_at,
+                time.time() + pttl / 1000,
+                info.note,
+                info.token,
             )
         return info
 

@@ -32,6 +32,7 @@ from shipsure.stacks.locks.record import (
     checked_key,
     info_from_fields,
     lost_message,
+    new_token,
     record_fields,
 )
 
@@ -82,7 +83,7 @@ class VaultLockBackend:
     def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
         for _ in range(ACQUIRE_ATTEMPTS):
             now = self.clock()
-            info = LockInfo(key, owner, now, now + ttl, note)
+            info = LockInfo(key, owner, now, now + ttl, note, new_token())
             try:
                 self._write(key, info, cas=0, action="acquire")
                 return info
@@ -100,21 +101,21 @@ class VaultLockBackend:
                 return None  # another contender took it over first
         return None
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         version, current = self._read(key, "renew")
         now = self.clock()
-        if current is None or current.owner != owner or current.is_stale(now):
+        if current is None or not current.held_by(owner, token) or current.is_stale(now):
             raise LockLost(lost_message(key, owner, current))
-        info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note)
+        info = LockInfo(key, owner, current.acquired_at, now + ttl, current.note, current.token)
         try:
             self._write(key, info, cas=version, action="renew")
         except CasMismatch:
             raise LockLost(f"lock {key!r} of {owner} was taken over while renewing") from None
         return info
 
-    def release(self, key: str, owner: str) -> bool:
+    def release(self, key: str, owner: str, token: str = "") -> bool:
         version, current = self._read(key, "release")
-        if current is None or current.owner != owner:
+        if current is None or not current.held_by(owner, token):
             return False
         now = self.clock()
         if current.expires_at - now > RELEASE_MARGIN_SECONDS:

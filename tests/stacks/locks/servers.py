@@ -63,10 +63,11 @@ def _port_open(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throw-away redis-server; yields its redis:// URL."""
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """A throw-away redis-server without persistence (on `port` when given: a second one on
+    the same port is the first restarted empty); yields its redis:// URL."""
     program = _need("redis-server")
-    port = free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="shipsure-redis-") as tmp:
         log = Path(tmp) / "redis.log"
         args = [
@@ -94,10 +95,12 @@ def redis_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def etcd_server() -> Iterator[str]:
-    """A throw-away single-member etcd; yields its client URL (http)."""
+def etcd_server(ports: tuple[int, int] | None = None) -> Iterator[str]:
+    """A throw-away single-member etcd with a fresh data directory (on `ports` (client,
+    peer) when given: a second one there is the first restarted empty); yields its client
+    URL (http)."""
     program = _need("etcd")
-    client, peer = free_port(), free_port()
+    client, peer = ports or (free_port(), free_port())
     with tempfile.TemporaryDirectory(prefix="shipsure-etcd-") as tmp:
         log = Path(tmp) / "etcd.log"
         url = f"http://127.0.0.1:{client}"

@@ -94,14 +94,14 @@ class FlakyRenewals:
     def acquire(self, key: str, owner: str, ttl: float, note: str = "") -> LockInfo | None:
         return self.inner.acquire(key, owner, ttl, note)
 
-    def renew(self, key: str, owner: str, ttl: float) -> LockInfo:
+    def renew(self, key: str, owner: str, ttl: float, token: str = "") -> LockInfo:
         if self.failures > 0:
             self.failures -= 1
             raise LockError("lock server unreachable")
-        return self.inner.renew(key, owner, ttl)
+        return self.inner.renew(key, owner, ttl, token)
 
-    def release(self, key: str, owner: str) -> bool:
-        return self.inner.release(key, owner)
+    def release(self, key: str, owner: str, token: str = "") -> bool:
+        return self.inner.release(key, owner, token)
 
     def get(self, key: str) -> LockInfo | None:
         return self.inner.get(key)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shipsure.cli.main import main
 from shipsure.errors import UsageError
 from shipsure.stacks.locks import open_backend
 from shipsure.stacks.locks.file import FileLockBackend
@@ -28,7 +29,7 @@ def test_file_url_opens_a_directory_backend(tmp_path: Path) -> None:
         ("file://", "names no directory"),
         ("file://otherhost/locks", "not a host"),
         ("etcd://", "names no host"),
-        ("etcd://127.0.0.1:notaport", "invalid port"),
+        ("etcd://127.0.0.1:notaport", "malformed"),
         ("vault+http://127.0.0.1:8200", "names no KV v2 mount"),
     ],
 )
@@ -51,3 +52,34 @@ def test_passwords_never_reach_messages() -> None:
         open_backend("consul://ci:hunter2@127.0.0.1:8500")
     assert "hunter2" not in str(caught.value)
     assert "ci:***@127.0.0.1:8500" in str(caught.value)
+
+
+MALFORMED = [
+    "redis://:hunter2@[::1/0",  # an unclosed IPv6 bracket
+    "rediss://ci:hunter2@[::1]:99999/0",  # port out of range
+    "redis://:hunter2@locks:abc/0",  # port not a number
+    "redis://:hunter2@locks/zero",  # database not a number: redis-py would use 0
+    "redis://:hunter2@locks/0?db=x",
+    "redis://:hunter2@/0",  # no host
+    "etcd://ci:hunter2@[::1",
+    "postgresql://ci:hunter2@[::1/db",
+    "postgresql://ci:hunter2@db:abc/db",
+    "vault://ci:hun/ter2@[zz/secret",  # a `/` inside the password
+    "redis://:hun@ter2@locks:x/0",  # an `@` inside the password
+    "file://[::1/locks",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_every_malformed_lock_url_is_one_masked_line_and_exit_2(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", "t")
+    code = main(["stacks", "locks", "list", "--lock-url", url])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert "lock URL" in line
+    assert "hunter2" not in line and "ter2" not in line
+    assert "Traceback" not in captured.err
