@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shipsure.checks.verify import BLOB_DIGEST_MISMATCH, BLOB_SIZE_MISMATCH, BLOB_TRUNCATED
 from shipsure.errors import BadInputError, CouldNotRunError
 from shipsure.fileio import write_atomic
 from shipsure.findings import Finding, Report
@@ -196,7 +197,7 @@ def advance(report: Report, previous: ProbeState | None) -> ProbeState:
 
 
 # Kinds only a re-hash finds: a sampled run must re-hash these blobs to call them recovered.
-DEEP_KINDS = frozenset({"blob-digest-mismatch", "blob-truncated", "blob-size-mismatch"})
+DEEP_KINDS = frozenset({BLOB_DIGEST_MISMATCH, BLOB_TRUNCATED, BLOB_SIZE_MISMATCH})
 
 
 def digests_to_rehash(previous: ProbeState | None) -> frozenset[str]:
