@@ -103,6 +103,8 @@ class _Outcome:
     problems: list[_Problem] = field(default_factory=list)
     children: list[_Node] = field(default_factory=list)
     counted: str = ""  # "manifests" or "blobs" when the object was actually checked
+    # --platform filters and the index children they matched (as containerd normalises).
+    platform_matches: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +199,8 @@ class _Walker:
             state.outcome = outcome
             if outcome.counted:
                 self.report.count(outcome.counted)
+            if outcome.platform_matches:
+                self.report.meta.setdefault("platform_matches", []).extend(outcome.platform_matches)
             for child in outcome.children:
                 self._submit(child, state.paths[0])
             if self.on_progress is not None:
@@ -310,16 +314,30 @@ class _Walker:
             ]
             return nodes
         kept = _filter_platforms(manifest, self.options.platforms)
+        for wanted_platform in self.options.platforms:
+            outcome.platform_matches += [
+                {"platform": str(wanted_platform), "child": str(d.platform)}
+                | {"digest": str(d.digest)}
+                for d in kept
+                if d.platform is not None
+                and not d.is_attestation
+                and wanted_platform.matches(d.platform)
+            ]
         if self.options.platforms and not any(
             d.platform is not None and not d.is_attestation for d in kept
         ):
             wanted = ", ".join(str(p) for p in self.options.platforms)
+            listed = sorted(
+                {str(d.platform) for d in manifest.manifests if d.platform and not d.is_attestation}
+            )
             outcome.problems.append(
                 _Problem(
                     PLATFORM_NOT_FOUND,
                     Severity.ERROR,
-                    f"index has no child for platform {wanted}",
+                    f"index has no child for platform {wanted}"
+                    + (f" (it lists {', '.join(listed)})" if listed else ""),
                     str(manifest.digest),
+                    {"platforms_listed": listed},
                 )
             )
         return [child(d, _role(d), is_manifest=d.media_type not in _BLOB_TYPES) for d in kept]
@@ -351,21 +369,24 @@ class _Walker:
         outcome = _Outcome(counted="blobs")
         if not self.options.deep:
             try:
-                head = registry.head_blob(node.repository, desc.digest)
-            except NotFoundError:
-                # A HEAD answer has no body, so no registry error code. Confirm with a GET,
-                # which is what a pull does: it raises with the code, or serves the blob.
-                registry.read_blob(node.repository, desc.digest, limit=0)
-                return outcome
-            if head.size is not None and head.size != desc.size:
+                size = registry.head_blob(node.repository, desc.digest).size
+            except RegistryError as exc:
+                # A HEAD answer has no body, so no registry error code; and some registries
+                # and proxies refuse HEAD on blobs (405, 501, or 403 for HEAD alone) while
+                # GET works. Confirm with a GET, which is what a pull does: it raises with
+                # the code, or serves the blob (read no further than its first byte).
+                if exc.status not in _HEAD_REFUSED and not isinstance(exc, NotFoundError):
+                    raise
+                size = registry.read_blob(node.repository, desc.digest, limit=0).length
+            if size is not None and size != desc.size:
                 outcome.problems.append(
                     _Problem(
                         BLOB_SIZE_MISMATCH,
                         Severity.ERROR,
-                        f"{node.role} is {head.size} bytes on the registry; "
+                        f"{node.role} is {size} bytes on the registry; "
                         f"the manifest says {desc.size}",
                         str(desc.digest),
-                        {"expected_size": desc.size, "actual_size": head.size},
+                        {"expected_size": desc.size, "actual_size": size},
                     )
                 )
             return outcome
@@ -423,6 +444,9 @@ class _Walker:
             )
         return _Outcome()
 
+
+# Statuses of a HEAD refused as a method rather than answered for the object.
+_HEAD_REFUSED = frozenset({403, 405, 501})
 
 # Media types an index may list that are blobs rather than manifests.
 _BLOB_TYPES = frozenset(

@@ -23,7 +23,14 @@ from urllib.parse import urlencode
 
 from shipsure import mediatypes as mt
 from shipsure.errors import InvalidReferenceError, ManifestError, UsageError
-from shipsure.model import Descriptor, Digest, ImageIndex, parse_manifest
+from shipsure.model import (
+    Descriptor,
+    Digest,
+    ImageIndex,
+    is_manifest_reference,
+    is_repository_name,
+    parse_manifest,
+)
 from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.interface import (
     AuthError,
@@ -71,11 +78,6 @@ MAX_PAGES = 100_000  # a registry that keeps sending "next" forever is hostile
 MAX_CATALOG_PAGE = 1000  # distribution: n > 1000 is 400 PAGINATION_NUMBER_INVALID
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
-# Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
-# request. The grammar is distribution's (reference/regexp.go): a registry cannot hold others.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_REFERENCE_RE = re.compile(r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)$")
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 # Failures below the seam that a second attempt may cure; a malformed answer is not one.
@@ -189,10 +191,12 @@ class HttpRegistry:
                     size += len(chunk)
                     if size >= budget:
                         break
+            encoded = response.headers.get("content-encoding") not in (None, "identity")
             return BlobRead(
                 size=size,
                 digest=Digest(digest.algorithm, hasher.hexdigest()),
                 overflow=size > limit,
+                length=None if encoded else _content_length(response, f"{self._host}: {what}"),
             )
 
         return self._call("GET", path, self._headers_none, read)
@@ -501,14 +505,19 @@ class HttpRegistry:
 # -- helpers ------------------------------------------------------------------------------
 
 
+# Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
+# request, and a non-ASCII name is refused before any traffic. The grammar is the model's
+# (distribution's reference/regexp.go): a registry cannot hold other names.
+
+
 def _repo(repository: str) -> str:
-    if not _REPOSITORY_RE.match(repository) or len(repository) > 255:
+    if not is_repository_name(repository):
         raise InvalidReferenceError(f"invalid repository name {repository[:160]!r}")
     return repository
 
 
 def _ref(reference: str) -> str:
-    if not _REFERENCE_RE.match(reference):
+    if not is_manifest_reference(reference):
         raise InvalidReferenceError(f"invalid tag or digest {reference[:160]!r}")
     return reference
 
