@@ -172,7 +172,7 @@ def open_registry(
     auth = RegistryAuth(
         netloc_of(base_url),
         credentials,
-        plain_http_allowed=endpoint.plain_http_allowed,
+        plain_http_to=lambda realm_host: insecure or is_loopback(realm_host),
         user_agent=USER_AGENT,
     )
     return HttpRegistry(

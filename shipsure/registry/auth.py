@@ -14,7 +14,8 @@ the requests to send and is sent each answer, so it never touches the network it
 the client decides how requests travel (`wire.py`).
 
 Credentials go only to the registry host itself and to the token realm it names, never
-over plain HTTP unless the registry itself is spoken to over plain HTTP.
+over plain HTTP to a host for which plain HTTP was not allowed (a loopback host, or any
+host with `--insecure`): a loopback registry naming a plain-HTTP realm elsewhere gets none.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
@@ -149,14 +150,14 @@ class RegistryAuth:
         registry_netloc: str,
         credentials: Credentials | CredentialProvider | None = None,
         *,
-        plain_http_allowed: bool = False,
+        plain_http_to: Callable[[str], bool] = lambda _host: False,
         user_agent: str | None = None,
     ) -> None:
         self._netloc = registry_netloc
         self._credentials_source = credentials
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
-        self._plain_http_allowed = plain_http_allowed
+        self._plain_http_to = plain_http_to
         self._user_agent = user_agent
         self._lock = threading.Lock()
         self._scope_locks: dict[str | None, threading.Lock] = {}
@@ -277,7 +278,9 @@ class RegistryAuth:
         if scheme_of(url) not in ("http", "https"):
             raise ProtocolError(f"registry {registry} sent a token realm that is not an HTTP URL")
         creds = self.credentials()
-        if creds is not None and scheme_of(url) == "http" and not self._plain_http_allowed:
+        if creds is not None and scheme_of(url) == "http" and not self._plain_http_to(host_of(url)):
+            # Plain HTTP allowed for the registry (a loopback one, say) is not allowed for
+            # whatever host its challenge names: the password would cross the network.
             raise AuthError(
                 f"registry {registry} asks for credentials over plain HTTP "
                 f"(token realm {host_of(url)}); refusing without --insecure"

@@ -24,6 +24,7 @@ from shipsure.registry.wire import (
     Timeouts,
     WireError,
     WireTimeout,
+    redact,
 )
 
 # httpx reports an early disconnect and a garbled answer alike as RemoteProtocolError;
@@ -36,7 +37,8 @@ _MAX_HEAD_DRAIN = 64 * 1024
 
 def wire_error(exc: httpx.TransportError) -> WireError:
     """The wire error for an httpx one, so both wires are retried and reported alike."""
-    text = str(exc) or type(exc).__name__
+    # A proxy's URL, user-info and all, may be part of httpx's message.
+    text = redact(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return WireTimeout(f"timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.ConnectError):
@@ -83,7 +85,7 @@ class HttpxWire:
         except httpx.TransportError as exc:
             raise wire_error(exc) from None
         except httpx.InvalidURL as exc:
-            raise Malformed(f"invalid URL: {exc}") from None
+            raise Malformed(f"invalid URL: {redact(str(exc))}") from None
         return HttpxResponse(answer, request)
 
     def close(self) -> None:

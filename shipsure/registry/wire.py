@@ -19,6 +19,7 @@ comparing strings.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
@@ -215,6 +216,15 @@ def _inflate(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 
 # -- URLs ---------------------------------------------------------------------------------
 
+# `scheme://user:password@` anywhere in a text (a proxy URL inside a library's message,
+# a realm or Location we refuse): what `redact` masks.
+_USERINFO_IN_TEXT = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s'\"<>]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the user-info of every URL in it masked: messages never carry a secret."""
+    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
+
 
 def normalize_url(text: str) -> str:
     """`scheme://host[:port]/path[?query]` as sent: raises InvalidURL for what cannot be.
@@ -225,22 +235,22 @@ def normalize_url(text: str) -> str:
         parts = urlsplit(text.strip())
         port = parts.port
     except ValueError:
-        raise InvalidURL(f"invalid URL {text[:200]!r}") from None
+        raise InvalidURL(f"invalid URL {redact(text)[:200]!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         return text
     host = parts.hostname
     if not host:
-        raise InvalidURL(f"URL without a host {text[:200]!r}")
+        raise InvalidURL(f"URL without a host {redact(text)[:200]!r}")
     if ":" in host:
         host = f"[{host}]"  # IPv6 literal
     elif not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise InvalidURL(f"invalid host in {text[:200]!r}") from None
+            raise InvalidURL(f"invalid host in {redact(text)[:200]!r}") from None
     if any(c <= " " or c in '"<>\\^`{|}\x7f' for c in host):
-        raise InvalidURL(f"invalid host in {text[:200]!r}")
+        raise InvalidURL(f"invalid host in {redact(text)[:200]!r}")
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = quote(parts.path, safe=_PATH_SAFE) or "/"
     query = quote(parts.query, safe=_QUERY_SAFE)
@@ -252,7 +262,7 @@ def join_url(base: str, reference: str) -> str:
     try:
         joined = urljoin(base, reference.strip())
     except ValueError:
-        raise InvalidURL(f"invalid URL {reference[:200]!r}") from None
+        raise InvalidURL(f"invalid URL {redact(reference)[:200]!r}") from None
     return normalize_url(joined)
 
 
