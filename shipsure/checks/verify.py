@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipsure import mediatypes as mt
-from shipsure.errors import ManifestError, ShipsureError, UnsupportedManifestError
+from shipsure.errors import (
+    BadInputError,
+    ManifestError,
+    ShipsureError,
+    UnsupportedManifestError,
+)
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.model import (
     Descriptor,
@@ -226,6 +231,10 @@ class _Walker:
             return self._check_blob(registry, node)
         except RegistryError as exc:
             return _Outcome(problems=[_registry_problem(node, exc)])
+        except BadInputError:
+            # The user's own input is bad (a malformed docker config.json, read on the
+            # first challenge): no object can be checked with it; the run stops, exit 2.
+            raise
         except ShipsureError as exc:
             # Anything else shipsure raises on purpose (a malformed header, say) means this
             # object could not be checked; the walk goes on with the rest.
