@@ -27,7 +27,9 @@ from shipsure.registry.wire import Timeouts, Wire, netloc_of, normalize_url
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_TIMEOUT = 30.0  # seconds a read may stall; connecting gets at most 10
+# Seconds each whole request may take (connect, headers, body: `wire.Timeouts`), plus one
+# per MiB of body received; connecting alone gets at most 10.
+DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_RETRIES = 3
 MAX_CONCURRENCY = 256
@@ -181,10 +183,9 @@ def open_registry(
         wire,
         auth,
         headers=[("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")],
-        timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout),
+        timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout, total=timeout),
         concurrency=concurrency,
         retry=policy,
-        body_deadline=max(60.0, 4 * timeout),
         scheme_fallback=endpoint.probe_scheme,
     )
 

@@ -21,11 +21,11 @@ host with `--insecure`): a loopback registry naming a plain-HTTP realm elsewhere
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Generator
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
@@ -35,12 +35,14 @@ from shipsure.registry.interface import AuthError, ProtocolError
 from shipsure.registry.retry import RETRY_STATUSES, TransientError
 from shipsure.registry.wire import (
     InvalidURL,
+    Malformed,
     Request,
     Response,
     host_of,
     netloc_of,
     normalize_url,
     path_of,
+    read_capped,
     scheme_of,
 )
 
@@ -113,33 +115,11 @@ def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
-def discard_body(response: Response, cap: int = MAX_DISCARDED_BODY) -> tuple[bytes, bool]:
-    """Read at most `cap` raw bytes of an answer the flow handles itself (a 401, a token).
-
-    A hostile endless body must not keep us reading: the rest is left unread, and closing
-    the answer then drops its connection instead of reusing it.
-    Returns the bytes and whether the body went past `cap`.
-    """
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := response.read_chunk():
-        total += len(chunk)
-        if total > cap:
-            return b"".join(chunks), True
-        chunks.append(chunk)
-    return b"".join(chunks), False
-
-
-def _decode(body: bytes, encoding: str | None, cap: int) -> bytes | None:
-    """Undo gzip/deflate, bounded by `cap`; None when it would exceed it or is garbled."""
-    if not encoding or encoding.strip().lower() == "identity":
-        return body
-    try:
-        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
-        out = inflater.decompress(body, cap + 1)
-    except zlib.error:
-        return None
-    return out if len(out) <= cap else None
+def discard_body(response: Response, cap: int = MAX_DISCARDED_BODY) -> None:
+    """Read a little of an answer the flow handles itself (a 401), so its connection can
+    be reused; a longer body is left unread, and closing the answer then drops it."""
+    with contextlib.suppress(Malformed):
+        read_capped(response, cap)
 
 
 class RegistryAuth:
@@ -312,7 +292,12 @@ class RegistryAuth:
         where = f"token server {host_of(request.url)}"
         what = f"scope {scope}" if scope else "the registry"
         status = response.status
-        body, overflow = discard_body(response, MAX_TOKEN_BODY)
+        try:
+            decoded, overflow = read_capped(response, MAX_TOKEN_BODY)
+        except Malformed as exc:
+            raise ProtocolError(
+                f"{where} sent a token answer that does not decode: {exc}"
+            ) from None
         if status in (401, 403):
             creds = self.credentials()
             who = f"credentials from {creds.source}" if creds else "anonymous access"
@@ -321,12 +306,7 @@ class RegistryAuth:
             raise TransientError(f"{where} answered HTTP {status} for {what}")
         if status != 200:
             raise ProtocolError(f"{where} answered HTTP {status} for {what}", status=status)
-        decoded = (
-            None
-            if overflow
-            else _decode(body, response.headers.get("content-encoding"), MAX_TOKEN_BODY)
-        )
-        if decoded is None:
+        if overflow:
             raise ProtocolError(f"{where} sent a token answer over {MAX_TOKEN_BODY} bytes")
         try:
             doc = json.loads(decoded)
