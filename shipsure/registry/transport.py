@@ -182,6 +182,9 @@ class KeepAliveWire:
         connection.close()
 
 
+_TIMEOUT_SLACK = 0.25  # seconds
+
+
 class _DeadlineSocket:
     """A connection's socket whose every send and receive waits at most what is left of
     the current request's `Deadline` (and at most the read timeout).
@@ -191,7 +194,7 @@ class _DeadlineSocket:
     `makefile()`, so wrapping the socket reaches every read it makes, headers included.
     """
 
-    __slots__ = ("_closing", "_deadline", "_pause", "_readers", "_sock")
+    __slots__ = ("_closing", "_deadline", "_pause", "_readers", "_sock", "_timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -199,6 +202,7 @@ class _DeadlineSocket:
         self._pause = float("inf")
         self._readers = 0
         self._closing = False
+        self._timeout = sock.gettimeout()
 
     def start(self, deadline: Deadline, pause: float) -> None:
         """Bound the next request's reads and writes by `deadline`."""
@@ -210,7 +214,14 @@ class _DeadlineSocket:
         if left <= 0:
             # What a socket timeout raises: the wire maps it to WireTimeout.
             raise TimeoutError("the whole request took longer than the timeout")
-        self._sock.settimeout(min(left, self._pause))
+        wanted = left if left < self._pause else self._pause
+        current = self._timeout
+        # settimeout is a system call: change it only when it is off by more than the
+        # slack, which happens about once per connection while requests end well within
+        # their time (the deadline may be overrun by at most the slack).
+        if current is None or abs(current - wanted) > _TIMEOUT_SLACK:
+            self._sock.settimeout(wanted)
+            self._timeout = wanted
 
     def sendall(self, data: ReadableBuffer) -> None:
         self._arm()
@@ -224,7 +235,7 @@ class _DeadlineSocket:
 
     def makefile(self, mode: str = "rb") -> io.BufferedReader:
         self._readers += 1
-        return io.BufferedReader(_DeadlineReader(self), CHUNK)
+        return io.BufferedReader(_DeadlineReader(self))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
