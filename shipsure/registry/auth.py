@@ -58,7 +58,7 @@ CLIENT_ID = "shipsure"
 
 # /v2/<name>/(manifests|blobs|tags|referrers)/<x>: the greedy name takes nested repositories
 # whose own path components happen to be called "blobs" or "tags".
-_REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+$")
+_REPOSITORY_PATH = re.compile(r"/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+", re.ASCII)
 _CATALOG_PATH = "/v2/_catalog"
 
 
@@ -66,7 +66,7 @@ def scope_for_path(path: str) -> str | None:
     """The token scope a read of `path` needs, to send a cached token before any 401."""
     if path == _CATALOG_PATH:
         return "registry:catalog:*"
-    match = _REPOSITORY_PATH.match(path)
+    match = _REPOSITORY_PATH.fullmatch(path)
     return f"repository:{match.group(1)}:pull" if match else None
 
 

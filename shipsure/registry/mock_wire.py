@@ -125,7 +125,7 @@ class MockResponse:
         self._received = 0
         self._done = False
         length = self.headers.get("content-length")
-        self._length = int(length) if length and length.isdigit() else None
+        self._length = int(length) if length and length.isascii() and length.isdigit() else None
 
     @property
     def url(self) -> str:

@@ -145,3 +145,14 @@ def test_credentials_repr_and_basic_header_never_print_the_password() -> None:
     assert PASSWORD not in repr(CREDS) and PASSWORD not in str(CREDS)
     encoded = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
     assert encoded not in repr(CREDS)
+
+
+# -- regular expressions and digits: ASCII, whole -------------------------------------------
+
+
+def test_retry_after_takes_ascii_digits_only() -> None:
+    from shipsure.registry.retry import parse_retry_after
+
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("\u00b2") is None  # "²".isdigit() is True, float() refuses it
+    assert parse_retry_after("\u0661") is None  # an Arabic-Indic one
