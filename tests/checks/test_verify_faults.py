@@ -5,6 +5,7 @@ refusals of HEAD are answers no real registry gives, so they are served here."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from shipsure.cli.main import main
 from shipsure.findings import Report
 from shipsure.model import Digest, Platform, Reference
 from shipsure.registry import open_registry
+from shipsure.registry.mock_server import hostile_server
+from shipsure.registry.mock_wire import MockAnswer
 from shipsure.registry.retry import RetryPolicy
+from shipsure.registry.wire import Request
+from shipsure.sandbox import faults, images
+from shipsure.sandbox.registry import SandboxRegistry
 
 HOST = "registry.test"
 REPO = "team/app"
@@ -252,3 +258,56 @@ def test_credentials_in_a_reference_are_masked_exit_2_and_say_how(
     assert "PW" not in out + err
     assert len(err.strip().splitlines()) == 1
     assert "***@127.0.0.1" in err and "--password-stdin" in err
+
+
+# -- a proxy that refuses HEAD on blobs, in front of the real registry ----------------------
+
+
+def _head_refusing_proxy(upstream_port: int, status: int) -> Callable[[Request], MockAnswer]:
+    """Forwards to the registry over HTTP; answers HEAD on a blob with `status` itself."""
+
+    def handler(request: Request) -> MockAnswer:
+        target = "/" + request.url.split("/", 3)[3]
+        if request.method == "HEAD" and "/blobs/" in target:
+            return MockAnswer(status, [("Allow", "GET")], b"")
+        upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=10)
+        try:
+            kept = [(k, v) for k, v in request.headers if k.lower() not in ("host", "connection")]
+            upstream.request(request.method, target, headers=dict(kept))
+            answer = upstream.getresponse()
+            body = answer.read()
+            headers = [
+                (k, v)
+                for k, v in answer.getheaders()
+                if k.lower() not in ("connection", "transfer-encoding", "content-length")
+            ]
+            if request.method == "HEAD":
+                headers.append(("Content-Length", answer.getheader("Content-Length") or "0"))
+            return MockAnswer(answer.status, headers, body)
+        finally:
+            upstream.close()
+
+    return handler
+
+
+@pytest.mark.parametrize("status", [405, 501, 403])
+def test_real_registry_behind_a_head_refusing_proxy(
+    status: int,
+    registry: SandboxRegistry,
+    repo_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = images.push_image(registry.url, repo_name, "v1", layers=2)
+    with hostile_server(_head_refusing_proxy(registry.port, status)) as proxy:
+        ref = f"{proxy.host}/{repo_name}:v1"
+        assert main(["verify", "--format", "json", ref]) == 0
+        heads = [r for r in proxy.requests if r.method == "HEAD" and "/blobs/" in r.url]
+        gets = [r for r in proxy.requests if r.method == "GET" and "/blobs/" in r.url]
+        assert len(heads) == len(gets) == 3  # the config and two layers
+        capsys.readouterr()
+        # A lost layer is still found, by the GET that confirms it.
+        lost = image.layer_digests[0]
+        faults.remove_layer_link(registry.root, repo_name, lost)
+        assert main(["verify", "--format", "json", ref]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [(f["kind"], f["digest"]) for f in findings] == [("blob-missing", lost)]
