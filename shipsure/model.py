@@ -72,16 +72,23 @@ DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
 _LEGACY_DEFAULT_REGISTRY = "index.docker.io"
 
-# Grammar of distribution/reference (reference.go), as docker and crane apply it.
+# Grammar of distribution/reference (reference/regexp.go), as docker and crane apply it: the
+# one grammar of names in shipsure (the registry client and its host option use it too).
+# ASCII only, matched whole: in Python `\w` and `[0-9]`-like classes may match other
+# scripts' letters unless re.ASCII is given, and `$` accepts a trailing newline.
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*\Z")
+_REPOSITORY_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_RE = re.compile(
-    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?",
+    re.ASCII,
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+# OCI image-spec descriptor.md digest grammar, any algorithm: what may follow `@` or
+# `/manifests/` on the wire (whether shipsure can verify the algorithm is Digest's concern).
+_DIGEST_SHAPE_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+", re.ASCII)
 _MAX_NAME_LENGTH = 255
 
 
@@ -100,9 +107,24 @@ class Reference:
 
         With `default_tag=False` a bare name keeps no tag (a repository, not an image).
         """
-        original = text
+        original = mask_userinfo(text)
+        if original != text:
+            # `user:password@host/...` is not a reference anywhere; the message must not
+            # echo the secret, and should say where credentials go instead.
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: a reference holds no credentials; give "
+                "them with --username and --password-stdin, SHIPSURE_USERNAME and "
+                "SHIPSURE_PASSWORD, or docker's config.json (docker login)"
+            )
         if not text or text != text.strip() or any(c.isspace() for c in text):
             raise InvalidReferenceError(f"invalid reference {original!r}: empty or has spaces")
+        if not text.isascii():
+            # distribution's grammar is ASCII; a look-alike letter (Cyrillic "с") would
+            # otherwise reach the wire and fail there as an encoding error.
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: non-ASCII character "
+                f"{next(c for c in text if not c.isascii())!r} (names are ASCII only)"
+            )
         digest: Digest | None = None
         if "@" in text:
             text, _, digest_text = text.partition("@")
@@ -117,18 +139,18 @@ class Reference:
         colon = text.rfind(":")
         if colon > last_slash:
             text, tag = text[:colon], text[colon + 1 :]
-            if not _TAG_RE.match(tag):
+            if not _TAG_RE.fullmatch(tag):
                 raise InvalidReferenceError(f"invalid reference {original!r}: bad tag {tag!r}")
         registry, repository = _split_domain(text)
-        if not _DOMAIN_RE.match(registry):
+        if not _DOMAIN_RE.fullmatch(registry):
             raise InvalidReferenceError(
                 f"invalid reference {original!r}: bad registry host {registry!r}"
             )
-        if repository != repository.lower() and _REPOSITORY_RE.match(repository.lower()):
+        if repository != repository.lower() and _REPOSITORY_RE.fullmatch(repository.lower()):
             raise InvalidReferenceError(
                 f"invalid reference {original!r}: repository name must be lowercase"
             )
-        if not _REPOSITORY_RE.match(repository):
+        if not _REPOSITORY_RE.fullmatch(repository):
             raise InvalidReferenceError(
                 f"invalid reference {original!r}: bad repository name {repository!r}"
             )
@@ -156,6 +178,46 @@ class Reference:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def is_repository_name(text: str) -> bool:
+    """A repository path as distribution accepts it: `team/app`, lower-case ASCII."""
+    return len(text) <= _MAX_NAME_LENGTH and _REPOSITORY_RE.fullmatch(text) is not None
+
+
+def is_tag(text: str) -> bool:
+    """`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`: distribution's tag grammar."""
+    return _TAG_RE.fullmatch(text) is not None
+
+
+def is_manifest_reference(text: str) -> bool:
+    """What may follow `/manifests/`: a tag, or a digest of any registered-looking shape."""
+    return is_tag(text) or _DIGEST_SHAPE_RE.fullmatch(text) is not None
+
+
+def is_host(text: str) -> bool:
+    """`host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 one (ASCII only)."""
+    return _DOMAIN_RE.fullmatch(text) is not None
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the password of any `user:password@` before a host masked as `***`
+    (the whole user-info when it has no colon: it may be a token alone).
+
+    Finds user-info in a reference (`ci:pw@host/repo:tag`) and in URLs
+    (`https://ci:pw@host/...`) alike; `repo@sha256:...` is a digest, not user-info.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    head, at, tail = rest.partition("@")
+    if not at or "/" in head:
+        return text
+    if "/" not in tail and (":" not in head or _DIGEST_SHAPE_RE.fullmatch(tail)):
+        return text  # name@digest, or a mistyped one: nothing that reads as a password
+    user, colon, _ = head.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}{sep}{masked}@{tail}"
 
 
 def _split_domain(name: str) -> tuple[str, str]:
@@ -189,11 +251,47 @@ class Platform:
             raise InvalidReferenceError(f"invalid platform {text!r}: want os/arch[/variant]")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
+    def normalized(self) -> Platform:
+        """The platform as containerd normalises it (containerd/platforms database.go):
+        lower case; architecture aliases (`aarch64` is `arm64`, `x86_64` and `x86-64` are
+        `amd64`, `i386` is `386`, `armhf` is `arm/v7`, `armel` is `arm/v6`); default
+        variants dropped or spelled out (`arm64/v8` is `arm64`, `amd64/v1` is `amd64`,
+        `arm` is `arm/v7`, `arm/7` is `arm/v7`); `macos` is `darwin`."""
+        os_ = self.os.lower()
+        os_ = "darwin" if os_ == "macos" else os_
+        arch = self.architecture.lower()
+        variant = (self.variant or "").lower()
+        if arch == "i386":
+            arch, variant = "386", ""
+        elif arch in ("x86_64", "x86-64", "amd64"):
+            arch = "amd64"
+            variant = "" if variant == "v1" else variant
+        elif arch in ("aarch64", "arm64"):
+            arch = "arm64"
+            if variant in ("8", "v8", "v8.0"):
+                variant = ""
+            elif variant in ("9", "9.0", "v9.0"):
+                variant = "v9"
+        elif arch == "armhf":
+            arch, variant = "arm", "v7"
+        elif arch == "armel":
+            arch, variant = "arm", "v6"
+        elif arch == "arm":
+            if variant in ("", "7"):
+                variant = "v7"
+            elif variant in ("5", "6", "8"):
+                variant = "v" + variant
+        return Platform(os_, arch, variant or None)
+
     def matches(self, other: Platform) -> bool:
-        """`self` is a filter: its variant, when given, must match too."""
-        if (self.os, self.architecture) != (other.os, other.architecture):
+        """`self` is a filter, compared as containerd normalises both: `linux/arm64/v8`
+        matches a child that says `arm64` with no variant. A filter without a variant
+        matches every variant of its architecture; one with a variant, only that one."""
+        wanted, child = self.normalized(), other.normalized()
+        if (wanted.os, wanted.architecture) != (child.os, child.architecture):
             return False
-        return self.variant is None or self.variant == other.variant
+        implied = self.architecture.lower() in ("armhf", "armel")  # these name a variant
+        return (self.variant is None and not implied) or wanted.variant == child.variant
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)

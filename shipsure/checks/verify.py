@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipsure import mediatypes as mt
-from shipsure.errors import ManifestError, ShipsureError, UnsupportedManifestError
+from shipsure.errors import (
+    BadInputError,
+    ManifestError,
+    ShipsureError,
+    UnsupportedManifestError,
+)
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity, kind
 from shipsure.model import (
     Descriptor,
@@ -109,6 +114,8 @@ class _Outcome:
     problems: list[_Problem] = field(default_factory=list)
     children: list[_Node] = field(default_factory=list)
     counted: str = ""  # "manifests" or "blobs" when the object was actually checked
+    # --platform filters and the index children they matched (as containerd normalises).
+    platform_matches: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -243,6 +250,8 @@ class _Walker:
             state.outcome = outcome
             if outcome.counted:
                 self.report.count(outcome.counted)
+            if outcome.platform_matches:
+                self.report.meta.setdefault("platform_matches", []).extend(outcome.platform_matches)
             for child in outcome.children:
                 self._submit(child, state.paths[0])
             if self.on_progress is not None:
@@ -268,6 +277,10 @@ class _Walker:
             return self._check_blob(registry, node)
         except RegistryError as exc:
             return _Outcome(problems=[_registry_problem(node, exc)])
+        except BadInputError:
+            # The user's own input is bad (a malformed docker config.json, read on the
+            # first challenge): no object can be checked with it; the run stops, exit 2.
+            raise
         except ShipsureError as exc:
             # Anything else shipsure raises on purpose (a malformed header, say) means this
             # object could not be checked; the walk goes on with the rest.
@@ -353,15 +366,29 @@ class _Walker:
             ]
             return nodes
         kept = [d for d in _filter_platforms(manifest, self.options.platforms) if id(d) in pulled]
+        for wanted_platform in self.options.platforms:
+            outcome.platform_matches += [
+                {"platform": str(wanted_platform), "child": str(d.platform)}
+                | {"digest": str(d.digest)}
+                for d in kept
+                if d.platform is not None
+                and not d.is_attestation
+                and wanted_platform.matches(d.platform)
+            ]
         if self.options.platforms and not any(
             d.platform is not None and not d.is_attestation for d in kept
         ):
             wanted = ", ".join(str(p) for p in self.options.platforms)
+            listed = sorted(
+                {str(d.platform) for d in manifest.manifests if d.platform and not d.is_attestation}
+            )
             outcome.problems.append(
                 _Problem(
                     PLATFORM_NOT_FOUND,
-                    f"index has no child for platform {wanted}",
+                    f"index has no child for platform {wanted}"
+                    + (f" (it lists {', '.join(listed)})" if listed else ""),
                     str(manifest.digest),
+                    {"platforms_listed": listed},
                 )
             )
         children = {id(d) for d in found.children}
@@ -395,20 +422,23 @@ class _Walker:
         deep_for = self.options.deep_for
         if not (self.options.deep or (deep_for is not None and deep_for(desc.digest))):
             try:
-                head = registry.head_blob(node.repository, desc.digest)
-            except NotFoundError:
-                # A HEAD answer has no body, so no registry error code. Confirm with a GET,
-                # which is what a pull does: it raises with the code, or serves the blob.
-                registry.read_blob(node.repository, desc.digest, limit=0)
-                return outcome
-            if head.size is not None and head.size != desc.size:
+                size = registry.head_blob(node.repository, desc.digest).size
+            except RegistryError as exc:
+                # A HEAD answer has no body, so no registry error code; and some registries
+                # and proxies refuse HEAD on blobs (405, 501, or 403 for HEAD alone) while
+                # GET works. Confirm with a GET, which is what a pull does: it raises with
+                # the code, or serves the blob (read no further than its first byte).
+                if exc.status not in _HEAD_REFUSED and not isinstance(exc, NotFoundError):
+                    raise
+                size = registry.read_blob(node.repository, desc.digest, limit=0).length
+            if size is not None and size != desc.size:
                 outcome.problems.append(
                     _Problem(
                         BLOB_SIZE_MISMATCH,
-                        f"{node.role} is {head.size} bytes on the registry; "
+                        f"{node.role} is {size} bytes on the registry; "
                         f"the manifest says {desc.size}",
                         str(desc.digest),
-                        {"expected_size": desc.size, "actual_size": head.size},
+                        {"expected_size": desc.size, "actual_size": size},
                     )
                 )
             return outcome
@@ -461,6 +491,10 @@ class _Walker:
                 ]
             )
         return _Outcome()
+
+
+# Statuses of a HEAD refused as a method rather than answered for the object.
+_HEAD_REFUSED = frozenset({403, 405, 501})
 
 
 def _role(desc: Descriptor) -> str:

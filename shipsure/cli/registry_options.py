@@ -49,7 +49,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         type=number(above=True),
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"give up on a stalled connection or read after this long (default: "
+        help="bound each whole request (connect, headers, body; plus 1 s per MiB of body "
+        f"received) by this many seconds; what runs out is a check-error (default: "
         f"{DEFAULT_TIMEOUT:g})",
     )
     group.add_argument(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from shipsure import __version__
 from shipsure.errors import BadInputError, UsageError
+from shipsure.model import is_host
 from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.credentials import CredentialProvider, Credentials
 from shipsure.registry.http import HttpRegistry
@@ -27,7 +27,9 @@ from shipsure.registry.wire import Timeouts, Wire, netloc_of, normalize_url
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_TIMEOUT = 30.0  # seconds a read may stall; connecting gets at most 10
+# Seconds each whole request may take (connect, headers, body: `wire.Timeouts`), plus one
+# per MiB of body received; connecting alone gets at most 10.
+DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_RETRIES = 3
 MAX_CONCURRENCY = 256
@@ -36,11 +38,6 @@ USER_AGENT = f"shipsure/{__version__}"
 # docker.io is a name; the API lives on registry-1.docker.io (docker's DefaultV2Registry).
 DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 DOCKER_HUB_API = "registry-1.docker.io"
-
-_HOST_RE = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z"
-)
 
 
 @dataclass(frozen=True)
@@ -65,20 +62,27 @@ def is_loopback(hostname: str) -> bool:
 def resolve_endpoint(host: str, *, insecure: bool = False) -> Endpoint:
     """`registry.example.com[:port]`, optionally with `https://` or `http://` in front."""
     text = host.strip()
+    # A host option is never a digest: anything before an "@" is user-info to hide.
+    shown = host if "@" not in host else "***@" + host.rpartition("@")[2]
     scheme: str | None = None
     if "://" in text:
         scheme, _, text = text.partition("://")
         scheme = scheme.lower()
         if scheme not in ("http", "https"):
-            raise BadInputError(f"registry {host!r}: scheme must be http or https")
+            raise BadInputError(f"registry {shown!r}: scheme must be http or https")
     text = text.rstrip("/")
-    if not _HOST_RE.match(text):
-        raise BadInputError(f"registry {host!r}: not a host[:port]")
+    if "@" in text:
+        raise BadInputError(
+            f"registry {shown!r}: a host holds no credentials; give them with --username "
+            "and --password-stdin, the environment or docker's config.json"
+        )
+    if not is_host(text):
+        raise BadInputError(f"registry {shown!r}: not a host[:port]")
     hostname = text.rsplit(":", 1)[0] if not text.endswith("]") and ":" in text else text
     loopback = is_loopback(hostname)
     netloc = DOCKER_HUB_API if hostname.lower() in DOCKER_HUB_HOSTS else text
     if scheme == "http" and not (insecure or loopback):
-        raise UsageError(f"registry {host!r}: plain HTTP needs --insecure")
+        raise UsageError(f"registry {shown!r}: plain HTTP needs --insecure")
     probe = False
     if scheme is None:
         scheme = "http" if loopback else "https"
@@ -170,7 +174,7 @@ def open_registry(
     auth = RegistryAuth(
         netloc_of(base_url),
         credentials,
-        plain_http_allowed=endpoint.plain_http_allowed,
+        plain_http_to=lambda realm_host: insecure or is_loopback(realm_host),
         user_agent=USER_AGENT,
     )
     return HttpRegistry(
@@ -179,10 +183,9 @@ def open_registry(
         wire,
         auth,
         headers=[("User-Agent", USER_AGENT), ("Accept-Encoding", "identity")],
-        timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout),
+        timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout, total=timeout),
         concurrency=concurrency,
         retry=policy,
-        body_deadline=max(60.0, 4 * timeout),
         scheme_fallback=endpoint.probe_scheme,
     )
 

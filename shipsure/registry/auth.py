@@ -14,18 +14,19 @@ the requests to send and is sent each answer, so it never touches the network it
 the client decides how requests travel (`wire.py`).
 
 Credentials go only to the registry host itself and to the token realm it names, never
-over plain HTTP unless the registry itself is spoken to over plain HTTP.
+over plain HTTP to a host for which plain HTTP was not allowed (a loopback host, or any
+host with `--insecure`): a loopback registry naming a plain-HTTP realm elsewhere gets none.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
 import time
-import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
@@ -34,12 +35,14 @@ from shipsure.registry.interface import AuthError, ProtocolError
 from shipsure.registry.retry import RETRY_STATUSES, TransientError
 from shipsure.registry.wire import (
     InvalidURL,
+    Malformed,
     Request,
     Response,
     host_of,
     netloc_of,
     normalize_url,
     path_of,
+    read_capped,
     scheme_of,
 )
 
@@ -55,7 +58,7 @@ CLIENT_ID = "shipsure"
 
 # /v2/<name>/(manifests|blobs|tags|referrers)/<x>: the greedy name takes nested repositories
 # whose own path components happen to be called "blobs" or "tags".
-_REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+\Z")
+_REPOSITORY_PATH = re.compile(r"/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+", re.ASCII)
 _CATALOG_PATH = "/v2/_catalog"
 
 
@@ -63,7 +66,7 @@ def scope_for_path(path: str) -> str | None:
     """The token scope a read of `path` needs, to send a cached token before any 401."""
     if path == _CATALOG_PATH:
         return "registry:catalog:*"
-    match = _REPOSITORY_PATH.match(path)
+    match = _REPOSITORY_PATH.fullmatch(path)
     return f"repository:{match.group(1)}:pull" if match else None
 
 
@@ -112,33 +115,11 @@ def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
-def discard_body(response: Response, cap: int = MAX_DISCARDED_BODY) -> tuple[bytes, bool]:
-    """Read at most `cap` raw bytes of an answer the flow handles itself (a 401, a token).
-
-    A hostile endless body must not keep us reading: the rest is left unread, and closing
-    the answer then drops its connection instead of reusing it.
-    Returns the bytes and whether the body went past `cap`.
-    """
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := response.read_chunk():
-        total += len(chunk)
-        if total > cap:
-            return b"".join(chunks), True
-        chunks.append(chunk)
-    return b"".join(chunks), False
-
-
-def _decode(body: bytes, encoding: str | None, cap: int) -> bytes | None:
-    """Undo gzip/deflate, bounded by `cap`; None when it would exceed it or is garbled."""
-    if not encoding or encoding.strip().lower() == "identity":
-        return body
-    try:
-        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
-        out = inflater.decompress(body, cap + 1)
-    except zlib.error:
-        return None
-    return out if len(out) <= cap else None
+def discard_body(response: Response, cap: int = MAX_DISCARDED_BODY) -> None:
+    """Read a little of an answer the flow handles itself (a 401), so its connection can
+    be reused; a longer body is left unread, and closing the answer then drops it."""
+    with contextlib.suppress(Malformed):
+        read_capped(response, cap)
 
 
 class RegistryAuth:
@@ -149,14 +130,14 @@ class RegistryAuth:
         registry_netloc: str,
         credentials: Credentials | CredentialProvider | None = None,
         *,
-        plain_http_allowed: bool = False,
+        plain_http_to: Callable[[str], bool] = lambda _host: False,
         user_agent: str | None = None,
     ) -> None:
         self._netloc = registry_netloc
         self._credentials_source = credentials
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
-        self._plain_http_allowed = plain_http_allowed
+        self._plain_http_to = plain_http_to
         self._user_agent = user_agent
         self._lock = threading.Lock()
         self._scope_locks: dict[str | None, threading.Lock] = {}
@@ -277,7 +258,9 @@ class RegistryAuth:
         if scheme_of(url) not in ("http", "https"):
             raise ProtocolError(f"registry {registry} sent a token realm that is not an HTTP URL")
         creds = self.credentials()
-        if creds is not None and scheme_of(url) == "http" and not self._plain_http_allowed:
+        if creds is not None and scheme_of(url) == "http" and not self._plain_http_to(host_of(url)):
+            # Plain HTTP allowed for the registry (a loopback one, say) is not allowed for
+            # whatever host its challenge names: the password would cross the network.
             raise AuthError(
                 f"registry {registry} asks for credentials over plain HTTP "
                 f"(token realm {host_of(url)}); refusing without --insecure"
@@ -309,7 +292,12 @@ class RegistryAuth:
         where = f"token server {host_of(request.url)}"
         what = f"scope {scope}" if scope else "the registry"
         status = response.status
-        body, overflow = discard_body(response, MAX_TOKEN_BODY)
+        try:
+            decoded, overflow = read_capped(response, MAX_TOKEN_BODY)
+        except Malformed as exc:
+            raise ProtocolError(
+                f"{where} sent a token answer that does not decode: {exc}"
+            ) from None
         if status in (401, 403):
             creds = self.credentials()
             who = f"credentials from {creds.source}" if creds else "anonymous access"
@@ -318,12 +306,7 @@ class RegistryAuth:
             raise TransientError(f"{where} answered HTTP {status} for {what}")
         if status != 200:
             raise ProtocolError(f"{where} answered HTTP {status} for {what}", status=status)
-        decoded = (
-            None
-            if overflow
-            else _decode(body, response.headers.get("content-encoding"), MAX_TOKEN_BODY)
-        )
-        if decoded is None:
+        if overflow:
             raise ProtocolError(f"{where} sent a token answer over {MAX_TOKEN_BODY} bytes")
         try:
             doc = json.loads(decoded)

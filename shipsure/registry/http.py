@@ -16,14 +16,20 @@ import contextlib
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from shipsure import mediatypes as mt
 from shipsure.errors import InvalidReferenceError, ManifestError, UsageError
-from shipsure.model import Descriptor, Digest, ImageIndex, parse_manifest
+from shipsure.model import (
+    Descriptor,
+    Digest,
+    ImageIndex,
+    is_manifest_reference,
+    is_repository_name,
+    parse_manifest,
+)
 from shipsure.registry.auth import RegistryAuth
 from shipsure.registry.interface import (
     AuthError,
@@ -58,6 +64,7 @@ from shipsure.registry.wire import (
     join_url,
     origin_of,
     path_of,
+    read_capped,
     scheme_of,
     target_of,
 )
@@ -71,13 +78,6 @@ MAX_PAGES = 100_000  # a registry that keeps sending "next" forever is hostile
 MAX_CATALOG_PAGE = 1000  # distribution: n > 1000 is 400 PAGINATION_NUMBER_INVALID
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
-# Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
-# request. The grammar is distribution's (reference/regexp.go): a registry cannot hold others.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
-_REFERENCE_RE = re.compile(
-    r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)\Z"
-)
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 # Failures below the seam that a second attempt may cure; a malformed answer is not one.
@@ -98,7 +98,6 @@ class HttpRegistry:
         timeouts: Timeouts,
         concurrency: int,
         retry: RetryPolicy,
-        body_deadline: float,
         scheme_fallback: bool = False,
     ) -> None:
         self._host = host
@@ -109,7 +108,6 @@ class HttpRegistry:
         self._timeouts = timeouts
         self._slots = threading.BoundedSemaphore(concurrency)
         self._retry = retry
-        self._body_deadline = body_deadline
         self._scheme_fallback = scheme_fallback
         self._scheme_lock = threading.Lock()
         # Built once and shared by every request (registry-facts §5: the client's CPU is
@@ -191,10 +189,12 @@ class HttpRegistry:
                     size += len(chunk)
                     if size >= budget:
                         break
+            encoded = response.headers.get("content-encoding") not in (None, "identity")
             return BlobRead(
                 size=size,
                 digest=Digest(digest.algorithm, hasher.hexdigest()),
                 overflow=size > limit,
+                length=None if encoded else _content_length(response, f"{self._host}: {what}"),
             )
 
         return self._call("GET", path, self._headers_none, read)
@@ -224,7 +224,7 @@ class HttpRegistry:
             if response.status == 404:
                 # OCI distribution-spec: "If a query returns a 404, the client MUST fall
                 # back to the tag schema." distribution 2.8 answers a plain-text 404.
-                body, _ = self._read_capped(response, MAX_ERROR_BODY)
+                body, _ = read_capped(response, MAX_ERROR_BODY)
                 return _index_entries(body, None)
             self._raise_for_status(response, what)
             body = self._read_small(response, mt.MAX_MANIFEST_BYTES, what)
@@ -452,7 +452,7 @@ class HttpRegistry:
             return
         code = None
         if response.method != "HEAD":
-            body, _ = self._read_capped(response, MAX_ERROR_BODY)
+            body, _ = read_capped(response, MAX_ERROR_BODY)
             code = _error_code(body)
         detail = f"{self._host}: {what}: HTTP {status}" + (f" {code}" if code else "")
         if status == 404:
@@ -463,28 +463,13 @@ class HttpRegistry:
             raise UnavailableError(detail, status=status, code=code)
         raise ProtocolError(detail, status=status, code=code)
 
-    def _read_capped(self, response: Response, cap: int) -> tuple[bytes, bool]:
-        """At most `cap` + 1 bytes of the decoded body, within the body deadline."""
-        deadline = time.monotonic() + self._body_deadline
-        chunks: list[bytes] = []
-        total = 0
-        for chunk in iter_decoded(response):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > cap:
-                break
-            if time.monotonic() > deadline:
-                raise TransientError(f"body trickled in for more than {self._body_deadline:g} s")
-        body = b"".join(chunks)
-        return body[: cap + 1], total > cap
-
     def _read_small(self, response: Response, cap: int, what: str, *, exact: bool = False) -> bytes:
         declared = _content_length(response, f"{self._host}: {what}")
         if declared is not None and declared > cap:
             raise ProtocolError(
                 f"{self._host}: {what}: answer of {declared} bytes is over the {cap} byte limit"
             )
-        body, overflow = self._read_capped(response, cap)
+        body, overflow = read_capped(response, cap)
         if overflow:
             raise ProtocolError(f"{self._host}: {what}: answer is over the {cap} byte limit")
         # Content-Length counts the bytes as sent; an encoded body is checked by its decoder.
@@ -497,21 +482,26 @@ class HttpRegistry:
 
     def _drain(self, response: Response) -> None:
         """Read a small body to the end so the connection can be reused; give up on a big one."""
-        with contextlib.suppress(WireError, TransientError):
-            self._read_capped(response, MAX_ERROR_BODY)
+        with contextlib.suppress(WireError):
+            read_capped(response, MAX_ERROR_BODY)
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
+# Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
+# request, and a non-ASCII name is refused before any traffic. The grammar is the model's
+# (distribution's reference/regexp.go): a registry cannot hold other names.
+
+
 def _repo(repository: str) -> str:
-    if not _REPOSITORY_RE.match(repository) or len(repository) > 255:
+    if not is_repository_name(repository):
         raise InvalidReferenceError(f"invalid repository name {repository[:160]!r}")
     return repository
 
 
 def _ref(reference: str) -> str:
-    if not _REFERENCE_RE.match(reference):
+    if not is_manifest_reference(reference):
         raise InvalidReferenceError(f"invalid tag or digest {reference[:160]!r}")
     return reference
 

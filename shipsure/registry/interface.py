@@ -44,6 +44,7 @@ class BlobRead:
     size: int  # bytes read (at most `limit` + 1)
     digest: Digest  # computed over the bytes read, in the algorithm asked for
     overflow: bool  # the server sent more than `limit` bytes; reading stopped there
+    length: int | None = None  # the answer's Content-Length (of an unencoded body), as sent
 
 
 class RegistryError(CouldNotRunError):

@@ -54,7 +54,7 @@ def parse_retry_after(value: str | None, now: Callable[[], datetime] | None = No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also takes "²" and "١"
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -14,15 +14,18 @@ retries and error mapping take it from there.
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from shipsure.registry.wire import (
     CHUNK,
     DEFAULT_PORTS,
     ConnectFailed,
+    Deadline,
     Disconnected,
     Headers,
     Malformed,
@@ -37,6 +40,9 @@ from shipsure.registry.wire import (
 # (or while) we reused it.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 _CUT_SHORT = "server closed the connection before the body's end"
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 _Key = tuple[str, str, int]
 _Origin = tuple[_Key, str]  # pool key, Host header
@@ -67,6 +73,7 @@ class KeepAliveWire:
             return self._ssl_context
 
     def send(self, request: Request, timeouts: Timeouts) -> KeepAliveResponse:
+        deadline = Deadline(timeouts.total)
         url = request.url
         scheme, _, rest = url.partition("://")
         slash = rest.find("/")
@@ -74,7 +81,7 @@ class KeepAliveWire:
         key, host_header = self._origins.get(scheme + netloc) or self._origin(scheme, netloc)
         body = request.body
         for attempt in (1, 2):
-            connection, reused = self._checkout(key, timeouts)
+            connection, reused = self._checkout(key, timeouts, deadline)
             try:
                 connection.putrequest(
                     request.method, target, skip_host=True, skip_accept_encoding=True
@@ -93,9 +100,9 @@ class KeepAliveWire:
                 raise Disconnected(
                     f"server disconnected without sending a response ({type(exc).__name__})"
                 ) from None
-            except TimeoutError:
+            except TimeoutError as exc:
                 connection.close()
-                raise WireTimeout("timed out waiting for the answer") from None
+                raise WireTimeout(f"timed out waiting for the answer ({exc})") from None
             except http.client.HTTPException as exc:
                 connection.close()
                 raise Malformed(f"malformed answer: {type(exc).__name__}") from None
@@ -132,21 +139,24 @@ class KeepAliveWire:
             self._origins[scheme + netloc] = origin
         return origin
 
-    def _checkout(self, key: _Key, timeouts: Timeouts) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(
+        self, key: _Key, timeouts: Timeouts, deadline: Deadline
+    ) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
             idle = self._idle.get(key)
             connection = idle.pop() if idle else None
         if connection is not None:
-            if connection.sock is not None:
-                connection.sock.settimeout(timeouts.read)
+            if isinstance(connection.sock, _DeadlineSocket):
+                connection.sock.start(deadline, timeouts.read)
             return connection, True
         scheme, host, port = key
+        timeout = min(timeouts.connect, deadline.check())
         if scheme == "https":
             connection = http.client.HTTPSConnection(
-                host, port, timeout=timeouts.connect, context=self._tls()
+                host, port, timeout=timeout, context=self._tls()
             )
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             connection.connect()
         except TimeoutError:
@@ -156,8 +166,10 @@ class KeepAliveWire:
             connection.close()
             raise ConnectFailed(f"{host}:{port}: {exc}") from None
         if connection.sock is not None:
-            connection.sock.settimeout(timeouts.read)
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            bounded = _DeadlineSocket(connection.sock)
+            bounded.start(deadline, timeouts.read)
+            connection.sock = bounded
         return connection, False
 
     def _checkin(self, key: _Key, connection: http.client.HTTPConnection) -> None:
@@ -168,6 +180,93 @@ class KeepAliveWire:
                     idle.append(connection)
                     return
         connection.close()
+
+
+_TIMEOUT_SLACK = 0.25  # seconds
+
+
+class _DeadlineSocket:
+    """A connection's socket whose every send and receive waits at most what is left of
+    the current request's `Deadline` (and at most the read timeout).
+
+    Why: a socket timeout bounds one pause only, so a server sending its headers or body
+    one byte every few seconds never trips it. `http.client` reads the answer through
+    `makefile()`, so wrapping the socket reaches every read it makes, headers included.
+    """
+
+    __slots__ = ("_closing", "_deadline", "_pause", "_readers", "_sock", "_timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._deadline = Deadline(float("inf"))
+        self._pause = float("inf")
+        self._readers = 0
+        self._closing = False
+        self._timeout = sock.gettimeout()
+
+    def start(self, deadline: Deadline, pause: float) -> None:
+        """Bound the next request's reads and writes by `deadline`."""
+        self._deadline = deadline
+        self._pause = pause
+
+    def _arm(self) -> None:
+        left = self._deadline.remaining()
+        if left <= 0:
+            # What a socket timeout raises: the wire maps it to WireTimeout.
+            raise TimeoutError("the whole request took longer than the timeout")
+        wanted = left if left < self._pause else self._pause
+        current = self._timeout
+        # settimeout is a system call: change it only when it is off by more than the
+        # slack, which happens about once per connection while requests end well within
+        # their time (the deadline may be overrun by at most the slack).
+        if current is None or abs(current - wanted) > _TIMEOUT_SLACK:
+            self._sock.settimeout(wanted)
+            self._timeout = wanted
+
+    def sendall(self, data: ReadableBuffer) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: WriteableBuffer) -> int:
+        self._arm()
+        received = self._sock.recv_into(buffer)
+        self._deadline.received += received
+        return received
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def close(self) -> None:
+        # As socket.close() does with files from makefile(): http.client closes the
+        # connection as soon as an answer says "Connection: close", then reads its body.
+        self._closing = True
+        if not self._readers:
+            self._sock.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closing and not self._readers:
+            self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sock._reader_closed()
+        super().close()
 
 
 class KeepAliveResponse:

@@ -19,6 +19,8 @@ comparing strings.
 
 from __future__ import annotations
 
+import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
@@ -45,7 +47,8 @@ class ConnectFailed(WireError):
 
 
 class WireTimeout(WireError):
-    """Connecting, or waiting for (part of) the answer, took longer than the timeout."""
+    """Connecting, or the whole request (status line, headers, body), took longer than
+    the timeout allows (see `Timeouts`)."""
 
 
 class NetworkFailed(WireError):
@@ -67,9 +70,42 @@ class InvalidURL(ValueError):
 # -- requests and answers -----------------------------------------------------------------
 
 
+# A body may take longer than `Timeouts.total` by one second per MiB received: a big layer
+# arriving at any useful speed is never cut, a drip of a byte every few seconds is.
+ALLOWANCE_BYTES_PER_SECOND = 1024 * 1024
+
+
 class Timeouts(NamedTuple):
+    """Seconds. `total` bounds each whole request: connecting, sending, the status line,
+    the headers and the body, plus one second per MiB of body received (so only a body
+    that keeps arriving faster than 1 MiB/s may outlast it). `connect` bounds connecting
+    alone; `read` any single pause (never longer than what is left of `total`)."""
+
     connect: float
-    read: float  # also the longest pause while sending, and between chunks of the answer
+    read: float
+    total: float = float("inf")
+
+
+class Deadline:
+    """The end of one request's time: `Timeouts.total` after it started, pushed back by
+    `ALLOWANCE_BYTES_PER_SECOND` for every byte received. Not thread-safe: one request."""
+
+    __slots__ = ("_end", "received")
+
+    def __init__(self, total: float, start: float | None = None) -> None:
+        self._end = (time.monotonic() if start is None else start) + total
+        self.received = 0
+
+    def remaining(self) -> float:
+        """Seconds left (<= 0: the request is out of time)."""
+        return self._end + self.received / ALLOWANCE_BYTES_PER_SECOND - time.monotonic()
+
+    def check(self) -> float:
+        """Seconds left; raises `WireTimeout` when none are."""
+        left = self.remaining()
+        if left <= 0:
+            raise WireTimeout("the request took longer than the timeout allows")
+        return left
 
 
 class Request:
@@ -186,6 +222,24 @@ def iter_decoded(response: Response) -> Iterator[bytes]:
     yield from chunks
 
 
+def read_capped(response: Response, cap: int) -> tuple[bytes, bool]:
+    """At most `cap` + 1 bytes of the decoded body, and whether it went past `cap`.
+
+    The one bounded read of a body held in memory (manifests, listings, error bodies,
+    token answers): an endless body or a compression bomb costs at most `cap` + CHUNK.
+    The wire's deadline bounds how long it may take.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in iter_decoded(response):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            break
+    body = b"".join(chunks)
+    return body[: cap + 1], total > cap
+
+
 def _inflate(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     # gzip: the gzip header only; deflate: zlib-wrapped, or raw as some servers send it.
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
@@ -215,6 +269,15 @@ def _inflate(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 
 # -- URLs ---------------------------------------------------------------------------------
 
+# `scheme://user:password@` anywhere in a text (a proxy URL inside a library's message,
+# a realm or Location we refuse): what `redact` masks.
+_USERINFO_IN_TEXT = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s'\"<>]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the user-info of every URL in it masked: messages never carry a secret."""
+    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
+
 
 def normalize_url(text: str) -> str:
     """`scheme://host[:port]/path[?query]` as sent: raises InvalidURL for what cannot be.
@@ -225,22 +288,22 @@ def normalize_url(text: str) -> str:
         parts = urlsplit(text.strip())
         port = parts.port
     except ValueError:
-        raise InvalidURL(f"invalid URL {text[:200]!r}") from None
+        raise InvalidURL(f"invalid URL {redact(text)[:200]!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         return text
     host = parts.hostname
     if not host:
-        raise InvalidURL(f"URL without a host {text[:200]!r}")
+        raise InvalidURL(f"URL without a host {redact(text)[:200]!r}")
     if ":" in host:
         host = f"[{host}]"  # IPv6 literal
     elif not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise InvalidURL(f"invalid host in {text[:200]!r}") from None
+            raise InvalidURL(f"invalid host in {redact(text)[:200]!r}") from None
     if any(c <= " " or c in '"<>\\^`{|}\x7f' for c in host):
-        raise InvalidURL(f"invalid host in {text[:200]!r}")
+        raise InvalidURL(f"invalid host in {redact(text)[:200]!r}")
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = quote(parts.path, safe=_PATH_SAFE) or "/"
     query = quote(parts.query, safe=_QUERY_SAFE)
@@ -252,7 +315,7 @@ def join_url(base: str, reference: str) -> str:
     try:
         joined = urljoin(base, reference.strip())
     except ValueError:
-        raise InvalidURL(f"invalid URL {reference[:200]!r}") from None
+        raise InvalidURL(f"invalid URL {redact(reference)[:200]!r}") from None
     return normalize_url(joined)
 
 
