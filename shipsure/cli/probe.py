@@ -153,7 +153,13 @@ def _regex(text: str | None) -> re.Pattern[str] | None:
 def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
     previous = load_state(args.state) if args.state else None
-    run_number = previous.runs if previous is not None else int(time.time() // 3600)
+    # The rotation must be contiguous: with --state the runs are counted from 0 (a first
+    # run has no state file yet, the next reads runs=1); without it, the hour stands in for
+    # the count, which an hourly schedule advances by one.
+    if args.state:
+        run_number = previous.runs if previous is not None else 0
+    else:
+        run_number = int(time.time() // 3600)
     options = ProbeOptions(
         repositories=tuple(args.repo),
         tag_pattern=pattern,
