@@ -1,7 +1,8 @@
 """Read a registry's push notifications: distribution's envelope and Harbor's webhook. Pure.
 
 distribution (2.8 and 3.x, `notifications.endpoints` in its config) POSTs an envelope
-`{"events": [...]}` with `Content-Type: application/vnd.docker.distribution.events.v1+json`.
+`{"events": [...]}` with `Content-Type: application/vnd.docker.distribution.events.v1+json`
+(v3.1.2 says `...events.v2+json` for the same shape).
 Each event has an `action` (push, pull, mount, delete) and a `target` with `mediaType`,
 `digest`, `repository`, `url` and, for a manifest pushed by tag, `tag` (distribution
 `notifications/event.go`). Blob uploads are push events too; only manifest pushes matter.
@@ -12,8 +13,9 @@ sent once the artifact is complete.
 
 A request is taken whole or refused whole (`NotificationError` with an HTTP status and a
 message naming the field): a malformed event or an action nobody documents changes
-nothing. Known actions that need no check (pull, delete, ...) are accepted and ignored, so
-the registry does not retry them.
+nothing. Every action distribution documents is accepted (those that need no check, such as
+pull and delete, are ignored): distribution retries a refused envelope without end, and
+every later event waits behind it (observed on 2.8.2 and v3.1.2).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from shipsure.errors import ShipsureError
 from shipsure.model import Reference
 
 DISTRIBUTION_ENVELOPE = "application/vnd.docker.distribution.events.v1+json"
+# distribution v3 sends the same envelope as `...events.v2+json` (observed on v3.1.2).
+DISTRIBUTION_ENVELOPE_V2 = "application/vnd.docker.distribution.events.v2+json"
+ENVELOPE_TYPES = frozenset({DISTRIBUTION_ENVELOPE, DISTRIBUTION_ENVELOPE_V2})
 
 # distribution notifications/event.go: EventActionPull, Push, Mount, Delete.
 DISTRIBUTION_ACTIONS = frozenset({"push", "pull", "mount", "delete"})
@@ -97,11 +102,12 @@ class Notification:
 def parse_notification(content_type: str | None, body: bytes) -> Notification:
     """Parse one POSTed body; raises NotificationError (400, 415, 422) naming what is wrong."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type not in (DISTRIBUTION_ENVELOPE, "application/json"):
+    if media_type not in ENVELOPE_TYPES and media_type != "application/json":
         raise NotificationError(
             415,
-            f"Content-Type {media_type or '(none)'!r} is not {DISTRIBUTION_ENVELOPE} "
-            "(distribution) or application/json (Harbor)",
+            f"Content-Type {media_type or '(none)'!r} is not distribution's envelope "
+            f"({DISTRIBUTION_ENVELOPE}, or v2 from distribution v3) nor application/json "
+            "(Harbor)",
         )
     try:
         doc = json.loads(body)
