@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 TOKEN = "serve-test-token-6f1c"
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,20 +30,16 @@ def free_port() -> int:
 
 
 def notifications_config(port: int, token: str = TOKEN) -> dict[str, Any]:
-    """distribution's `notifications` section pointing at serve on `port` (as deploy/ has it)."""
-    return {
-        "endpoints": [
-            {
-                "name": "shipsure",
-                "url": f"http://127.0.0.1:{port}/notifications",
-                "headers": {"Authorization": [f"Bearer {token}"]},
-                "timeout": "2s",
-                "threshold": 3,
-                "backoff": "1s",
-                "ignore": {"actions": ["pull"]},
-            }
-        ]
-    }
+    """The registry's `notifications` section from deploy/registry/notifications.yml, with
+    the URL of serve on loopback `port` and `token`: the tests run what deploy/ ships."""
+    doc = yaml.safe_load((ROOT / "deploy" / "registry" / "notifications.yml").read_text())
+    section: dict[str, Any] = doc["notifications"]
+    (endpoint,) = section["endpoints"]
+    endpoint["url"] = f"http://127.0.0.1:{port}/notifications"
+    endpoint["headers"] = {"Authorization": [f"Bearer {token}"]}
+    # Retry a serve that is still starting soon, rather than after deploy/'s 5 s.
+    endpoint["backoff"] = "1s"
+    return section
 
 
 def wait_until(
