@@ -303,12 +303,22 @@ class Store:
                 if ident in seen:
                     continue
                 listed = remembered.get(repo)
+                tags = set(json.loads(found_tags))
                 if listed is not None:
-                    checked = "*" not in listed["unchecked"] and not set(
-                        json.loads(found_tags)
-                    ) & set(listed["unchecked"])
+                    # The probe walks tags only: a finding of a manifest pushed by digest
+                    # (no tag) is left to the next verification of that push.
+                    checked = (
+                        bool(tags)
+                        and "*" not in listed["unchecked"]
+                        and not tags & set(listed["unchecked"])
+                    )
                 else:
-                    checked = catalog_read and repo not in unchecked_repos
+                    # The repository is not in the catalog any more.
+                    checked = (
+                        catalog_read
+                        and bool(meta.get("complete"))
+                        and (repo not in unchecked_repos)
+                    )
                 if checked:
                     db.execute("UPDATE findings SET resolved = ? WHERE identity = ?", (now, ident))
             for repo, listed in remembered.items():

@@ -113,8 +113,6 @@ class Watcher:
         self._wake_probe = threading.Event()
         self._threads: list[threading.Thread] = []
         self._clients: list[Registry] = []
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
         self.last_probe: Report | None = store.last_probe_report()
 
     # --- lifecycle --------------------------------------------------------------------

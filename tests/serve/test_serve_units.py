@@ -272,6 +272,26 @@ def test_store_records_a_probe_and_resolves_what_it_checked(tmp_path: Path) -> N
     assert report is not None and report.meta["probe"]["finished_timestamp"] == 40.0
 
 
+def test_a_probe_does_not_resolve_what_it_did_not_walk(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    broken = Report("serve")
+    broken.add(_finding(D3))
+    store.record_push(_job(D1), broken, 1.0, 2.0)  # pushed by digest: no tag
+    probe = Report("probe")
+    probe.meta["probe"] = {
+        "started_timestamp": 10.0,
+        "finished_timestamp": 20.0,
+        "complete": True,
+        "catalog_accessible": True,
+        "unchecked": [],
+        "remembered": {"team/app": {"clean": ["v1"], "unchecked": []}},
+    }
+    store.record_probe(probe)
+    assert len(store.open_findings()) == 1
+    assert store.record_push(_job(D1), Report("serve"), 30.0, 31.0) == HEALTHY
+    assert store.open_findings() == []
+
+
 def test_store_prunes_push_history_and_old_resolved_findings(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite", max_pushes=5, resolved_retention=100.0)
     broken = Report("serve")
