@@ -1,10 +1,14 @@
 """deploy/ for `shipsure serve`: the Deployment, Service, ConfigMap and volume validate
 against the Kubernetes schemas offline, the ConfigMap's options are ones serve accepts and
 point where the Deployment mounts, the Service routes to the container's port, and the
-registry's notifications snippet parses (the end-to-end tests run it on a real registry)."""
+registry's notifications snippet parses (the end-to-end tests run it on a real registry);
+serve's alert rules pass promtool's check and unit tests and have runbooks."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,8 @@ import yaml
 
 from shipsure.cli.main import build_parser
 from shipsure.cli.serve import apply_config
+from shipsure.report.probe_metrics import METRIC_NAMES as PROBE_METRICS
+from shipsure.serve.metrics import METRIC_NAMES as SERVE_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / "deploy" / "kubernetes" / "serve"
@@ -75,3 +81,43 @@ def test_the_service_reaches_the_container_and_the_snippet_points_at_it() -> Non
     assert endpoint["url"] == f"http://{name}.{namespace}.svc:{port['port']}/notifications"
     assert endpoint["headers"]["Authorization"][0].startswith("Bearer ")
     assert endpoint["ignore"]["actions"] == ["pull"]
+
+
+SERVE_RULES = ROOT / "deploy" / "prometheus" / "shipsure-serve.rules.yml"
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="needs promtool (Debian package prometheus; scripts/setup.sh)",
+)
+
+
+@needs_promtool
+def test_promtool_checks_and_unit_tests_serve_alert_rules() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(SERVE_RULES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 2 rules found" in checked.stdout
+    tested = subprocess.run(
+        ["promtool", "test", "rules", "shipsure-serve.rules.test.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SERVE_RULES.parent,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_serve_alerts_have_runbooks_and_name_emitted_metrics() -> None:
+    rules = [r for g in yaml.safe_load(SERVE_RULES.read_text())["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == {"ShipsureBrokenPush", "ShipsureServePushesDropped"}
+    emitted = set(SERVE_METRICS) | set(PROBE_METRICS)
+    for rule in rules:
+        assert (ROOT / rule["annotations"]["runbook_url"]).is_file()
+        assert "{{ $labels.registry }}" in rule["annotations"]["summary"]
+        for name in re.findall(r"\bshipsure_[a-z_]+\b", rule["expr"]):
+            assert name in emitted, (rule["alert"], name)
