@@ -282,12 +282,17 @@ def bench(flavour: Flavour, args: argparse.Namespace) -> None:
                 t.join()
             storm_seconds = time.monotonic() - started
             deadline = time.monotonic() + 120
+            idle_since, last_count = time.monotonic(), -1.0
             while True:
                 text = httpx.get(f"{url}/metrics").text
-                done = series(text, "shipsure_serve_queue_pending") == 0 and set(pushed_at) <= set(
-                    seen_at
-                )
-                if done or time.monotonic() > deadline:
+                pending = series(text, "shipsure_serve_queue_pending")
+                count = series(text, "shipsure_serve_push_verifications_total")
+                if count != last_count:
+                    idle_since, last_count = time.monotonic(), count
+                found_all = set(pushed_at) <= set(seen_at)
+                # Dropped pushes are never verified: stop once the queue is empty and idle.
+                idle = pending == 0 and time.monotonic() - idle_since > 3
+                if (pending == 0 and found_all) or idle or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             stop_polling.set()

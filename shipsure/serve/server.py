@@ -287,7 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
         app.watcher.counters.notification("accepted")
         if results["dropped"]:
             log.warning(
-                "push queue full: pushes left to the next probe",
+                "push queue full: pushes left to the next probe"
+                if app.options.probe_interval > 0
+                else "push queue full: pushes not verified (the scheduled probe is off)",
                 extra={"dropped": results["dropped"], "pending": len(app.queue)},
             )
             app.watcher.overflowed()
