@@ -66,6 +66,7 @@ class ServeProcess:
     state: Path
     workdir: Path
     extra: list[str] = field(default_factory=list)
+    stdin_text: str | None = None  # e.g. the registry password for --password-stdin
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -96,12 +97,16 @@ class ServeProcess:
                     "json",
                     *self.extra,
                 ],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if self.stdin_text is None else subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=ROOT,
             )
+            if self.stdin_text is not None:
+                assert self.process.stdin is not None
+                self.process.stdin.write(self.stdin_text.encode())
+                self.process.stdin.close()
 
         def healthy() -> bool:
             assert self.process is not None

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import shutil
 import socket
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serve_helpers import TOKEN, wait_until
+from serve_helpers import TOKEN, ServeProcess, free_port, notifications_config, wait_until
 
 from shipsure.sandbox import faults, images
+from shipsure.sandbox.registry import SandboxRegistry, missing_reason, registry_available
 
 ENVELOPE = "application/vnd.docker.distribution.events.v1+json"
 GOOD = {"Authorization": f"Bearer {TOKEN}", "Content-Type": ENVELOPE}
@@ -258,3 +263,55 @@ def test_listen_address_in_use_exits_3(tmp_path: Any) -> None:
             ]
         )
     assert code == 3
+
+
+def test_credentials_never_show_in_logs_pages_or_metrics(tmp_path: Path, repo_name: str) -> None:
+    """A registry with htpasswd auth: serve logs in with --password-stdin, verifies pushes,
+    and its logs (debug), page, API and metrics never hold the password or the secret."""
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd is None:
+        pytest.skip("needs htpasswd (Debian package apache2-utils; scripts/setup.sh)")
+    if not registry_available("2.8"):
+        pytest.skip(missing_reason("2.8"))
+    password = "pw-" + "q7Zx" * 6
+    users = tmp_path / "htpasswd"
+    subprocess.run([htpasswd, "-Bbc", str(users), "ci", password], check=True, capture_output=True)
+    port = free_port()
+    auth = {"htpasswd": {"realm": "shipsure-test", "path": str(users)}}
+    with SandboxRegistry(
+        blob_cache="inmemory",
+        extra_config={"auth": auth, "notifications": notifications_config(port)},
+    ) as registry:
+        serve = ServeProcess(
+            registry.host,
+            port,
+            tmp_path / "state.sqlite",
+            tmp_path,
+            extra=["--probe-interval", "0", "--log-level", "debug"],
+            stdin_text=password + "\n",
+        )
+        serve.extra += ["--username", "ci", "--password-stdin"]
+        serve.start()
+        try:
+            with httpx.Client(base_url=registry.url, auth=("ci", password), timeout=30) as http:
+                v1 = images.push_image(registry.url, repo_name, "v1", client=http)
+                wait_until(lambda: "<b>v1</b>" in serve.get("/").text, what="v1 verified")
+                faults.remove_blob_data(registry.root, v1.layer_digests[0])
+                images.push_image(
+                    registry.url, repo_name, "v2", shared_layers=[f"{repo_name}:v1/0"], client=http
+                )
+            wait_until(serve.findings, what="the broken push, verified with credentials")
+            shown = [
+                serve.get("/").text,
+                serve.get("/api/findings").text,
+                serve.metrics(),
+                serve.get("/readyz").text,
+            ]
+        finally:
+            serve.stop()
+        log = serve.log_path.read_text() if serve.log_path else ""
+    assert '"outcome": "broken"' in log
+    for text in [*shown, log]:
+        assert password not in text
+        assert TOKEN not in text
+        assert base64.b64encode(f"ci:{password}".encode()).decode() not in text
