@@ -21,6 +21,11 @@ the whole registry is scaled by requests (its cost is per request; it has no con
 small hostile-mock registry (each tag a distinct manifest; config and layer shared).
 
     .venv/bin/python bench/probe.py [--runs 3] [--curl-repos 20] [--tags 100000]
+
+Measured on a 2-core machine shared with other work (absolute times swing 3x with load;
+the ratios held): 20,402 requests (8,202 GET, 12,200 HEAD), probe/curl walk 0.057-0.058,
+(requests / capacity) / probe wall 0.84-1.27, peak RSS 43 MiB, ~0.35-0.4 ms of probe CPU per
+request; 100,000 tags: 100,005 requests, peak RSS 36 MiB.
 """
 
 from __future__ import annotations

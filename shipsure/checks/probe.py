@@ -89,6 +89,9 @@ class ProbeOptions:
     page_size: int = DEFAULT_PAGE_SIZE
     batch_tags: int = DEFAULT_BATCH_TAGS
     referrers: bool = True
+    # Blobs re-hashed on every run whatever the sample: those the previous run found
+    # corrupted, so that a sampled run never calls them recovered without looking.
+    deep_digests: frozenset[str] = frozenset()
     # Repositories whose tags are named in `probe.remembered` (for --state to tell recovered
     # from not checked); others are only counted, to keep memory bounded.
     remember_tags_of: frozenset[str] = frozenset()
@@ -103,6 +106,16 @@ def deep_sample_picker(percent: float, run_number: int) -> Callable[[Digest], bo
     buckets = max(1, math.ceil(100.0 / percent))
     bucket = run_number % buckets
     return lambda digest: int(digest.hex[:8], 16) % buckets == bucket
+
+
+def _deep_for(options: ProbeOptions) -> Callable[[Digest], bool] | None:
+    sample = deep_sample_picker(options.deep_sample, options.run_number)
+    known = options.deep_digests
+    if not known:
+        return sample
+    if sample is None:
+        return lambda digest: str(digest) in known
+    return lambda digest: str(digest) in known or sample(digest)
 
 
 def deep_sample_rotation(percent: float) -> int:
@@ -294,7 +307,7 @@ class _Probe:
             deep=options.deep,
             referrers=options.referrers,
             workers=max(1, options.workers),
-            deep_for=deep_sample_picker(options.deep_sample, options.run_number),
+            deep_for=_deep_for(options),
         )
 
     def _registry_for(self, host: str) -> Registry:

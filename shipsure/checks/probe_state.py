@@ -195,6 +195,20 @@ def advance(report: Report, previous: ProbeState | None) -> ProbeState:
     return state
 
 
+# Kinds only a re-hash finds: a sampled run must re-hash these blobs to call them recovered.
+DEEP_KINDS = frozenset({"blob-digest-mismatch", "blob-truncated", "blob-size-mismatch"})
+
+
+def digests_to_rehash(previous: ProbeState | None) -> frozenset[str]:
+    if previous is None:
+        return frozenset()
+    return frozenset(
+        str(v["digest"])
+        for v in previous.findings.values()
+        if v.get("kind") in DEEP_KINDS and v.get("digest")
+    )
+
+
 def repositories_to_remember(previous: ProbeState | None) -> frozenset[str]:
     if previous is None:
         return frozenset()

@@ -201,10 +201,13 @@ class _Walker:
         for state in [*self.seen.values(), *self.side_checks]:
             self._emit(state)
         if self.checked is not None:
+            # Objects that could not be checked stay out, so a later call asks again.
             self.checked.update(
                 (s.node.repository, s.node.is_manifest, s.node.identifier)
                 for s in self.seen.values()
                 if s.node.role != "tag"
+                and s.outcome is not None
+                and not any(p.kind == CHECK_ERROR for p in s.outcome.problems)
             )
 
     def _submit(self, node: _Node, parent_path: tuple[str, ...]) -> None:

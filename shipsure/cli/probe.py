@@ -11,6 +11,7 @@ from typing import Any
 from shipsure.checks.probe import DEFAULT_PAGE_SIZE, ProbeOptions, probe
 from shipsure.checks.probe_state import (
     advance,
+    digests_to_rehash,
     load_state,
     repositories_to_remember,
     save_state,
@@ -166,8 +167,18 @@ def run(args: argparse.Namespace) -> int:
         page_size=args.page_size,
         referrers=args.referrers,
         remember_tags_of=repositories_to_remember(previous),
+        deep_digests=digests_to_rehash(previous),
     )
     registry = registry_from_args(args, args.registry)
+    if previous is not None and (previous.registry, previous.shard) != (
+        registry.host,
+        str(args.shard),
+    ):
+        registry.close()
+        raise UsageError(
+            f"--state {args.state} holds {previous.registry} shard {previous.shard}, not "
+            f"{registry.host} shard {args.shard}: use one state file per registry and shard"
+        )
     progress = Progress("probe")
     try:
         report = probe(registry, options, on_progress=progress.update)

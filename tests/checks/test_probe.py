@@ -5,6 +5,10 @@ pages: each fault once, with the right repository and digest, nothing on clean c
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +196,70 @@ def test_registry_stopped_and_restarted_mid_run_gives_no_integrity_finding(
     assert 0 < meta["tags_checked"] < 16
     assert meta["unchecked"]
     assert int(report.exit_code()) == 3
+
+
+V3_REGISTRY = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "registry"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not V3_REGISTRY.is_file(), reason="needs distribution v3 in .tools/bin (scripts/peers.sh)"
+)
+def test_probe_reports_the_same_faults_on_distribution_v3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "storage"
+    tree = generate(root, SyntheticSpec(repositories=9, tags=2, platforms=2, layers=2))
+    expected, deep_only = _inject(root, tree)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env.pop("AWS_CA_BUNDLE", None)
+    process = subprocess.Popen(
+        [str(V3_REGISTRY), "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        host = f"127.0.0.1:{port}"
+        code, doc = _probe_json(capsys, "--deep", "--page-size", "2", host)
+        assert code == 1
+        assert sorted(_keys(doc), key=str) == sorted(expected | {deep_only}, key=str)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_deep_sample_finds_corruption_within_its_rotation_and_keeps_it(
+    fresh_registry: SandboxRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tree = generate(fresh_registry.root, SyntheticSpec(repositories=2, tags=2, platforms=2))
+    corrupted = tree.tag(tree.repositories[1], "v1").children[0].layers[-1]
+    faults.corrupt_blob(fresh_registry.root, corrupted)
+    state = str(tmp_path / "state.json")
+    seen = []
+    for _ in range(4):  # 50 %: every blob is re-hashed within 2 runs
+        _, doc = _probe_json(capsys, "--deep-sample", "50", "--state", state, fresh_registry.host)
+        assert doc["probe"]["deep_sample_rotation_runs"] == 2
+        assert doc["probe"]["state"]["recovered"] == []
+        seen.append(("blob-digest-mismatch", tree.repositories[1], corrupted) in _keys(doc))
+    first = seen.index(True)
+    assert first < 2
+    assert all(seen[first:])  # once found, re-hashed on every run: never falsely recovered
