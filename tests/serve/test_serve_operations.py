@@ -243,6 +243,14 @@ def test_scheduled_probe_finds_what_no_event_showed(watched_factory: Any, repo_n
     assert serve.get("/healthz").text == "ok\n"
     assert serve.get("/nowhere").status_code == 404
     assert httpx.get(f"{serve.url}/notifications", timeout=5).status_code == 405
+    # A scrape, the page and the API answer from serve's state alone: with the registry
+    # gone they still show the same.
+    registry.stop()
+    still = serve.metrics()
+    assert f'kind="blob-missing",registry="{registry.host}",repository="{repo_name}"' in still
+    # Probes that cannot reach the registry resolve nothing.
+    assert [f["digest"] for f in serve.findings()] == [found[0]["digest"]]
+    assert "<b>v1</b>" in serve.get("/").text
 
 
 def test_listen_address_in_use_exits_3(tmp_path: Any) -> None:
