@@ -9,7 +9,8 @@ distribution 2.8 and on v3 (each registry seeded the same way).
 - `--deep` vs `crane validate --remote`, one run per reference (crane downloads and
   re-hashes config and layers too, registry-facts §6). Target: <= 1.0x.
 - Listing the registry: shipsure's client walking `_catalog` and every `tags/list`
-  (in-process) vs `crane catalog` then `crane ls` per repository. Target: <= 1.0x.
+  (in-process, and in a fresh interpreter) vs `crane catalog` then `crane ls` per
+  repository. Target: <= 1.0x.
 
 Scenarios: one multi-arch image with many layers, and a seeded set of repositories.
 Referrer lookups are turned off (`--no-referrers`) so both sides make the same requests.
@@ -157,6 +158,19 @@ def list_in_process(reg: SandboxRegistry, expected: int) -> Callable[[], None]:
     return listing
 
 
+LIST_SCRIPT = """
+import sys
+from shipsure.registry import open_registry
+with open_registry(sys.argv[1]) as client:
+    print(sum(1 for repo in list(client.catalog()) for _ in client.tags(repo)))
+"""
+
+
+def list_in_new_process(reg: SandboxRegistry) -> Callable[[], None]:
+    """The same listing in a fresh interpreter: what a one-off script pays, start-up included."""
+    return lambda: run([sys.executable, "-c", LIST_SCRIPT, reg.host])
+
+
 def crane_listing(reg: SandboxRegistry, crane: Path) -> Callable[[], None]:
     """`crane catalog`, then `crane ls` of each repository: the shell way with crane."""
 
@@ -246,11 +260,21 @@ def bench_registry(flavour: Flavour, args: argparse.Namespace) -> list[str]:
         if crane is None:
             results.append(f"{tag} 3. listing: skipped, {peers.missing_reason('crane')}")
         else:
+            listing = median_seconds(crane_listing(reg, crane), args.runs)
             results.append(
                 line(
                     f"{tag} 3. listing (catalog + tags, in-process)",
                     median_seconds(list_in_process(reg, len(many) + 1), args.runs),
-                    median_seconds(crane_listing(reg, crane), args.runs),
+                    listing,
+                    "crane ls",
+                    1.0,
+                )
+            )
+            results.append(
+                line(
+                    f"{tag} 3. listing (the same, new process)",
+                    median_seconds(list_in_new_process(reg), args.runs),
+                    listing,
                     "crane ls",
                     1.0,
                 )

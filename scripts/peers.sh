@@ -31,8 +31,10 @@ for line in "${PEERS[@]}"; do
     continue
   fi
   echo "peers: building $name ($target)" >&2
+  started=$SECONDS
   if go install "$target"; then
     echo "$target" >"$stamp"
+    echo "peers: built $name in $((SECONDS - started)) s" >&2
   else
     echo "peers: could not build $name from $target; its tests will be skipped" >&2
   fi

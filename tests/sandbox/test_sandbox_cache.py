@@ -6,7 +6,12 @@ import httpx
 import pytest
 
 from shipsure.sandbox import faults, images
-from shipsure.sandbox.registry import SandboxRegistry
+from shipsure.sandbox.registry import (
+    Flavour,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
 
 from .served import Served
 
@@ -59,8 +64,12 @@ def test_without_a_cache_head_tells_the_truth(
     assert served.blob(image.layer_digests[0], "HEAD").status_code == 404
 
 
-def test_restart_empties_the_cache(repo_name: str, http: httpx.Client) -> None:
-    with SandboxRegistry(blob_cache="inmemory") as registry:
+def test_restart_empties_the_cache(
+    registry_flavour: Flavour, repo_name: str, http: httpx.Client
+) -> None:
+    if not registry_available(registry_flavour):
+        pytest.skip(missing_reason(registry_flavour))
+    with SandboxRegistry(flavour=registry_flavour, blob_cache="inmemory") as registry:
         image = images.push_image(registry.url, repo_name, "v1")
         faults.remove_blob_data(registry.root, image.layer_digests[0])
         served = Served(http, registry.url, repo_name)

@@ -201,7 +201,7 @@ def test_delete_helpers(registry: SandboxRegistry, repo_name: str, http: httpx.C
 
 def test_a_refused_push_is_a_clear_error(registry: SandboxRegistry, repo_name: str) -> None:
     with (
-        SandboxRegistry(root=registry.root, readonly=True) as readonly,
+        SandboxRegistry(root=registry.root, flavour=registry.flavour, readonly=True) as readonly,
         pytest.raises(PushRefusedError, match=r"refused upload start in t/.*HTTP 405"),
     ):
         images.push_image(readonly.url, repo_name, "v1")

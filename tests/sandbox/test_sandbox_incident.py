@@ -9,9 +9,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from shipsure.checks.scan import ScanOptions, scan
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.images import PushedIndex
 from shipsure.sandbox.registry import SandboxRegistry
+from shipsure.storage.filesystem import FilesystemStorage
 
 from .served import Served, error_code
 
@@ -119,16 +121,27 @@ def test_delete_untagged_when_a_repository_has_no_tags_folder(
     faults.tags_folder(registry.root, "team/untagged").rmdir()
     collected = registry.garbage_collect(delete_untagged=True)
     # Either way the tagged index stays whole: 2.8 fails before deleting anything (not even
-    # the children it would otherwise have swept), v3 carries on and collects the untagged.
+    # the children it would otherwise have swept); v3 carries on.
     assert_fully_served(Served(http, registry.url, "team/app"), index)
     gone = Served(http, registry.url, "team/untagged").manifest(untagged.digest, "HEAD")
     if registry.flavour == "2.8":
         assert collected.returncode == 1
         assert "unknown repository" in collected.stdout + collected.stderr
         assert gone.status_code == 200
-    else:
-        assert collected.returncode == 0, collected.stderr
-        assert gone.status_code == 404
+        return
+    # v3 skips marking that repository's manifests without listing them for deletion
+    # ("manifest tags path of repository team/untagged does not exist", "0 manifests
+    # eligible"), so their data and blobs are swept while the revision links stay behind.
+    assert collected.returncode == 0, collected.stderr
+    assert "manifest tags path of repository team/untagged does not exist" in collected.stdout
+    assert gone.status_code == 404
+    assert faults.revision_folder(registry.root, "team/untagged", untagged.digest).is_dir()
+    for digest in (untagged.digest, *untagged.blob_digests):
+        assert not faults.blob_data_path(registry.root, digest).exists()
+    report = scan(FilesystemStorage(registry.root), ScanOptions(recheck_delay=0.0))
+    assert [(f.kind, f.repository, f.digest) for f in report.findings] == [
+        ("revision-data-missing", "team/untagged", untagged.digest)
+    ]
 
 
 def test_deleting_a_child_a_tagged_index_lists_is_accepted(
