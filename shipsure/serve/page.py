@@ -21,8 +21,9 @@ class PageData:
     registry: str
     now: float
     search: str
-    findings: Sequence[StoredFinding]  # open, already filtered
-    findings_total: int
+    findings: Sequence[StoredFinding]  # open, filtered and limited
+    findings_total: int  # open
+    findings_matched: int  # open and matching the search
     tags: Sequence[StoredTag]  # filtered and limited
     tags_matched: int
     tag_counts: dict[str, int]
@@ -128,9 +129,17 @@ def _tiles(data: PageData) -> str:
 
 def _findings(data: PageData) -> str:
     title = f"Findings ({len(data.findings)}"
-    title += f" of {data.findings_total})" if data.search else ")"
+    if data.search or data.findings_matched > len(data.findings):
+        title += f" of {data.findings_matched if data.search else data.findings_total}"
+    title += ")"
     if not data.findings:
         return f"<section><h2>{title}</h2><p class='muted'>None.</p></section>"
+    more = (
+        f"<p class='muted'>Showing the first {len(data.findings)}; search to narrow, or read "
+        "them all at <a href='/api/findings'>/api/findings</a>.</p>"
+        if data.findings_matched > len(data.findings)
+        else ""
+    )
     rows = []
     for f in data.findings:
         doc = f.finding
@@ -154,7 +163,7 @@ def _findings(data: PageData) -> str:
     return (
         f"<section id='findings'><h2>{title}</h2><table><thead><tr><th>kind</th>"
         "<th>repository</th><th>what and where (path)</th><th>since</th><th>last seen by</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</section>"
     )
 
 

@@ -45,6 +45,7 @@ SOCKET_TIMEOUT = 30.0
 # so the client gets the answer instead of a connection reset.
 LINGER_SECONDS = 2.0
 PAGE_TAG_LIMIT = 1000
+PAGE_FINDING_LIMIT = 500  # the page stays a few MB at most; /api/findings has them all
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class App:
 
     def page_html(self, search: str) -> str:
         findings = self.store.open_findings()
-        shown = [f for f in findings if _finding_matches(search, f)]
+        matching = [f for f in findings if _finding_matches(search, f)]
+        shown = matching[:PAGE_FINDING_LIMIT]
         tags, matched = self.store.tag_states(search.strip(), PAGE_TAG_LIMIT)
         ready, reason = self.readiness()
         data = page.PageData(
@@ -138,6 +140,7 @@ class App:
             search=search,
             findings=shown,
             findings_total=len(findings),
+            findings_matched=len(matching),
             tags=tags,
             tags_matched=matched,
             tag_counts=self.store.tag_state_counts(),
