@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   git curl jq       # sequential curl walk benchmark anchor; stacks tests use git
   hyperfine apache2-utils
   prometheus prometheus-node-exporter prometheus-pushgateway   # probe alert rules end to end
+  chromium          # serve's status page in a headless browser (Playwright drives it)
   python3-venv
 )
 
