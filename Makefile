@@ -20,6 +20,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/probe.py
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/stacks_changed.py
 	$(BIN)/python bench/client.py
