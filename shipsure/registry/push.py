@@ -25,7 +25,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import urlencode
 
 from shipsure.errors import InvalidDigestError
@@ -91,7 +91,7 @@ class Pusher:
             self._cancel(location)
         return False
 
-    def upload_blob(self, repository: str, digest: Digest, size: int, content: BinaryIO) -> None:
+    def upload_blob(self, repository: str, digest: Digest, size: int, content: IO[bytes]) -> None:
         """Upload `size` bytes read from `content` (positioned at their start) as `digest`:
         one PUT up to the chunk size, PATCH chunks beyond it."""
         what = f"upload of {digest} to {repository}"
@@ -216,7 +216,7 @@ def _is_digest(text: str) -> bool:
     return True
 
 
-def _read_exactly(content: BinaryIO, size: int, what: str) -> bytes:
+def _read_exactly(content: IO[bytes], size: int, what: str) -> bytes:
     data = content.read(size)
     if len(data) != size:
         raise PushError(f"{what}: content ended after {len(data)} of {size} bytes")
