@@ -76,6 +76,21 @@ UNTRUSTED_HEAD_KINDS = frozenset(
         "blob-digest-mismatch",
     }
 )
+# Kinds that name a manifest (a scan's index children, a verify's referrers).
+MANIFEST_KINDS = frozenset(
+    {
+        "manifest-missing",
+        "manifest-digest-mismatch",
+        "manifest-size-mismatch",
+        "digest-header-mismatch",
+        "manifest-invalid",
+        "tag-manifest-missing",
+        "revision-data-missing",
+        "index-child-relinkable",
+        "index-child-lost",
+        "tag-revision-missing",
+    }
+)
 TAG_GONE_KINDS = frozenset({"tag-not-found", "tag-revision-missing", "tag-manifest-missing"})
 
 
@@ -327,13 +342,14 @@ class Planner:
         # Broken manifests the references' trees did not lead to (a referrer listed by a
         # surviving `sha256-<hex>` tag, say) are roots of their own.
         repos = {w.repository for w in wanted}
-        for (repo, digest_text), _kind in sorted(self.damage.broken.items()):
-            if repo not in repos:
+        for (repo, digest_text), kind in sorted(self.damage.broken.items()):
+            if repo not in repos or kind not in MANIFEST_KINDS:
                 continue
             with contextlib.suppress(ShipsureError):
                 digest = Digest.parse(digest_text)
-                key = (repo, True, digest)
-                if key not in self.nodes and self._looks_like_manifest(repo, digest):
+                if (repo, True, digest) not in self.nodes and (repo, False, digest) not in (
+                    self.nodes
+                ):
                     node = self._node(repo, digest, True, None, "", "manifest")
                     roots.append(node)
                     self._expand(node, f"{repo}@{digest}", set())
@@ -389,18 +405,6 @@ class Planner:
                 )
                 return found
         return None
-
-    def _looks_like_manifest(self, repo: str, digest: Digest) -> bool:
-        """A broken digest of a scan report may be a blob or a manifest; only a source
-        that holds it as a parseable manifest makes it a manifest root."""
-        found = fetch_manifest(self.sources, repo, digest)
-        if not isinstance(found, tuple):
-            return False
-        try:
-            parse_manifest(found[0].raw, found[0].media_type)
-        except ManifestError:
-            return False
-        return True
 
     def _node(
         self,

@@ -1,0 +1,306 @@
+"""`shipsure restore` against real distribution 2.8 registries: the garbage-collection
+incident and a layer deleted under a present link, restored from a second registry, an OCI
+layout and docker save archives; then `verify --deep` and a real `skopeo copy --all`."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from shipsure.checks.verify import VerifyOptions, verify
+from shipsure.cli.main import main
+from shipsure.model import Digest, Reference
+from shipsure.recovery.apply import FileJournal, apply_plan
+from shipsure.recovery.plan import Planner, Wanted, damage_from_report
+from shipsure.recovery.registry_source import RegistrySource
+from shipsure.registry import open_registry
+from shipsure.registry.http import HttpRegistry
+from shipsure.registry.push import Pusher
+from shipsure.sandbox import faults
+from shipsure.sandbox.registry import SandboxRegistry
+
+from .conftest import Seeded, copy_all_out, require_skopeo, seed, skopeo
+
+
+def journal_steps(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_children_first(entries: list[dict[str, object]], seeded: Seeded) -> None:
+    """Every `done` push of a parent comes after the pushes of what it lists."""
+    done = [e for e in entries if e["state"] == "done"]
+    position = {(e["repository"], e["digest"]): i for i, e in enumerate(done)}
+    (inner,) = seeded.nested.inner
+    for child in inner.children:
+        pair = ("team/nested", child.digest)
+        if pair in position and ("team/nested", inner.digest) in position:
+            assert position[pair] < position[("team/nested", inner.digest)]
+        for blob in child.blob_digests:
+            if ("team/nested", blob) in position and pair in position:
+                assert position[("team/nested", blob)] < position[pair]
+    first_manifest = min(
+        (i for i, e in enumerate(done) if str(e["op"]).startswith("put-")), default=len(done)
+    )
+    assert all(str(e["op"]).endswith("-blob") for e in done[:first_manifest])
+    assert not any(str(e["op"]).endswith("-blob") for e in done[first_manifest:])
+
+
+def restore(*args: str) -> int:
+    return main(["restore", *args])
+
+
+def test_gc_incident_restored_from_a_second_registry(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, source = fresh_registry, second_registry
+    seeded = seed(target)
+    assert seed(source).app.digest == seeded.app.digest  # same images, same digests
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    refs = seeded.refs(target.host)
+    assert main(["verify", "--deep", *refs]) == 1
+    capsys.readouterr()
+
+    # Plan first: nothing is written.
+    assert restore(*refs, "--from", source.host, "--format", "json") == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["applied"] is False and plan["rebuild"] == []
+    planned = {(s["repository"], s["digest"]) for s in plan["steps"]}
+    for child in seeded.app.children:
+        assert ("team/app", child.digest) in planned
+        assert all(("team/app", d) in planned for d in child.blob_digests)
+    assert ("team/app", seeded.app.digest) not in planned  # the index itself is intact
+    assert ("team/app", seeded.sbom.digest) in planned  # the referrer the GC took
+    assert plan["bytes"] == sum(s["size"] for s in plan["steps"])
+    assert main(["verify", "--deep", *refs]) == 1
+
+    journal = tmp_path / "journal.jsonl"
+    assert restore(*refs, "--from", source.host, "--apply", "--journal", str(journal)) == 0
+    assert_children_first(journal_steps(journal), seeded)
+    capsys.readouterr()
+    assert main(["verify", "--deep", *refs]) == 0
+    app_ref = f"{target.host}/team/app@{seeded.sbom.digest}"
+    assert main(["verify", "--deep", app_ref]) == 0
+
+    # A real pull of everything, with the original digests.
+    require_skopeo()
+    layout = tmp_path / "pulled"
+    copy_all_out(target.host, "team/app", layout)
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == seeded.app.digest
+    for digest in seeded.app.manifest_digests:
+        assert (layout / "blobs/sha256" / digest.split(":")[1]).is_file()
+    dest = tmp_path / "api"
+    copied = skopeo(
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{target.host}/team/api:latest",
+        f"dir:{dest}",
+    )
+    assert copied.returncode == 0, copied.stderr
+
+    # Run again: a no-op.
+    capsys.readouterr()
+    assert restore(*refs, "--from", source.host) == 0
+    assert "nothing to restore" in capsys.readouterr().out
+
+
+def test_layer_deleted_under_a_present_link_is_uploaded_again(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, source = fresh_registry, second_registry
+    seeded, _ = seed(target), seed(source)
+    layer = seeded.app.children[1].layer_digests[-1]
+    faults.remove_blob_data(target.root, layer)
+    assert faults.layer_link_path(target.root, "team/app", layer).is_file()
+    ref = f"{target.host}/team/app:latest"
+    assert main(["verify", "--deep", ref]) == 1
+    capsys.readouterr()
+    journal = tmp_path / "j.jsonl"
+    assert restore(ref, "--from", source.host, "--apply", "--journal", str(journal)) == 0
+    pushed = [e for e in journal_steps(journal) if e["state"] == "done"]
+    assert [(e["op"], e["digest"]) for e in pushed] == [("upload-blob", layer)]
+    assert main(["verify", "--deep", ref]) == 0
+    require_skopeo()
+    copy_all_out(target.host, "team/app", tmp_path / "pulled")
+    assert restore(ref, "--from", source.host) == 0
+
+
+def test_restore_from_an_oci_layout(
+    fresh_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    require_skopeo()
+    target = fresh_registry
+    seeded = seed(target)
+    backup = tmp_path / "backup"
+    copy_all_out(target.host, "team/app", backup)  # the backup, taken before the GC
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    ref = f"{target.host}/team/app:latest"
+    journal = tmp_path / "j.jsonl"
+    assert restore(ref, "--from", f"oci:{backup}", "--apply", "--journal", str(journal)) == 1
+    out = capsys.readouterr().out
+    # The layout holds the image; the SBOM referrer (not copied by skopeo) must be rebuilt.
+    assert seeded.sbom.digest in out and "rebuild" in out
+    capsys.readouterr()
+    assert main(["verify", "--deep", "--no-referrers", ref]) == 0
+    copy_all_out(target.host, "team/app", tmp_path / "pulled")
+    capsys.readouterr()
+    assert restore(ref, "--from", f"oci:{backup}") == 1  # the referrer is still lost
+    second = capsys.readouterr().out
+    assert "plan (" not in second  # nothing left that the layout could give
+
+
+def _oci_in_tar(layout: Path, archive: Path) -> None:
+    """A `docker save` archive as docker 25+ writes it: an OCI layout plus manifest.json."""
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(layout)), recursive=False)
+        manifest = json.dumps([{"Config": "", "RepoTags": ["team/app:latest"], "Layers": []}])
+        info = tarfile.TarInfo("manifest.json")
+        data = manifest.encode()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def test_restore_from_docker_save_archives(
+    fresh_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    require_skopeo()
+    target = fresh_registry
+    seeded = seed(target)
+    ref = f"{target.host}/team/app:latest"
+    legacy = tmp_path / "legacy.tar"
+    saved = skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{ref}",
+        f"docker-archive:{legacy}:team/app:latest",
+    )
+    assert saved.returncode == 0, saved.stderr
+    layout = tmp_path / "layout"
+    copy_all_out(target.host, "team/app", layout)
+    modern = tmp_path / "modern.tar"
+    _oci_in_tar(layout, modern)
+    amd64 = next(c for c in seeded.app.children if c.platform == "linux/amd64")
+
+    # Legacy format: one platform's config byte for byte, layers uncompressed, no
+    # manifests. A config lost under an intact manifest comes back...
+    faults.remove_blob_data(target.root, amd64.config_digest)
+    journal = tmp_path / "legacy.jsonl"
+    args = ["--from", f"docker-archive:{legacy}", "--apply", "--journal", str(journal)]
+    assert restore(ref, *args) == 0
+    done = [e for e in journal_steps(journal) if e["state"] == "done"]
+    assert [e["digest"] for e in done] == [amd64.config_digest]
+    capsys.readouterr()
+    assert main(["verify", "--deep", "--no-referrers", ref]) == 0
+
+    # ...but after the GC the child manifests are gone and the archive holds none: nothing
+    # is pushed, and every child is named for a rebuild with the digest its tag had.
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    capsys.readouterr()
+    assert restore(ref, "--from", f"docker-archive:{legacy}", "--format", "json") == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["steps"] == []
+    lost = {item["digest"] for item in plan["rebuild"]}
+    assert {c.digest for c in seeded.app.children} <= lost
+    item = next(i for i in plan["rebuild"] if i["digest"] == amd64.digest)
+    assert item["tags"] == [{"reference": "team/app:latest", "digest": seeded.app.digest}]
+    assert item["platforms"] == ["linux/amd64"]
+
+    # Docker 25+ format: a full OCI layout inside; everything comes back.
+    journal = tmp_path / "j.jsonl"
+    args = ["--from", f"docker-archive:{modern}", "--apply", "--journal", str(journal)]
+    assert restore(ref, *args) == 1  # only the SBOM referrer, which no archive holds
+    capsys.readouterr()
+    assert main(["verify", "--deep", "--no-referrers", ref]) == 0
+    copy_all_out(target.host, "team/app", tmp_path / "pulled")
+
+
+class _Killed(BaseException):
+    """Stands in for the process dying mid-run: nothing below catches it."""
+
+
+class _RecordingPusher(Pusher):
+    def __init__(self, registry: HttpRegistry, log: list[str], die_after: int | None) -> None:
+        super().__init__(registry)
+        self.log = log
+        self.die_after = die_after
+
+    def _count(self, what: str) -> None:
+        if self.die_after is not None and len(self.log) >= self.die_after:
+            raise _Killed
+        self.log.append(what)
+
+    def upload_blob(self, repository: str, digest: Digest, size: int, content: IO[bytes]) -> None:
+        self._count(f"{repository}@{digest}")
+        super().upload_blob(repository, digest, size, content)
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, raw: bytes) -> None:
+        self._count(f"{repository}@{Digest.of(raw)}")
+        super().put_manifest(repository, reference, media_type, raw)
+
+
+def _run_restore(
+    target: SandboxRegistry,
+    source: SandboxRegistry,
+    refs: list[str],
+    pusher_log: list[str],
+    die_after: int | None,
+    journal: Path,
+) -> None:
+    references = [Reference.parse(r) for r in refs]
+    with open_registry(target.host) as registry, open_registry(source.host) as upstream:
+        report = verify(references, lambda _h: registry, VerifyOptions(deep=True))
+        planner = Planner(registry, [RegistrySource(upstream)], damage_from_report(report))
+        plan = planner.build([Wanted(r.repository, r.tag, r.digest) for r in references])
+        apply_plan(
+            plan.steps,
+            registry,
+            [RegistrySource(upstream)],
+            FileJournal(str(journal)),
+            workers=1,
+            manifests_by_digest=planner.manifest_bytes,
+            pusher=_RecordingPusher(registry, pusher_log, die_after),
+        )
+
+
+@pytest.mark.parametrize("die_after", [10, 33])  # among the blobs; among the manifests
+def test_restore_killed_mid_push_resumes_without_pushing_twice(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    die_after: int,
+) -> None:
+    target, source = fresh_registry, second_registry
+    seeded, _ = seed(target), seed(source)
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    refs = seeded.refs(target.host)
+    first: list[str] = []
+    journal = tmp_path / "j.jsonl"
+    with pytest.raises(_Killed):
+        _run_restore(target, source, refs, first, die_after=die_after, journal=journal)
+    assert len(first) == die_after
+    second: list[str] = []
+    _run_restore(target, source, refs, second, die_after=None, journal=journal)
+    assert second and not set(first) & set(second)  # nothing verified is pushed again
+    assert_children_first(journal_steps(journal), seeded)
+    assert main(["verify", "--deep", *refs]) == 0
+    third: list[str] = []
+    _run_restore(target, source, refs, third, die_after=None, journal=journal)
+    assert third == []
