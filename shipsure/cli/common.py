@@ -1,12 +1,15 @@
-"""Options and output shared by commands: --format, --fail-on, progress on stderr."""
+"""Options and output shared by commands: --format, --fail-on, --journal/--state-dir,
+progress on stderr."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
+from shipsure import plan
 from shipsure.findings import Report, Severity
 from shipsure.report import OutputFormat, render
 
@@ -32,6 +35,32 @@ def add_output_options(
         help="exit 1 when a finding reaches this severity: info, warning, error, critical "
         "(default: warning)",
     )
+
+
+def add_journal_options(parser: argparse._ActionsContainer, name: str) -> None:
+    """--journal FILE and --state-dir DIR: where --apply journals what it does (default:
+    STATE_DIR/`name`; `shipsure.plan.state_dir` says where STATE_DIR is). Never the current
+    directory unless given."""
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help=f"with --apply: append what is done to FILE (default: STATE_DIR/{name})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="shipsure's state folder (default: $SHIPSURE_STATE_DIR, else "
+        "$XDG_STATE_HOME/shipsure, else ~/.local/state/shipsure)",
+    )
+
+
+def journal_path(args: argparse.Namespace, name: str) -> Path:
+    """The journal chosen by `add_journal_options`' options."""
+    if args.journal is not None:
+        return Path(args.journal)
+    return (args.state_dir or plan.state_dir()) / name
 
 
 def number(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shipsure.cli.common import Progress, add_output_options
+from shipsure.cli.common import Progress, add_journal_options, add_output_options, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import UsageError
 from shipsure.findings import ExitCode
@@ -19,7 +19,7 @@ from shipsure.lint.fix import apply_plan, plan_fixes
 from shipsure.lint.rules import RULES
 from shipsure.registry.interface import Registry
 
-DEFAULT_JOURNAL = Path(".shipsure/lint-fix.jsonl")
+JOURNAL_NAME = "lint-fix.jsonl"
 
 
 def _rule_table() -> str:
@@ -49,7 +49,10 @@ examples:
   shipsure lint --format sarif . > lint.sarif     for GitHub code scanning
   shipsure lint --disable WP007 --fail-on error ci/
   shipsure lint --fix .                           print the tag@digest pins it would make
-  shipsure lint --fix --apply .                   make them (journaled in {DEFAULT_JOURNAL})
+  shipsure lint --fix --apply .                   make them (journaled in
+                                                  ~/.local/state/shipsure/{JOURNAL_NAME})
+  A Dockerfile that is a symlink is never replaced by a copy: a link to a file inside the
+  repository edits that file (once); a link leaving the repository is reported, not followed.
 
 exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad path, option or config,
 3 a file could not be checked (or, with --fix, a pin could not be resolved)."""
@@ -93,13 +96,7 @@ def add_parser(sub: Any) -> None:
         help="plan pins to tag@digest for PIN001-PIN003, resolving each tag at its registry",
     )
     fix.add_argument("--apply", action="store_true", help="with --fix: rewrite the files")
-    fix.add_argument(
-        "--journal",
-        type=Path,
-        default=DEFAULT_JOURNAL,
-        metavar="FILE",
-        help=f"with --apply: append what was changed here (default: {DEFAULT_JOURNAL})",
-    )
+    add_journal_options(fix, JOURNAL_NAME)
     add_registry_options(parser)
     parser.set_defaults(run=run)
 
@@ -133,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     def open_registry(host: str) -> Registry:
         return registry_from_args(args, host)
 
-    plan = plan_fixes(report, result.images, Path, open_registry)
+    roots = [Path(p) for p in args.paths]
+    plan = plan_fixes(report, result.images, Path, open_registry, roots)
     if args.format == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
     else:
@@ -143,10 +141,14 @@ def run(args: argparse.Namespace) -> int:
             print("re-run with --apply to make these changes", file=sys.stderr)
         code = ExitCode.FINDINGS if plan.changes else ExitCode.CLEAN
         return int(ExitCode.COULD_NOT_RUN if plan.unresolved and not plan.changes else code)
-    applied = apply_plan(plan, args.journal)
+    journal = journal_path(args, JOURNAL_NAME)
+    applied = apply_plan(plan, journal)
+    for o in applied.outcomes:
+        if o.recovered:
+            print(f"shipsure: earlier interrupted run: {o.describe()}", file=sys.stderr)
     for step, why in applied.skipped:
         print(f"shipsure: {step.file}:{step.line}: not changed: {why}", file=sys.stderr)
-    print(f"applied {len(applied.applied)} change(s); journal: {args.journal}", file=sys.stderr)
+    print(f"applied {len(applied.applied)} change(s); journal: {journal}", file=sys.stderr)
     if plan.unresolved or applied.skipped:
         return int(ExitCode.COULD_NOT_RUN)
     return int(ExitCode.CLEAN)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from shipsure.checks.scan_merge import merge_reports
+from shipsure.checks.scan.merge import merge_reports
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
 

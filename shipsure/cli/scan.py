@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from shipsure.checks.scan import (
@@ -15,9 +16,19 @@ from shipsure.checks.scan import (
     Shard,
     scan,
 )
-from shipsure.checks.scan_repair import Journal, Outcome, apply_plan, plan_repairs
-from shipsure.cli.common import Progress, add_output_options, emit, number, whole_number
+from shipsure.checks.scan.apply import RepairWriter, to_plan
+from shipsure.checks.scan.repair import plan_repairs
+from shipsure.cli.common import (
+    Progress,
+    add_journal_options,
+    add_output_options,
+    emit,
+    journal_path,
+    number,
+    whole_number,
+)
 from shipsure.errors import BadInputError, UsageError
+from shipsure.plan import Journal, Outcome, Plan, apply
 from shipsure.report import OutputFormat
 from shipsure.storage.interface import Storage
 
@@ -37,12 +48,16 @@ repairs (printed as a plan; carried out only with --apply, journaled, safe to re
   link-layer      re-create a _layers link when the blob exists and a manifest uses it
   remove-upload   remove uploads older than --upload-max-age
   remove-layer-link  only with --remove-dangling-layer-links
-  Manifests and blobs are never deleted.
+  Manifests and blobs are never deleted, and nothing is written or deleted through a
+  symlink that leaves the storage root (such an action is refused and reported).
+  The journal goes to ~/.local/state/shipsure/scan-journal.jsonl unless --journal or
+  --state-dir says otherwise; after a crash, run the same command again: it re-scans,
+  settles what the killed run left open and applies what is still needed.
 
 examples:
   shipsure scan /var/lib/registry
   shipsure scan --verify-content --format json /var/lib/registry > scan.json
-  shipsure scan /var/lib/registry --apply --journal /var/tmp/scan-repair.jsonl
+  shipsure scan /var/lib/registry --apply --journal /var/log/shipsure/scan-repair.jsonl
   shipsure scan s3://my-bucket/registry --s3-endpoint https://s3.example.com
 
   split one registry across the pods of a Kubernetes Indexed Job, then join:
@@ -54,6 +69,9 @@ was seen, before it is reported, so a concurrent push or delete never becomes a 
 
 exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad option or not a registry
 storage root, 3 storage unreadable or something could not be checked."""
+
+
+JOURNAL_NAME = "scan-journal.jsonl"
 
 
 def add_parser(sub: Any) -> None:
@@ -124,12 +142,7 @@ def add_parser(sub: Any) -> None:
         help="also plan removing _layers links whose data is gone (turns a cached "
         "'200 with 0 bytes' into an honest 404)",
     )
-    parser.add_argument(
-        "--journal",
-        metavar="FILE",
-        default="shipsure-scan-journal.jsonl",
-        help="append what --apply does to this file (default: %(default)s)",
-    )
+    add_journal_options(parser, JOURNAL_NAME)
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
     add_output_options(parser)
@@ -176,45 +189,33 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         progress.done()
-    actions = plan_repairs(
-        report.findings, remove_dangling_layer_links=args.remove_dangling_layer_links
+    plan = to_plan(
+        plan_repairs(report.findings, remove_dangling_layer_links=args.remove_dangling_layer_links)
     )
-    report.meta["repair_plan"] = [a.__dict__ | {"describe": a.describe()} for a in actions]
+    report.meta["repair_plan"] = plan.to_json()["actions"]
     outcomes: list[Outcome] = []
-    if args.apply and actions:
-        try:
-            with open(args.journal, "a", encoding="utf-8") as stream:
-                outcomes = apply_plan(
-                    storage, actions, Journal(stream), upload_max_age=options.upload_max_age
-                )
-        except OSError as exc:
-            raise BadInputError(f"journal {args.journal}: {exc.strerror or exc}") from None
-        report.meta["repairs"] = [
-            {
-                "op": o.action.op,
-                "repository": o.action.repository,
-                "target": o.action.target,
-                "result": o.result,
-                "reason": o.reason,
-            }
-            for o in outcomes
-        ]
+    journal = journal_path(args, JOURNAL_NAME) if args.apply else None
+    if journal is not None:
+        # Applied even when empty: it settles what an interrupted run left open.
+        writer = RepairWriter(storage, upload_max_age=options.upload_max_age)
+        outcomes = apply(plan, writer, Journal(journal))
+        report.meta["repairs"] = [o.to_json() for o in outcomes]
     code = emit(report, args)
     if OutputFormat(args.format) == OutputFormat.TEXT:
-        _print_plan(actions, outcomes, args)
+        _print_plan(plan, outcomes, journal)
     return code
 
 
-def _print_plan(actions: list[Any], outcomes: list[Outcome], args: argparse.Namespace) -> None:
+def _print_plan(plan: Plan, outcomes: list[Outcome], journal: Path | None) -> None:
     out = sys.stdout
-    if not actions:
-        return
     if outcomes:
-        out.write(f"repairs ({len(outcomes)}; journal: {args.journal}):\n")
+        out.write(f"repairs ({len(outcomes)}; journal: {journal}):\n")
         for o in outcomes:
-            why = f" ({o.reason})" if o.reason else ""
-            out.write(f"  {o.result:13} {o.action.describe()}{why}\n")
+            out.write(f"  {o.describe()}\n")
         return
-    out.write(f"repair plan ({len(actions)} actions; run again with --apply to carry it out):\n")
-    for a in actions:
+    if not plan.actions or journal is not None:
+        return
+    n = len(plan.actions)
+    out.write(f"repair plan ({n} actions; run again with --apply to carry it out):\n")
+    for a in plan.actions:
         out.write(f"  {a.describe()}\n")

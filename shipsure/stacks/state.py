@@ -5,7 +5,8 @@
 * `last-applied` — the commit of the last `stacks run apply` in which every selected stack
   applied successfully; `stacks changed --since-last-apply` diffs against it;
 * `drift.json` — each stack's last drift status, so alerts fire on transitions only;
-* `journal.log` — one line per state-changing action (`locks break --apply`).
+* `journal.jsonl` — `locks break --apply`'s journal (`shipsure.plan`: intent and result of
+  each break, JSON lines).
 
 Every write goes to a temp file in the same folder and is renamed into place, so a crash
 never leaves half a file.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from shipsure.errors import BadInputError, CouldNotRunError
 
 LAST_APPLIED = "last-applied"
 DRIFT_STATE = "drift.json"
-JOURNAL = "journal.log"
 MAX_STATE_BYTES = 16 * 1024 * 1024
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
@@ -75,14 +74,3 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def journal(state_dir: Path, line: str) -> None:
-    """Append one line; appends of a single short line are atomic on POSIX."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with (state_dir / JOURNAL).open("a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {' '.join(line.split())}\n")
-    except OSError as exc:
-        raise CouldNotRunError(f"{state_dir / JOURNAL}: cannot write: {exc}") from None

@@ -15,11 +15,13 @@ import stat
 import threading
 
 from shipsure import fileio
+from shipsure.storage.confine import escape
 from shipsure.storage.interface import (
     Entry,
     FileInfo,
     StorageError,
     StorageMissingError,
+    StorageOutsideRootError,
     StorageReadError,
     StorageWriteError,
 )
@@ -180,13 +182,27 @@ class FilesystemStorage:
         finally:
             os.close(fd)
 
+    def outside_root(self, path: str) -> str | None:
+        found = escape(self.root, path)
+        return found.describe() if found else None
+
+    def _confine(self, path: str) -> None:
+        # Checked just before every write and delete, whatever planned it.
+        found = escape(self.root, path)
+        if found is not None:
+            raise StorageOutsideRootError(
+                f"{path}: refused: {found.describe()}", path=path, link=found.link
+            )
+
     def write_atomic(self, path: str, data: bytes) -> None:
+        self._confine(path)
         try:
             fileio.write_atomic(self._abs(path), data, mode=0o644)
         except OSError as exc:
             raise StorageWriteError(f"{path}: {exc.strerror or exc}", path=path) from None
 
     def remove_tree(self, path: str) -> None:
+        self._confine(path)
         target = self._abs(path)
         try:
             if os.path.isdir(target) and not os.path.islink(target):

@@ -51,6 +51,15 @@ class StorageWriteError(StorageError):
     """A repair could not write or remove a path."""
 
 
+class StorageOutsideRootError(StorageWriteError):
+    """A write or delete refused: `link` (storage-relative) is a symlink on the way to
+    `path` that resolves outside the storage root (see `shipsure.storage.confine`)."""
+
+    def __init__(self, message: str, *, path: str = "", link: str = "") -> None:
+        super().__init__(message, path=path)
+        self.link = link
+
+
 class Storage(Protocol):
     """Distribution's storage as a tree of folders and files.
 
@@ -90,10 +99,17 @@ class Storage(Protocol):
         `size_hint` is the size the caller expects (from a stat); it only saves reads."""
         ...
 
+    def outside_root(self, path: str) -> str | None:
+        """Why acting on `path` would leave the storage root (a symlink on the way that
+        resolves outside it), or None. Object stores have no links: always None."""
+        ...
+
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Write a small file so readers see either nothing or all of it."""
+        """Write a small file so readers see either nothing or all of it. Raises
+        StorageOutsideRootError, writing nothing, when `outside_root(path)` says why not."""
         ...
 
     def remove_tree(self, path: str) -> None:
-        """Remove a file or folder and everything under it; absent is not an error."""
+        """Remove a file or folder and everything under it; absent is not an error. Raises
+        StorageOutsideRootError, removing nothing, when `outside_root(path)` says why not."""
         ...

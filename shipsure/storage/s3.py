@@ -141,6 +141,9 @@ class S3Storage:
             raise self._error(exc, path) from None
         return h.hexdigest(), size
 
+    def outside_root(self, path: str) -> str | None:
+        return None  # keys are names, not links: nothing leads outside the prefix
+
     def write_atomic(self, path: str, data: bytes) -> None:
         # A PUT is atomic on S3: readers see the old object or the new one, never a part.
         try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks import scan_kinds as k
 from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan import kinds as k
 from shipsure.cli.main import main
 from shipsure.findings import Report, Severity
 from shipsure.sandbox import faults
@@ -120,7 +120,7 @@ def test_worker_processes_report_exactly_what_one_process_reports(
 def test_a_worker_process_that_dies_is_one_error_not_a_hang(
     tree: SyntheticStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipsure.checks import scan_walk
+    from shipsure.checks.scan import walk as scan_walk
     from shipsure.errors import CouldNotRunError
 
     monkeypatch.setattr(scan_walk.RepositoryWalk, "run", lambda self: os._exit(9))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks import scan_kinds as k
 from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan import kinds as k
 from shipsure.findings import Report
 from shipsure.sandbox import faults
 from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate

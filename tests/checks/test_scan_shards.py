@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks import scan_kinds as k
 from shipsure.checks.scan import Shard
+from shipsure.checks.scan import kinds as k
 from shipsure.cli.main import main
 from shipsure.sandbox import faults
 from shipsure.sandbox.synthetic import SyntheticSpec, generate

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipsure.cli.main import main
-from shipsure.lint.fix import FixPlan, FixStep, apply_plan, rewrite
+from shipsure.lint.fix import FileEdit, FixPlan, FixStep, apply_plan, rewrite
 from shipsure.sandbox.images import push_image
 from shipsure.sandbox.registry import SandboxRegistry
 
@@ -90,7 +90,8 @@ def test_fix_plans_then_applies(
     assert dockerfile[3] == f"FROM {host}/{name}:latest@{dl}"
     assert dockerfile[4] == f"FROM {host}/{name}:${{V}}"
     records = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert [r["state"] for r in records] == ["applying", "applied", "applying", "applied"]
+    assert [r["state"] for r in records] == ["intent", "done", "intent", "done"]
+    assert {r["writer"] for r in records} == {"lint-fix"}
 
     # Linting again: the pinned references are clean; only the unfixable two remain.
     assert main(["lint", "--format", "json", str(root)]) == 1
@@ -104,12 +105,12 @@ def test_fix_plans_then_applies(
 def test_fix_refuses_a_file_changed_after_planning(tmp_path: Path) -> None:
     target = tmp_path / "docker-compose.yml"
     target.write_text("services:\n  a:\n    image: x\n")
-    plan = FixPlan(
-        [FixStep(str(target), 4, "x", "y")], {str(target): "0" * 64}, {str(target): str(target)}
-    )
+    step = FixStep(str(target), 3, "x", "y")
+    plan = FixPlan([step], [FileEdit(str(target), (str(target),), "0" * 64, "1" * 64, (step,))])
     result = apply_plan(plan, tmp_path / "j.jsonl")
     assert result.applied == [] and "changed since the plan" in result.skipped[0][1]
-    assert not (tmp_path / "j.jsonl").exists()
+    states = [json.loads(line)["state"] for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert states == ["intent", "refused"]
     assert target.read_text() == "services:\n  a:\n    image: x\n"
 
 

@@ -83,8 +83,12 @@ def test_locks_list_and_break_with_plan_then_apply(
         assert main(["stacks", "locks", "break", "stacks/a", *base, "--apply"]) == 0
         assert "broke lock 'stacks/a'" in capsys.readouterr().out
         assert backend.get("stacks/a") is None
-        journal = (lock_repo / ".shipsure/state/journal.log").read_text()
-        assert "locks break: lock 'stacks/a' held by runner-1" in journal
+        journal = (lock_repo / ".shipsure/state/journal.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in journal]
+        assert [(r["state"], r["target"], r["facts"]["owner"]) for r in records] == [
+            ("intent", "stacks/a", "runner-1"),
+            ("done", "stacks/a", "runner-1"),
+        ]
         assert main(["stacks", "locks", "list", *base]) == 0
         assert capsys.readouterr().out == "no locks held\n"
     finally:

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipsure.checks import scan_kinds as k
 from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan import kinds as k
 from shipsure.cli.main import main
 from shipsure.sandbox import images
 from shipsure.sandbox.registry import REGISTRY_BINARY, registry_available

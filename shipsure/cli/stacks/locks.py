@@ -9,7 +9,10 @@ import time
 
 from shipsure.cli.stacks.common import lock_backend, utc, workspace
 from shipsure.findings import ExitCode
-from shipsure.stacks import state
+from shipsure.plan import Journal, Result, apply
+from shipsure.stacks.locks.breaking import BreakWriter, plan_break
+
+JOURNAL_NAME = "journal.jsonl"  # in the stacks state folder (--state-dir)
 
 
 def run_locks_list(args: argparse.Namespace) -> int:
@@ -49,19 +52,30 @@ def run_locks_break(args: argparse.Namespace) -> int:
     ws = workspace(args)
     backend = lock_backend(ws, args)
     try:
-        info = backend.get(args.key)
-        if info is None:
-            sys.stdout.write(f"no lock {args.key!r} is held; nothing to break\n")
-            return int(ExitCode.CLEAN)
-        described = f"lock {info.key!r} held by {info.owner} since {utc(info.acquired_at)}"
-        if info.note:
-            described += f" ({info.note})"
+        plan = plan_break(args.key, backend.get(args.key))
         if not args.apply:
-            sys.stdout.write(f"would break {described}\nrun again with --apply to break it\n")
+            for action in plan.actions:
+                sys.stdout.write(f"would break {action.because}\n")
+                sys.stdout.write("run again with --apply to break it\n")
+            for line in plan.notes:
+                sys.stdout.write(f"{line}\n")
             return int(ExitCode.CLEAN)
-        state.journal(ws.state_dir, f"locks break: {described}")
-        broken = backend.force_break(args.key)
+        # Applied even when empty: it settles a break an interrupted run left open.
+        journal = Journal(ws.state_dir / JOURNAL_NAME)
+        outcomes = apply(plan, BreakWriter(backend), journal)
     finally:
         backend.close()
-    sys.stdout.write(f"{'broke' if broken else 'already gone:'} {described}\n")
-    return int(ExitCode.CLEAN)
+    for line in plan.notes:
+        sys.stdout.write(f"{line}\n")
+    code = ExitCode.CLEAN
+    for o in outcomes:
+        earlier = " (an interrupted earlier run)" if o.recovered else ""
+        match o.result:
+            case Result.DONE:
+                sys.stdout.write(f"broke {o.action.because}\n")
+            case Result.ALREADY_DONE:
+                sys.stdout.write(f"already gone: {o.action.because}{earlier}\n")
+            case _:
+                sys.stdout.write(f"not broken: {o.action.because}: {o.reason}{earlier}\n")
+                code = ExitCode.COULD_NOT_RUN
+    return int(code)

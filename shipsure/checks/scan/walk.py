@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipsure.checks import scan_kinds as k
-from shipsure.checks.scan_recheck import (
+from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.recheck import (
     Absent,
     Evidence,
     FolderPresent,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shipsure.checks import scan_kinds as k
+from shipsure.checks.scan import kinds as k
 from shipsure.errors import BadInputError
 from shipsure.findings import Finding, Report, Severity
 from shipsure.storage import layout

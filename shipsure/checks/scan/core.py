@@ -21,9 +21,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from shipsure.checks import scan_kinds as k
-from shipsure.checks.scan_recheck import Present, still_holds
-from shipsure.checks.scan_walk import Candidate, RepositoryWalk, WalkResult
+from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.recheck import Present, still_holds
+from shipsure.checks.scan.walk import Candidate, RepositoryWalk, WalkResult
 from shipsure.errors import BadInputError, CouldNotRunError, UsageError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.storage import blob_hasher, layout

@@ -1,0 +1,76 @@
+"""Safe repairs of distribution's storage: the plan (pure). `apply` carries it out.
+
+What may be repaired, and why it is safe:
+- `link-revision`: re-create a missing revision link when the manifest data is present and
+  its bytes hash to the digest. The registry then serves the manifest again (200).
+- `link-layer`: re-create a missing `_layers` link when the global blob exists and a
+  manifest of that repository references it.
+- `remove-upload`: remove an unfinished upload older than the threshold, as distribution's
+  own upload purging would.
+- `remove-layer-link` (only when asked): remove a `_layers` link whose data is gone, so a
+  blob-descriptor cache can no longer answer "200 with 0 bytes": an honest 404 instead.
+
+Manifests and blobs are never deleted. `shipsure.checks.scan.apply` carries a plan out
+through `shipsure.plan`: every action re-checks its precondition right before it acts and is
+a no-op when already done, so applying a plan twice, or again after a crash half-way, is
+safe. Writes are a temp file plus rename. Each action is journaled before and after it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shipsure.checks.scan import kinds as k
+from shipsure.findings import Finding
+from shipsure.storage import layout
+
+LINK_REVISION = "link-revision"
+LINK_LAYER = "link-layer"
+REMOVE_UPLOAD = "remove-upload"
+REMOVE_LAYER_LINK = "remove-layer-link"
+
+
+@dataclass(frozen=True, order=True)
+class Action:
+    op: str
+    repository: str
+    target: str  # a digest, or an upload id
+    path: str  # the storage path written or removed
+    because: str  # the finding kind that asked for it
+
+    def describe(self) -> str:
+        return f"{self.op:18} {self.repository} {self.target}  ({self.because}: {self.path})"
+
+
+def plan_repairs(
+    findings: Iterable[Finding],
+    *,
+    remove_dangling_layer_links: bool = False,
+) -> list[Action]:
+    """The actions that would fix what can be fixed safely, sorted and de-duplicated."""
+    actions: set[Action] = set()
+    for f in findings:
+        repo, digest = f.repository, f.digest
+        if repo is None:
+            continue
+        relinkable = bool(f.details.get("relinkable"))
+        if f.kind in (k.INDEX_CHILD_RELINKABLE, k.TAG_REVISION_MISSING) and relinkable and digest:
+            actions.add(
+                Action(LINK_REVISION, repo, digest, layout.revision_link(repo, digest), f.kind)
+            )
+        elif f.kind == k.LAYER_LINK_MISSING and digest:
+            actions.add(Action(LINK_LAYER, repo, digest, layout.layer_link(repo, digest), f.kind))
+        elif f.kind == k.UPLOAD_STALE and f.reference:
+            path = layout.upload_dir(repo, f.reference)
+            actions.add(Action(REMOVE_UPLOAD, repo, f.reference, path, f.kind))
+        elif remove_dangling_layer_links and digest and _layer_link_dangles(f):
+            path = layout.layer_link_dir(repo, digest)
+            actions.add(Action(REMOVE_LAYER_LINK, repo, digest, path, f.kind))
+    return sorted(actions)
+
+
+def _layer_link_dangles(f: Finding) -> bool:
+    if f.kind == k.LAYER_LINK_DANGLING:
+        return True
+    return f.kind == k.BLOB_MISSING and f.details.get("layer_link") == "present"

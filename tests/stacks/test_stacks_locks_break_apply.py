@@ -1,0 +1,84 @@
+"""`stacks locks break --apply` as a writer: exactly the lock the plan showed, a kill at any
+point then a re-run ends consistent, nothing written into the current folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from stack_helpers import commit, init_repo
+from writer_helpers import run_shipsure
+
+from shipsure import plan
+from shipsure.cli.main import main
+from shipsure.stacks.locks import open_backend
+
+
+@pytest.fixture
+def lock_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "infra"
+    init_repo(root)
+    commit(root, {"stacks/a/main.tf": "locals {}\n"})
+    return root
+
+
+def test_a_lock_that_changed_hands_since_the_plan_is_not_broken(
+    lock_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shipsure.stacks.locks.breaking import BreakWriter, plan_break
+
+    backend = open_backend(f"file://{lock_repo}/.shipsure/locks")
+    try:
+        backend.acquire("stacks/a", "runner-1", ttl=600)
+        planned = plan_break("stacks/a", backend.get("stacks/a"))
+        backend.release("stacks/a", "runner-1")
+        backend.acquire("stacks/a", "runner-2", ttl=600)
+        journal = plan.Journal(lock_repo / "j.jsonl")
+        (outcome,) = plan.apply(planned, BreakWriter(backend), journal)
+        assert outcome.result is plan.Result.REFUSED and "runner-2" in outcome.reason
+        info = backend.get("stacks/a")
+        assert info is not None and info.owner == "runner-2"
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("point", plan.CRASH_POINTS)
+def test_killed_at_any_point_then_rerun_ends_consistent(
+    lock_repo: Path, tmp_path: Path, point: str
+) -> None:
+    url = f"file://{tmp_path}/locks"
+    backend = open_backend(url)
+    try:
+        backend.acquire("stacks/a", "runner-1", ttl=600, note="pipeline 42")
+        args = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo)]
+        args += ["--lock-url", url, "--apply"]
+        killed = run_shipsure(args, cwd=tmp_path, state_home=tmp_path / "s", crash=point)
+        assert killed.returncode == 137, killed.stderr
+        rerun = run_shipsure(args, cwd=tmp_path, state_home=tmp_path / "s")
+        assert rerun.returncode == 0, rerun.stderr
+        assert backend.get("stacks/a") is None
+        journal = plan.Journal(lock_repo / ".shipsure" / "state" / "journal.jsonl")
+        assert journal.open_intents("locks-break") == []
+        if point == "after-run":
+            assert "already gone" in rerun.stdout and "interrupted" in rerun.stdout
+    finally:
+        backend.close()
+
+
+def test_break_writes_nothing_into_the_current_folder(lock_repo: Path, tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/locks"
+    backend = open_backend(url)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    try:
+        backend.acquire("stacks/a", "runner-1", ttl=600)
+        args = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo)]
+        done = run_shipsure(
+            [*args, "--lock-url", url, "--apply"], cwd=cwd, state_home=tmp_path / "s"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "broke lock 'stacks/a'" in done.stdout
+    finally:
+        backend.close()
+    assert list(cwd.iterdir()) == []
+    assert main(["stacks", "locks", "list", "--repo", str(lock_repo), "--lock-url", url]) == 0
