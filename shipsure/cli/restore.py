@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from shipsure import plan as writes
 from shipsure.checks.verify import VerifyOptions, verify
-from shipsure.cli.common import Progress
+from shipsure.cli.common import Progress, add_journal_options, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import ExitCode
 from shipsure.model import Digest, Reference
 from shipsure.recovery import open_source
-from shipsure.recovery.apply import FileJournal, Outcome, apply_plan
+from shipsure.recovery.apply import Outcome, apply_plan
 from shipsure.recovery.interface import ContentSource
 from shipsure.recovery.plan import (
     UPLOAD_BLOB,
@@ -29,6 +30,8 @@ from shipsure.recovery.plan import (
 from shipsure.recovery.render import render_outcomes, render_plan
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.interface import NotFoundError, RegistryError
+
+JOURNAL_NAME = "restore-journal.jsonl"
 
 EPILOG = """\
 sources (--from, repeatable; the first that holds a verified copy wins):
@@ -106,13 +109,7 @@ def add_parser(sub: Any) -> None:
         "catches corrupted data and stale caches)",
     )
     parser.add_argument("--apply", action="store_true", help="push the plan")
-    parser.add_argument(
-        "--journal",
-        default="shipsure-restore-journal.jsonl",
-        metavar="FILE",
-        help="with --apply: append each step and its outcome here "
-        "(default: shipsure-restore-journal.jsonl)",
-    )
+    add_journal_options(parser, JOURNAL_NAME)
     parser.add_argument(
         "--format", choices=["text", "json"], default="text", help="output format (text)"
     )
@@ -152,18 +149,14 @@ def run(args: argparse.Namespace) -> int:
         out: TextIO = sys.stdout
         outcomes: list[Outcome] = []
         if args.apply and plan.steps:
-            try:
-                journal = FileJournal(args.journal)
-                outcomes = apply_plan(
-                    plan.steps,
-                    target,
-                    sources,
-                    journal,
-                    workers=min(8, max(1, int(args.concurrency))),
-                    manifests_by_digest=planner.manifest_bytes,
-                )
-            except OSError as exc:
-                raise BadInputError(f"journal {args.journal}: {exc.strerror or exc}") from None
+            journal = writes.Journal(journal_path(args, JOURNAL_NAME))
+            outcomes = apply_plan(
+                plan.steps,
+                target,
+                sources,
+                journal,
+                manifests_by_digest=planner.manifest_bytes,
+            )
             _check_corrupt_kept(target, outcomes, plan)
         _emit(out, plan, outcomes, args, check_note)
         return _exit_code(plan, outcomes, args.apply)
@@ -294,7 +287,7 @@ def _emit(
     else:
         out.write(render_plan(plan, check_note, applying=args.apply))
         if args.apply and outcomes:
-            out.write(render_outcomes(outcomes, args.journal))
+            out.write(render_outcomes(outcomes, str(journal_path(args, JOURNAL_NAME))))
     out.flush()
 
 

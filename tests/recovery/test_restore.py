@@ -12,10 +12,11 @@ from typing import IO
 
 import pytest
 
+from shipsure import plan as writes
 from shipsure.checks.verify import VerifyOptions, verify
 from shipsure.cli.main import main
 from shipsure.model import Digest, Reference
-from shipsure.recovery.apply import FileJournal, apply_plan
+from shipsure.recovery.apply import apply_plan
 from shipsure.recovery.plan import Planner, Wanted, damage_from_report
 from shipsure.recovery.registry_source import RegistrySource
 from shipsure.registry import open_registry
@@ -33,7 +34,7 @@ def journal_steps(path: Path) -> list[dict[str, object]]:
 
 def assert_children_first(entries: list[dict[str, object]], seeded: Seeded) -> None:
     """Every `done` push of a parent comes after the pushes of what it lists."""
-    done = [e for e in entries if e["state"] == "done"]
+    done = [e["facts"] for e in entries if e["state"] == "done"]
     position = {(e["repository"], e["digest"]): i for i, e in enumerate(done)}
     (inner,) = seeded.nested.inner
     for child in inner.children:
@@ -130,7 +131,7 @@ def test_layer_deleted_under_a_present_link_is_uploaded_again(
     capsys.readouterr()
     journal = tmp_path / "j.jsonl"
     assert restore(ref, "--from", source.host, "--apply", "--journal", str(journal)) == 0
-    pushed = [e for e in journal_steps(journal) if e["state"] == "done"]
+    pushed = [e["facts"] for e in journal_steps(journal) if e["state"] == "done"]
     assert [(e["op"], e["digest"]) for e in pushed] == [("upload-blob", layer)]
     assert main(["verify", "--deep", ref]) == 0
     require_skopeo()
@@ -205,7 +206,7 @@ def test_restore_from_docker_save_archives(
     journal = tmp_path / "legacy.jsonl"
     args = ["--from", f"docker-archive:{legacy}", "--apply", "--journal", str(journal)]
     assert restore(ref, *args) == 0
-    done = [e for e in journal_steps(journal) if e["state"] == "done"]
+    done = [e["facts"] for e in journal_steps(journal) if e["state"] == "done"]
     assert [e["digest"] for e in done] == [amd64.config_digest]
     capsys.readouterr()
     assert main(["verify", "--deep", "--no-referrers", ref]) == 0
@@ -273,8 +274,7 @@ def _run_restore(
             plan.steps,
             registry,
             [RegistrySource(upstream)],
-            FileJournal(str(journal)),
-            workers=1,
+            writes.Journal(journal),
             manifests_by_digest=planner.manifest_bytes,
             pusher=_RecordingPusher(registry, pusher_log, die_after),
         )
