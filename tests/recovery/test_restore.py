@@ -8,7 +8,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -28,11 +28,11 @@ from shipsure.sandbox.registry import SandboxRegistry
 from .conftest import Seeded, copy_all_out, require_skopeo, seed, skopeo
 
 
-def journal_steps(path: Path) -> list[dict[str, object]]:
+def journal_steps(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def assert_children_first(entries: list[dict[str, object]], seeded: Seeded) -> None:
+def assert_children_first(entries: list[dict[str, Any]], seeded: Seeded) -> None:
     """Every `done` push of a parent comes after the pushes of what it lists."""
     done = [e["facts"] for e in entries if e["state"] == "done"]
     position = {(e["repository"], e["digest"]): i for i, e in enumerate(done)}
