@@ -225,7 +225,7 @@ def _expand(target: HttpRegistry, refs: list[Reference], every: bool) -> Iterato
 
 
 def _wanted_from_damage(damage: Damage) -> list[Wanted]:
-    tags: set[tuple[str, str]] = set(damage.tags_gone)
+    tags = set(damage.tags_gone) | set(damage.tags_named)
     return [Wanted(repo, tag, None) for repo, tag in sorted(tags)]
 
 

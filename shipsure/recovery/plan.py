@@ -229,6 +229,10 @@ class Damage:
     broken: Mapping[tuple[str, str], str]
     tags_gone: frozenset[tuple[str, str]]
     unchecked: Mapping[str, str]  # repository -> why
+    # Every (repository, tag) a finding says is broken: what `--from-report` restores.
+    tags_named: frozenset[tuple[str, str]] = frozenset()
+    # A report read from a file may be stale: what it calls broken is read again first.
+    fresh: bool = True
     # With a scan report everything on disk was read; a verify walk reaches only what
     # hangs below intact manifests.
     deep: bool = True
@@ -238,6 +242,7 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
     """The damage a verify report (object) or a scan/verify report (JSON dict) names."""
     broken: dict[tuple[str, str], str] = {}
     tags_gone: set[tuple[str, str]] = set()
+    tags_named: set[tuple[str, str]] = set()
     unchecked: dict[str, str] = {}
     rows: Iterable[Mapping[str, Any]]
     if isinstance(report, Report):
@@ -259,7 +264,16 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
                 tags_gone.add((repo, tag))
         if kind in BROKEN_KINDS and isinstance(digest, str):
             broken.setdefault((repo, digest), kind)
-    return Damage(broken, frozenset(tags_gone), unchecked, deep)
+        if kind in BROKEN_KINDS or kind in TAG_GONE_KINDS:
+            tags_named.update((repo, tag) for tag in _tags_of(row))
+    return Damage(
+        broken,
+        frozenset(tags_gone),
+        unchecked,
+        tags_named=frozenset(tags_named),
+        fresh=isinstance(report, Report),
+        deep=deep,
+    )
 
 
 def _tags_of(row: Mapping[str, Any]) -> list[str]:
@@ -531,6 +545,12 @@ class Planner:
         if node.state == "lost":
             return
         kind = self.damage.broken.get((node.repository, str(node.digest)))
+        if kind is not None and not self.damage.fresh:
+            # From a saved report: the registry may have been repaired since.
+            node.state, node.reason = self._probe(node)
+            if node.state != "ok" and node.reason == "blob-missing":
+                node.reason = kind
+            return
         if kind is not None:
             node.state = "broken" if kind in UNTRUSTED_HEAD_KINDS else "missing"
             node.reason = kind

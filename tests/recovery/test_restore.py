@@ -22,7 +22,7 @@ from shipsure.recovery.registry_source import RegistrySource
 from shipsure.registry import open_registry
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.push import Pusher
-from shipsure.sandbox import faults
+from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
 
 from .conftest import Seeded, copy_all_out, require_skopeo, seed, skopeo
@@ -304,3 +304,65 @@ def test_restore_killed_mid_push_resumes_without_pushing_twice(
     third: list[str] = []
     _run_restore(target, source, refs, third, die_after=None, journal=journal)
     assert third == []
+
+
+def test_restore_from_a_scan_report_and_with_all(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, source = fresh_registry, second_registry
+    seeded, _ = seed(target), seed(source)
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    assert main(["scan", "--format", "json", str(target.root)]) == 1
+    report = tmp_path / "scan.json"
+    report.write_text(capsys.readouterr().out)
+    journal = str(tmp_path / "j.jsonl")
+    args = ["--from", source.host, "--registry", target.host, "--journal", journal]
+    assert restore("--from-report", str(report), *args, "--apply") == 0
+    capsys.readouterr()
+    # The report names the referrers tag too, so the SBOM the GC took is back as well.
+    assert main(["verify", "--deep", *seeded.refs(target.host)]) == 0
+    assert restore("--from-report", str(report), *args) == 0  # nothing left to do
+
+    # --all walks every repository and tag of the registry.
+    layer = seeded.api.children[0].layer_digests[0]
+    faults.remove_blob_data(target.root, layer)
+    everything = ["--all", target.host, "--from", source.host, "--journal", journal]
+    assert restore(*everything) == 1
+    assert layer in capsys.readouterr().out
+    assert restore(*everything, "--apply") == 0
+    assert restore(*everything) == 0
+    capsys.readouterr()
+    assert main(["verify", "--deep", *seeded.refs(target.host)]) == 0
+
+
+def test_rebuild_plan_names_every_image_sharing_a_lost_layer(
+    fresh_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = fresh_registry
+    one = images.push_index(target.url, "team/one", "v1", shared_layers=["common"])
+    two = images.push_index(target.url, "team/two", "v2", shared_layers=["common"])
+    common = one.children[0].layer_digests[0]
+    assert common in two.children[0].layer_digests
+    faults.remove_blob_data(target.root, common)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (empty / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    refs = [f"{target.host}/team/one:v1", f"{target.host}/team/two:v2"]
+    assert restore(*refs, "--from", f"oci:{empty}", "--format", "json") == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["steps"] == []
+    lost = {(i["repository"], i["digest"]): i for i in plan["rebuild"]}
+    item = lost[("team/one", common)]
+    assert item["tags"] == [{"reference": "team/one:v1", "digest": one.digest}]
+    assert item["platforms"] == ["linux/amd64", "linux/arm/v7", "linux/arm64"]
+    assert item["shared_with"] == ["team/two:v2"]
+    assert restore(*refs, "--from", f"oci:{empty}") == 1
+    text = capsys.readouterr().out
+    assert f"breaks team/one:v1 (was {one.digest})" in text
+    assert "also used by: team/two:v2" in text
