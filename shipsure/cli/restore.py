@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 target,
                 sources,
                 journal,
+                workers=min(8, max(1, int(args.concurrency))),
                 manifests_by_digest=planner.manifest_bytes,
             )
             _check_corrupt_kept(target, outcomes, plan)

@@ -15,10 +15,14 @@ crash is safe: the next plan starts from a fresh check, and finished steps are n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from shipsure import plan as writes
+from shipsure.errors import ShipsureError
 from shipsure.model import Digest
 from shipsure.recovery.content import VerifiedBlob, fetch_blob
 from shipsure.recovery.interface import ContentSource
@@ -49,12 +53,19 @@ def apply_plan(
     sources: Sequence[ContentSource],
     journal: writes.Journal,
     *,
+    workers: int = 4,
     manifests_by_digest: Callable[[str, str], bytes | None] | None = None,
     pusher: Pusher | None = None,
 ) -> list[Outcome]:
-    """Apply `steps` (a plan's, in its order). `manifests_by_digest(repository, digest)`
-    gives the verified manifest bytes the plan read. Raises `JournalError`."""
+    """Apply `steps` (a plan's, in its order), `workers` steps of a phase at a time.
+    `manifests_by_digest(repository, digest)` gives the verified manifest bytes the plan
+    read. Raises `JournalError`."""
     runner = _Runner(target, sources, pusher or Pusher(target), manifests_by_digest)
+    runner.steps = {action_of(s).key: s for s in steps}
+    # Intents a killed run left open and this plan does not hold again are settled first
+    # (re-checked), once; the phases' plans then run side by side without re-reading them.
+    shared = _SettledJournal(journal.path, set(runner.steps))
+    writes.apply(writes.Plan(WRITER, []), runner, shared)
     phases: list[list[Step]] = [[s for s in steps if s.op in (UPLOAD_BLOB, MOUNT_BLOB)]]
     heights = sorted({s.height for s in steps if s.op in (PUT_MANIFEST, PUT_TAG)})
     phases += [
@@ -62,31 +73,51 @@ def apply_plan(
     ]
     outcomes: list[Outcome] = []
     failed = False
-    for phase in phases:
-        if not phase:
-            continue
-        if failed:
-            # A step below failed: pushing a parent now could leave it pointing at
-            # nothing; the next run plans it again.
-            outcomes += [Outcome(s, "skipped", "an earlier step of this run failed") for s in phase]
-            continue
-        runner.steps = {action_of(s).key: s for s in phase}
-        done = writes.apply(writes.Plan(WRITER, [action_of(s) for s in phase]), runner, journal)
-        for outcome in done:
-            step = runner.steps.get(outcome.action.key)
-            if step is None:  # an intent a killed run left open, settled by `apply`
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for phase in phases:
+            if not phase:
                 continue
-            result = {"refused": "skipped", "abandoned": "skipped"}.get(
-                str(outcome.result), str(outcome.result)
+            if failed:
+                # A step below failed: pushing a parent now could leave it pointing at
+                # nothing; the next run plans it again.
+                why = "an earlier step of this run failed"
+                outcomes += [Outcome(s, "skipped", why) for s in phase]
+                continue
+            shares = [phase[i :: max(1, workers)] for i in range(max(1, workers))]
+            done = pool.map(
+                lambda share: writes.apply(
+                    writes.Plan(WRITER, [action_of(s) for s in share]), runner, shared
+                ),
+                [share for share in shares if share],
             )
-            moved = runner.moved.get(outcome.action.key, 0) if result == "done" else 0
-            outcomes.append(
-                Outcome(
-                    step, result, outcome.reason or runner.notes.get(outcome.action.key, ""), moved
-                )
-            )
-            failed = failed or result in ("failed", "skipped")
+            for outcome in (o for results in done for o in results):
+                step = runner.steps[outcome.action.key]
+                result = _RESULTS.get(str(outcome.result), str(outcome.result))
+                moved = runner.moved.get(outcome.action.key, 0) if result == "done" else 0
+                reason = outcome.reason or runner.notes.get(outcome.action.key, "")
+                outcomes.append(Outcome(step, result, reason, moved))
+                failed = failed or result in ("failed", "skipped")
     return outcomes
+
+
+_RESULTS = {"refused": "skipped", "abandoned": "skipped"}
+
+
+class _SettledJournal(writes.Journal):
+    """The journal, whose open intents are handed out once (without this plan's own)."""
+
+    def __init__(self, path: Path, planned: set[str]) -> None:
+        super().__init__(path)
+        self._planned = planned
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def open_intents(self, writer: str) -> list[writes.Action]:
+        with self._lock:
+            if self._settled:
+                return []
+            self._settled = True
+        return [a for a in super().open_intents(writer) if a.key not in self._planned]
 
 
 class _Runner:
@@ -108,9 +139,9 @@ class _Runner:
         self.notes: dict[str, str] = {}
 
     def check(self, action: writes.Action) -> writes.Precondition:
-        step = self.steps.get(action.key)
+        step = self.steps.get(action.key) or _step_of(action)
         if step is None:
-            return writes.Refused("not part of this restore plan")
+            return writes.Refused("not a restore step this version understands")
         digest = Digest.parse(step.digest)
         if step.op in (UPLOAD_BLOB, MOUNT_BLOB):
             if not step.untrusted_head and self._blob_present(step, digest):
@@ -178,3 +209,21 @@ class _Runner:
         except NotFoundError:
             return False
         return head.digest == step.digest
+
+
+def _step_of(action: writes.Action) -> Step | None:
+    """The step an earlier run journaled (its facts), to re-check an intent it left open."""
+    facts = action.facts
+    try:
+        return Step(
+            op=str(facts["op"]),
+            repository=str(facts["repository"]),
+            digest=str(Digest.parse(str(facts["digest"]))),
+            size=int(facts["size"]),
+            media_type=str(facts["media_type"]),
+            reference=str(facts["reference"]),
+            source=str(facts["from"]),
+            reason=str(facts.get("reason", "")),
+        )
+    except (KeyError, TypeError, ValueError, ShipsureError):
+        return None

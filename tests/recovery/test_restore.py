@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import IO, Any
@@ -275,6 +278,7 @@ def _run_restore(
             registry,
             [RegistrySource(upstream)],
             writes.Journal(journal),
+            workers=1,
             manifests_by_digest=planner.manifest_bytes,
             pusher=_RecordingPusher(registry, pusher_log, die_after),
         )
@@ -366,3 +370,47 @@ def test_rebuild_plan_names_every_image_sharing_a_lost_layer(
     text = capsys.readouterr().out
     assert f"breaks team/one:v1 (was {one.digest})" in text
     assert "also used by: team/two:v2" in text
+
+
+def test_restore_killed_by_the_os_mid_push_resumes(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+) -> None:
+    """A real abrupt exit (os._exit after the 12th write, as SIGKILL would) of the CLI."""
+    target, source = fresh_registry, second_registry
+    seeded, _ = seed(target), seed(source)
+    assert target.garbage_collect(delete_untagged=True).returncode == 0
+    refs = seeded.refs(target.host)
+    journal = tmp_path / "j.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "shipsure.cli.main",
+        "restore",
+        *refs,
+        "--from",
+        source.host,
+        "--apply",
+        "--journal",
+        str(journal),
+        "--concurrency",
+        "1",  # one writer at a time, so the crash point is one exact step
+    ]
+    env = {**os.environ, writes.CRASH_ENV: "after-run:12"}
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 137, killed.stderr
+    first = journal_steps(journal)
+    done_first = {e["target"] for e in first if e["state"] == "done"}
+    open_intent = {e["target"] for e in first if e["state"] == "intent"} - done_first
+    assert len(done_first) == 11 and len(open_intent) >= 1
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    second = journal_steps(journal)[len(first) :]
+    done_second = {e["target"] for e in second if e["state"] == "done"}
+    assert done_second and not done_first & done_second
+    # The write the kill interrupted had taken effect: settled as already done, not redone.
+    settled = {e["target"]: e["state"] for e in second if e["target"] in open_intent}
+    assert set(settled.values()) <= {"already-done"}, settled
+    assert_children_first(first + second, seeded)
+    assert main(["verify", "--deep", *refs]) == 0
