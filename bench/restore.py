@@ -128,7 +128,8 @@ def per_tag(make: Callable[[str], list[str]], refs: Sequence[str], env: dict[str
         done = run(make(ref), env)
         if done.returncode != 0:
             failures += 1
-            last = done.stderr.strip().splitlines()[-1:] and done.stderr.strip().splitlines()[-1]
+            lines = done.stderr.strip().splitlines()
+            last = lines[-1] if lines else f"exit {done.returncode}"
     return f"{failures} of {len(refs)} copies failed: {last[:120]}" if failures else ""
 
 
