@@ -1,9 +1,15 @@
-"""Benchmark `shipsure restore` against the field's copy tools on the GC incident, one run.
+"""Benchmark `shipsure restore` against the field's copy tools, measured in one run.
 
 A source registry and a target registry hold the same storage (written straight to disk:
-N repositories x M multi-arch tags, 3 platforms each). `garbage-collect --delete-untagged`
-breaks every tag of the target (registry-facts §1); the damaged storage is kept and put back
-before each tool runs, so every tool starts from the same damage and the same source:
+N repositories x M multi-arch tags, 3 platforms each). Two kinds of damage, each put back
+before every tool runs, so every tool starts from the same damage and the same source:
+
+1. the GC incident: `garbage-collect --delete-untagged` broke every tag of the target
+   (registry-facts §1);
+2. a stale blob cache: one layer per tag deleted on disk after the registry's in-memory
+   blob-descriptor cache saw it, so HEAD answers 200 and a GET fails (registry-facts §3).
+
+Tools, each copying every tag from the source to the target:
 
 - `shipsure restore --all TARGET --from SOURCE --apply`
 - `skopeo copy --all --preserve-digests` of every tag (one process per tag)
@@ -34,6 +40,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from shipsure.sandbox.registry import SandboxRegistry, registry_available
 from shipsure.sandbox.synthetic import SyntheticSpec, generate
@@ -108,11 +116,11 @@ def run(cmd: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
 
 
-def reset(target: SandboxRegistry, damaged: Path) -> None:
-    """Put the damaged storage back and restart (which also empties any cache)."""
+def reset(target: SandboxRegistry, storage: Path) -> None:
+    """Put a copy of `storage` in place and restart (which also empties any cache)."""
     target.stop()
     shutil.rmtree(target.root)
-    shutil.copytree(damaged, target.root)
+    shutil.copytree(storage, target.root)
     target.restart()
 
 
@@ -148,34 +156,54 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="shipsure-bench-restore-") as scratch:
         work = Path(scratch)
         storage = generate(work / "source", spec)
-        generate(work / "target", spec)
+        generate(work / "intact", spec)
         refs = [f"{t.repository}:{t.tag}" for t in storage.tags]
         print(
             f"{args.repos} repositories x {args.tags} tags (3 platforms): {storage.blobs} blobs, "
             f"{storage.bytes / 1e6:.1f} MB on each registry"
         )
-        with (
-            SandboxRegistry(work / "source") as source,
-            SandboxRegistry(work / "target") as target,
-        ):
-            gc = target.garbage_collect(delete_untagged=True)
+        with SandboxRegistry(work / "source") as source:
+            print("\nthe GC incident: garbage-collect --delete-untagged on the target")
+            damaged = work / "damaged"
+            shutil.copytree(work / "intact", damaged)
+            with SandboxRegistry(damaged) as broken:
+                gc = broken.garbage_collect(delete_untagged=True)
             if gc.returncode != 0:
                 print(f"bench: garbage-collect failed: {gc.stderr[-500:]}", file=sys.stderr)
                 return 3
-            target.stop()
-            damaged = work / "damaged"
-            shutil.copytree(target.root, damaged)
-            target.restart()
-            print(f"after garbage-collect -m: verify --deep passes: {verifies(target, refs)}")
-            results = [bench_tools(target, source, damaged, refs, work)]
-    print_table([r for group in results for r in group])
+            with SandboxRegistry(work / "target") as target:
+                incident = bench_tools(target, source, lambda: reset(target, damaged), refs, work)
+            print_table(incident)
+
+            stale = [t.children[0].layers[-1] for t in storage.tags]
+            print(
+                f"\na stale blob cache: {len(stale)} layers deleted on disk after the "
+                "registry's in-memory cache saw them (HEAD 200, GET fails)"
+            )
+            with SandboxRegistry(work / "cached", blob_cache="inmemory") as cached:
+
+                def prepare() -> None:
+                    reset(cached, work / "intact")
+                    with httpx.Client(timeout=30) as http:
+                        for tag, digest in zip(storage.tags, stale, strict=True):
+                            url = f"{cached.url}/v2/{tag.repository}/blobs/{digest}"
+                            http.head(url).raise_for_status()
+                    for digest in stale:
+                        (cached.root / blob_path(digest)).unlink(missing_ok=True)
+
+                print_table(bench_tools(cached, source, prepare, refs, work))
     return 0
+
+
+def blob_path(digest: str) -> str:
+    hex_ = digest.split(":", 1)[1]
+    return f"docker/registry/v2/blobs/sha256/{hex_[:2]}/{hex_}/data"
 
 
 def bench_tools(
     target: SandboxRegistry,
     source: SandboxRegistry,
-    damaged: Path,
+    prepare: Callable[[], None],
     refs: Sequence[str],
     work: Path,
 ) -> list[Result]:
@@ -245,7 +273,7 @@ def bench_tools(
         tools.append(("regctl image copy --force-recursive", regctl_copy))
     results = []
     for name, action in tools:
-        reset(target, damaged)
+        prepare()
         proxy = CountingProxy(target.port)
         start = time.perf_counter()
         try:
