@@ -15,12 +15,11 @@ from shipsure.cli.common import Progress, add_journal_options, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import ExitCode
-from shipsure.model import Digest, Reference
+from shipsure.model import Reference
 from shipsure.recovery import open_source
-from shipsure.recovery.apply import Outcome, apply_plan
+from shipsure.recovery.apply import Outcome, apply_plan, still_broken
 from shipsure.recovery.interface import ContentSource
 from shipsure.recovery.plan import (
-    UPLOAD_BLOB,
     Damage,
     Planner,
     RestorePlan,
@@ -29,7 +28,7 @@ from shipsure.recovery.plan import (
 )
 from shipsure.recovery.render import render_outcomes, render_plan
 from shipsure.registry.http import HttpRegistry
-from shipsure.registry.interface import NotFoundError, RegistryError
+from shipsure.registry.interface import NotFoundError
 
 JOURNAL_NAME = "restore-journal.jsonl"
 
@@ -158,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=min(8, max(1, int(args.concurrency))),
                 manifests_by_digest=planner.manifest_bytes,
             )
-            _check_corrupt_kept(target, outcomes, plan)
+            plan.not_replaced = [s.label for s in still_broken(target, outcomes)]
         _emit(out, plan, outcomes, args, check_note)
         return _exit_code(plan, outcomes, args.apply)
     finally:
@@ -246,28 +245,6 @@ def _check(
     return damage_from_report(report), f"{mode}: {len(report.problems)} problems"
 
 
-def _check_corrupt_kept(target: HttpRegistry, outcomes: list[Outcome], plan: RestorePlan) -> None:
-    """distribution skips an upload whose blob data file already exists (blobwriter.go
-    moveBlob: "detection of such corruption belongs elsewhere"), so corrupted data survives
-    a re-push. Read back what replaced broken content and say so when it did not take."""
-    for outcome in outcomes:
-        step = outcome.step
-        if outcome.result != "done" or step.op != UPLOAD_BLOB or not step.untrusted_head:
-            continue
-        digest = Digest.parse(step.digest)
-        try:
-            read = target.read_blob(step.repository, digest, limit=step.size)
-        except RegistryError:
-            continue
-        if read.digest != digest or read.size != step.size:
-            plan.notes.append(
-                f"{step.repository}@{step.digest}: the registry kept its corrupted copy (it "
-                "skips uploads of blobs whose data file exists): delete the blob's data "
-                "file from storage (docker/registry/v2/blobs/sha256/<hex[:2]>/<hex>/data), "
-                "restart the registry if it caches blob descriptors, and run restore again"
-            )
-
-
 def _emit(
     out: TextIO,
     plan: RestorePlan,
@@ -293,7 +270,7 @@ def _emit(
 
 
 def _exit_code(plan: RestorePlan, outcomes: list[Outcome], applied: bool) -> int:
-    if plan.lost or plan.blocked:
+    if plan.lost or plan.blocked or plan.not_replaced:
         return int(ExitCode.FINDINGS)
     if applied and any(o.result in ("failed", "skipped") for o in outcomes):
         return int(ExitCode.FINDINGS)

@@ -28,7 +28,7 @@ from shipsure.recovery.content import VerifiedBlob, fetch_blob
 from shipsure.recovery.interface import ContentSource
 from shipsure.recovery.plan import MOUNT_BLOB, PUT_MANIFEST, PUT_TAG, UPLOAD_BLOB, Step
 from shipsure.registry.http import HttpRegistry
-from shipsure.registry.interface import NotFoundError
+from shipsure.registry.interface import NotFoundError, RegistryError
 from shipsure.registry.push import Pusher, PushError
 
 WRITER = "restore"
@@ -101,6 +101,33 @@ def apply_plan(
 
 
 _RESULTS = {"refused": "skipped", "abandoned": "skipped"}
+
+
+def still_broken(target: HttpRegistry, outcomes: Sequence[Outcome]) -> list[Step]:
+    """Pushes that were to replace broken content, read back: those still broken.
+
+    distribution keeps a data file that exists, whatever it holds: a blob upload whose data
+    file is there is a no-op (blobwriter.go moveBlob: "While it may be corrupted, detection
+    of such corruption belongs elsewhere"), and so is a manifest PUT (blobstore.go Put:
+    "content already present"). Observed on 2.8.2: corrupted data survives a re-push, so
+    the data file must be removed from storage before a restore can replace it."""
+    kept: list[Step] = []
+    for outcome in outcomes:
+        step = outcome.step
+        if outcome.result != "done" or not step.untrusted_head:
+            continue
+        digest = Digest.parse(step.digest)
+        try:
+            if step.op in (UPLOAD_BLOB, MOUNT_BLOB):
+                read = target.read_blob(step.repository, digest, limit=step.size)
+                intact = read.size == step.size and read.digest == digest
+            else:
+                intact = digest.matches(target.get_manifest(step.repository, step.digest).raw)
+        except RegistryError:
+            intact = False
+        if not intact:
+            kept.append(step)
+    return kept
 
 
 class _SettledJournal(writes.Journal):

@@ -111,6 +111,10 @@ class Step:
     untrusted_head: bool = False
 
     @property
+    def label(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
     def moves_bytes(self) -> int:
         return self.size if self.op in (UPLOAD_BLOB, PUT_MANIFEST, PUT_TAG) else 0
 
@@ -183,6 +187,8 @@ class RestorePlan:
     stale: list[StaleCache] = field(default_factory=list)
     check_errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # After --apply: pushes the registry did not take (it kept its corrupted data file).
+    not_replaced: list[str] = field(default_factory=list)
 
     @property
     def bytes_to_move(self) -> int:
@@ -203,6 +209,7 @@ class RestorePlan:
             "stale_caches": [s.to_dict() for s in self.stale],
             "check_errors": list(self.check_errors),
             "notes": list(self.notes),
+            "not_replaced": list(self.not_replaced),
         }
 
 

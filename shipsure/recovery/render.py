@@ -16,6 +16,14 @@ STALE_ADVICE = (
 )
 
 
+KEPT_ADVICE = (
+    "distribution never overwrites a data file that exists, so a re-push cannot replace "
+    "corrupted content: remove docker/registry/v2/blobs/sha256/<hex[:2]>/<hex>/data for "
+    "each digest above from the registry's storage (restart it if it caches blob "
+    "descriptors), then run the same restore again."
+)
+
+
 def _size(n: int | None) -> str:
     return "?" if n is None else f"{n:,} B"
 
@@ -65,6 +73,10 @@ def render_plan(plan: RestorePlan, checked: str, *, applying: bool = False) -> s
     if plan.check_errors:
         lines.append("could not check (nothing planned for these):")
         lines += [f"  {text}" for text in plan.check_errors]
+    if plan.not_replaced:
+        lines.append("not replaced (the registry kept its corrupted data file):")
+        lines += [f"  {label}" for label in plan.not_replaced]
+        lines.append(f"  {KEPT_ADVICE}")
     if plan.notes:
         lines.append("notes:")
         lines += [f"  {text}" for text in plan.notes]

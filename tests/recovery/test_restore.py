@@ -414,3 +414,36 @@ def test_restore_killed_by_the_os_mid_push_resumes(
     assert set(settled.values()) <= {"already-done"}, settled
     assert_children_first(first + second, seeded)
     assert main(["verify", "--deep", *refs]) == 0
+
+
+def test_corrupted_content_is_named_until_its_data_file_is_removed(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """distribution never overwrites an existing data file: a re-push of a corrupted layer
+    or manifest is accepted and changes nothing. restore says so instead of claiming
+    success; once the data files are removed, the same restore repairs both."""
+    target, source = fresh_registry, second_registry
+    seeded, _ = seed(target), seed(source)
+    child = seeded.app.children[0]
+    layer = child.layer_digests[0]
+    faults.corrupt_blob(target.root, layer)
+    faults.corrupt_manifest(target.root, child.digest)
+    ref = f"{target.host}/team/app:latest"
+    journal = str(tmp_path / "j.jsonl")
+    args = [ref, "--from", source.host, "--apply", "--journal", journal, "--format", "json"]
+    assert restore(*args) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert f"team/app@{child.digest}" in result["not_replaced"]
+    assert main(["verify", "--deep", ref]) == 1
+    capsys.readouterr()
+
+    faults.blob_data_path(target.root, child.digest).unlink()
+    assert restore(*args) == 1
+    assert json.loads(capsys.readouterr().out)["not_replaced"] == [f"team/app@{layer}"]
+    faults.blob_data_path(target.root, layer).unlink()
+    assert restore(*args) == 0
+    assert json.loads(capsys.readouterr().out)["not_replaced"] == []
+    assert main(["verify", "--deep", ref]) == 0
