@@ -23,3 +23,4 @@ bench: setup
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/stacks_changed.py
 	$(BIN)/python bench/client.py
+	$(BIN)/python bench/restore.py
