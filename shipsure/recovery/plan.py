@@ -258,7 +258,9 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
     else:
         found = report.get("findings")
         rows = [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
-        deep = bool(report.get("deep", True))
+        # Only a check that read and hashed the blobs (`verify --deep`, `scan
+        # --verify-content`) vouches for their bytes, which a mount relies on.
+        deep = bool(report.get("deep") or report.get("verify_content"))
     for row in rows:
         kind, repo, digest = row.get("kind"), row.get("repository"), row.get("digest")
         if not isinstance(kind, str) or not isinstance(repo, str):
