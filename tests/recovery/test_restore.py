@@ -447,3 +447,31 @@ def test_corrupted_content_is_named_until_its_data_file_is_removed(
     assert restore(*args) == 0
     assert json.loads(capsys.readouterr().out)["not_replaced"] == []
     assert main(["verify", "--deep", ref]) == 0
+
+
+def test_a_blob_intact_in_another_repository_is_mounted(
+    fresh_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = fresh_registry
+    one = images.push_index(target.url, "team/one", "v1", shared_layers=["common"])
+    images.push_index(target.url, "team/two", "v2", shared_layers=["common"])
+    common = one.children[0].layer_digests[0]
+    faults.remove_layer_link(target.root, "team/one", common)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (empty / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    refs = [f"{target.host}/team/one:v1", f"{target.host}/team/two:v2"]
+    journal = str(tmp_path / "j.jsonl")
+    args = [*refs, "--from", f"oci:{empty}", "--journal", journal, "--format", "json"]
+    assert restore(*args) == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert [(s["op"], s["digest"], s["from"]) for s in plan["steps"]] == [
+        ("mount-blob", common, "repository:team/two")
+    ]
+    assert plan["bytes"] == 0
+    assert restore(*args, "--apply") == 0
+    capsys.readouterr()
+    assert main(["verify", "--deep", *refs]) == 0
