@@ -1,16 +1,24 @@
-"""Benchmark `shipsure verify` against its anchors, measured side by side in one run.
+"""Benchmark `shipsure verify` against its anchors, measured side by side in one run, on
+distribution 2.8 and on v3 (each registry seeded the same way).
 
 - HEAD mode vs a sequential bash + curl + jq walk making the same requests (GET every
   manifest, HEAD every blob): what a post-push check or CronJob in an Alpine image does.
   Target: verify at <= 0.25x the walk's wall time on a 3-child index.
 - `--deep` vs `skopeo copy --all` of the same images into an OCI layout (skopeo fetches and
   checks every manifest and blob too). Target: <= 1.0x.
+- `--deep` vs `crane validate --remote`, one run per reference (crane downloads and
+  re-hashes config and layers too, registry-facts §6). Target: <= 1.0x.
+- Listing the registry: shipsure's client walking `_catalog` and every `tags/list`
+  (in-process, and in a fresh interpreter) vs `crane catalog` then `crane ls` per
+  repository. Target: <= 1.0x.
 
-Scenarios: one multi-arch image with many layers, and a seeded set of repositories; each
-is checked in HEAD mode against the curl walk and with --deep against skopeo.
+Scenarios: one multi-arch image with many layers, and a seeded set of repositories.
 Referrer lookups are turned off (`--no-referrers`) so both sides make the same requests.
+The Go peers come from scripts/peers.sh; v3 and crane lines are skipped, saying so, when
+absent.
 
     .venv/bin/python bench/verify.py [--runs 3] [--layers 30] [--repos 20] [--layer-kib 64]
+                                     [--registry 2.8|3|both]
 """
 
 from __future__ import annotations
@@ -25,8 +33,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shipsure.sandbox import images
-from shipsure.sandbox.registry import SandboxRegistry
+from shipsure.sandbox import images, peers
+from shipsure.sandbox.registry import (
+    FLAVOUR_NAMES,
+    FLAVOURS,
+    Flavour,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
 
 SHIPSURE = str(Path(sys.executable).with_name("shipsure"))
 ACCEPT = (
@@ -120,11 +135,60 @@ def skopeo_copy_all(reg: SandboxRegistry, refs: Sequence[str]) -> Callable[[], N
     return copy
 
 
+def crane_validate(reg: SandboxRegistry, refs: Sequence[str], crane: Path) -> Callable[[], None]:
+    """`crane validate --remote` of each reference: fetches and re-hashes every blob."""
+
+    def validate() -> None:
+        for ref in refs:
+            run([str(crane), "validate", "--remote", f"{reg.host}/{ref}"])
+
+    return validate
+
+
+def list_in_process(reg: SandboxRegistry, expected: int) -> Callable[[], None]:
+    """shipsure's registry client: `_catalog` pages, then `tags/list` of each repository."""
+    from shipsure.registry import open_registry
+
+    def listing() -> None:
+        with open_registry(reg.host) as client:
+            found = sum(1 for repo in list(client.catalog()) for _ in client.tags(repo))
+        if found != expected:
+            raise SystemExit(f"bench: listed {found} tags, expected {expected}")
+
+    return listing
+
+
+LIST_SCRIPT = """
+import sys
+from shipsure.registry import open_registry
+with open_registry(sys.argv[1]) as client:
+    print(sum(1 for repo in list(client.catalog()) for _ in client.tags(repo)))
+"""
+
+
+def list_in_new_process(reg: SandboxRegistry) -> Callable[[], None]:
+    """The same listing in a fresh interpreter: what a one-off script pays, start-up included."""
+    return lambda: run([sys.executable, "-c", LIST_SCRIPT, reg.host])
+
+
+def crane_listing(reg: SandboxRegistry, crane: Path) -> Callable[[], None]:
+    """`crane catalog`, then `crane ls` of each repository: the shell way with crane."""
+
+    def listing() -> None:
+        result = subprocess.run(
+            [str(crane), "catalog", reg.host], capture_output=True, text=True, check=True
+        )
+        for repo in result.stdout.split():
+            run([str(crane), "ls", f"{reg.host}/{repo}"])
+
+    return listing
+
+
 def line(name: str, ours: float, anchor: float, anchor_name: str, target: float) -> str:
     ratio = ours / anchor
     verdict = "ok" if ratio <= target else "MISSED"
     return (
-        f"{name:34} shipsure {ours:7.3f}s  {anchor_name} {anchor:7.3f}s  "
+        f"{name:38} shipsure {ours:7.3f}s  {anchor_name:9} {anchor:7.3f}s  "
         f"ratio {ratio:5.2f} (target <= {target:.2f}: {verdict})"
     )
 
@@ -139,22 +203,13 @@ def compile_bytecode() -> None:
     compileall.compile_dir(Path(shipsure.__file__).parent, quiet=1)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--layers", type=int, default=30, help="layers per child, scenario 1")
-    parser.add_argument("--repos", type=int, default=20, help="repositories, scenario 2")
-    parser.add_argument("--layer-kib", type=int, default=64, help="size of each layer")
-    args = parser.parse_args()
-    for tool in ("curl", "jq", "skopeo"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"bench: {tool} not found (scripts/setup.sh installs it)")
-    compile_bytecode()
-
-    with SandboxRegistry() as reg:
+def bench_registry(flavour: Flavour, args: argparse.Namespace) -> list[str]:
+    """Seed one registry of `flavour`, run every scenario against it; the result lines."""
+    crane = peers.peer_path("crane")
+    with SandboxRegistry(flavour=flavour) as reg:
         start = time.perf_counter()
         size = args.layer_kib * 1024
-        big = images.push_index(reg.url, "bench/big", "latest", layers=args.layers, layer_size=size)
+        images.push_index(reg.url, "bench/big", "latest", layers=args.layers, layer_size=size)
         many = [
             images.push_index(
                 reg.url, f"bench/repo{i:03}", "latest", layers=3, layer_size=size
@@ -162,14 +217,8 @@ def main() -> int:
             + ":latest"
             for i in range(args.repos)
         ]
-        print(f"seeded in {time.perf_counter() - start:.1f}s", file=sys.stderr)
-        print(
-            f"scenario 1: 1 index, 3 children, {len(big.blob_digests)} distinct blobs "
-            f"of ~{args.layer_kib} KiB"
-        )
-        print(f"scenario 2: {args.repos} repositories x 1 index of 3 children x 4 layers")
-        print(f"median of {args.runs} runs each, anchors measured in the same run\n")
-
+        print(f"{FLAVOUR_NAMES[flavour]}: seeded in {time.perf_counter() - start:.1f}s")
+        tag = f"v{flavour}"
         results = []
         for name, refs in (
             ("1. multi-arch, many layers", ["bench/big:latest"]),
@@ -177,28 +226,95 @@ def main() -> int:
         ):
             results.append(
                 line(
-                    f"{name}: HEAD",
+                    f"{tag} {name}: HEAD",
                     median_seconds(verify(reg, refs), args.runs),
                     median_seconds(curl_walk(reg, refs), args.runs),
                     "curl walk",
                     0.25,
                 )
             )
+            deep = median_seconds(verify(reg, refs, "--deep"), args.runs)
             results.append(
                 line(
-                    f"{name}: --deep",
-                    median_seconds(verify(reg, refs, "--deep"), args.runs),
+                    f"{tag} {name}: --deep",
+                    deep,
                     median_seconds(skopeo_copy_all(reg, refs), args.runs),
-                    "skopeo   ",
+                    "skopeo",
+                    1.0,
+                )
+            )
+            if crane is None:
+                results.append(
+                    f"{tag} {name}: --deep vs crane: skipped, {peers.missing_reason('crane')}"
+                )
+            else:
+                results.append(
+                    line(
+                        f"{tag} {name}: --deep",
+                        deep,
+                        median_seconds(crane_validate(reg, refs, crane), args.runs),
+                        "crane val",
+                        1.0,
+                    )
+                )
+        if crane is None:
+            results.append(f"{tag} 3. listing: skipped, {peers.missing_reason('crane')}")
+        else:
+            listing = median_seconds(crane_listing(reg, crane), args.runs)
+            results.append(
+                line(
+                    f"{tag} 3. listing (catalog + tags, in-process)",
+                    median_seconds(list_in_process(reg, len(many) + 1), args.runs),
+                    listing,
+                    "crane ls",
+                    1.0,
+                )
+            )
+            results.append(
+                line(
+                    f"{tag} 3. listing (the same, new process)",
+                    median_seconds(list_in_new_process(reg), args.runs),
+                    listing,
+                    "crane ls",
                     1.0,
                 )
             )
         walk_only = median_seconds(verify_in_process(reg, ["bench/big:latest"]), args.runs)
-        print("\n".join(results))
-        print(
-            f"\nwhere the time goes in 1. HEAD: the walk itself takes {walk_only:.3f}s "
+        results.append(
+            f"{tag} where the time goes in 1. HEAD: the walk itself takes {walk_only:.3f}s "
             "(in-process); the rest of the CLI run is interpreter start-up and imports"
         )
+        return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=30, help="layers per child, scenario 1")
+    parser.add_argument("--repos", type=int, default=20, help="repositories, scenario 2")
+    parser.add_argument("--layer-kib", type=int, default=64, help="size of each layer")
+    parser.add_argument(
+        "--registry", choices=("2.8", "3", "both"), default="both", help="which registry"
+    )
+    args = parser.parse_args()
+    for tool in ("curl", "jq", "skopeo"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} not found (scripts/setup.sh installs it)")
+    compile_bytecode()
+    flavours: tuple[Flavour, ...] = FLAVOURS if args.registry == "both" else (args.registry,)
+    print(
+        f"scenario 1: 1 index, 3 children, {args.layers} layers each of ~{args.layer_kib} KiB\n"
+        f"scenario 2: {args.repos} repositories x 1 index of 3 children x 4 layers\n"
+        f"scenario 3: list {args.repos + 1} repositories and their tags\n"
+        f"median of {args.runs} runs each, anchors measured in the same run\n"
+    )
+    results = []
+    for flavour in flavours:
+        if not registry_available(flavour):
+            results.append(f"v{flavour}: skipped, {missing_reason(flavour)}")
+            continue
+        results.extend(bench_registry(flavour, args))
+    print("\n".join(results))
     return 0
 
 

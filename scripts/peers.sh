@@ -16,6 +16,9 @@ PEERS=(
 
 TOOLS=$PWD/.tools
 mkdir -p "$TOOLS/bin" "$TOOLS/stamps"
+# Debian 12's golang-go (1.19) is too old for these modules; the upstream tarball's Go is
+# usually in /usr/local/go and not always on a non-login PATH.
+[ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 if ! command -v go >/dev/null 2>&1; then
   echo "peers: no Go toolchain on PATH; tests that need a Go peer will be skipped" >&2
   exit 0
@@ -28,8 +31,10 @@ for line in "${PEERS[@]}"; do
     continue
   fi
   echo "peers: building $name ($target)" >&2
+  started=$SECONDS
   if go install "$target"; then
     echo "$target" >"$stamp"
+    echo "peers: built $name in $((SECONDS - started)) s" >&2
   else
     echo "peers: could not build $name from $target; its tests will be skipped" >&2
   fi

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything shipsure's demo, tests and benchmarks need on a Debian machine:
-# Debian packages (only those missing) and a virtualenv in .venv with the package and
-# its development extras. Safe to re-run; fast when nothing changed.
+# Debian packages (only those missing), a virtualenv in .venv with the package and
+# its development extras, and the field's Go tools the tests run as peers (scripts/peers.sh:
+# distribution v3, crane, regctl, oras into .tools/bin). Safe to re-run; fast when nothing
+# changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   docker-registry   # distribution 2.8.2: the real registry every test runs against
-  skopeo            # benchmark anchor for `verify --deep`
+  skopeo            # benchmark anchor for `verify --deep`; pulls in the peer tests
   redis-server      # lock backend tests
   etcd-server etcd-client
   postgresql
@@ -46,3 +48,6 @@ fi
 # PYTHONDONTWRITEBYTECODE set) every run compiles every module again. Up-to-date files
 # are skipped, so this is quick when nothing changed.
 .venv/bin/python -m compileall -q shipsure >/dev/null
+# The Go peers: built once (first build ~2 min on 2 cores), then skipped. Go's module and
+# build caches are kept, so a rebuild after a pin change compiles only what changed.
+bash scripts/peers.sh

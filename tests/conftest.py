@@ -3,6 +3,12 @@
 Tests share the session registry and keep out of each other's way by pushing to the unique
 repository `repo_name` gives them. Tests that garbage-collect or break storage as a whole
 take `fresh_registry`, which is theirs alone.
+
+Two registries: Debian's distribution 2.8.2 and distribution v3 (built by
+scripts/peers.sh). A test or module marked `both_registries` runs once against each (ids
+`v2.8` / `v3`); every other test runs against 2.8 only, so the suite does not double.
+A test that needs one flavour asks `registry_flavour` and skips; v3 tests skip with the
+reason when its binary has not been built.
 """
 
 from __future__ import annotations
@@ -13,37 +19,82 @@ from collections.abc import Iterator
 
 import pytest
 
-from shipsure.sandbox.registry import REGISTRY_BINARY, SandboxRegistry, registry_available
+from shipsure.sandbox.registry import (
+    FLAVOURS,
+    Flavour,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
 
-_NEEDS_REGISTRY = f"needs {REGISTRY_BINARY} (Debian package docker-registry; scripts/setup.sh)"
+BOTH_REGISTRIES = "both_registries"
 
 
-def _require_registry() -> None:
-    if not registry_available():
-        pytest.skip(_NEEDS_REGISTRY)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{BOTH_REGISTRIES}: run against distribution 2.8 and v3 (tests/conftest.py)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise `registry_flavour` over both flavours for tests marked `both_registries`.
+
+    Session scope: each flavour's session registry is started once, not once per test.
+    """
+    if "registry_flavour" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker(BOTH_REGISTRIES) is None:
+        return
+    metafunc.parametrize(
+        "registry_flavour",
+        FLAVOURS,
+        ids=[f"v{flavour}" for flavour in FLAVOURS],
+        indirect=True,
+        scope="session",
+    )
 
 
 @pytest.fixture(scope="session")
-def registry() -> Iterator[SandboxRegistry]:
+def registry_flavour(request: pytest.FixtureRequest) -> Flavour:
+    """ "2.8" unless the test is marked `both_registries` (then each in turn)."""
+    flavour: Flavour = getattr(request, "param", "2.8")
+    return flavour
+
+
+def require_registry(flavour: Flavour = "2.8") -> None:
+    if not registry_available(flavour):
+        pytest.skip(missing_reason(flavour))
+
+
+@pytest.fixture(scope="session")
+def registry(registry_flavour: Flavour) -> Iterator[SandboxRegistry]:
     """A registry for the whole run, no blob cache: HEAD reflects what is on disk."""
-    _require_registry()
-    with SandboxRegistry() as sandbox:
+    require_registry(registry_flavour)
+    with SandboxRegistry(flavour=registry_flavour) as sandbox:
         yield sandbox
 
 
 @pytest.fixture(scope="session")
-def cached_registry() -> Iterator[SandboxRegistry]:
+def cached_registry(registry_flavour: Flavour) -> Iterator[SandboxRegistry]:
     """A registry with the in-memory blob-descriptor cache (registry-facts §3)."""
-    _require_registry()
-    with SandboxRegistry(blob_cache="inmemory") as sandbox:
+    require_registry(registry_flavour)
+    with SandboxRegistry(flavour=registry_flavour, blob_cache="inmemory") as sandbox:
         yield sandbox
 
 
 @pytest.fixture
-def fresh_registry() -> Iterator[SandboxRegistry]:
+def fresh_registry(registry_flavour: Flavour) -> Iterator[SandboxRegistry]:
     """A registry of this test's own, for garbage collection or storage-wide damage."""
-    _require_registry()
-    with SandboxRegistry() as sandbox:
+    require_registry(registry_flavour)
+    with SandboxRegistry(flavour=registry_flavour) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def fresh_v3_registry() -> Iterator[SandboxRegistry]:
+    """Distribution v3 of this test's own, for tests of what only v3 does."""
+    require_registry("3")
+    with SandboxRegistry(flavour="3") as sandbox:
         yield sandbox
 
 

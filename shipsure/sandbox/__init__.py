@@ -1,6 +1,7 @@
 """A throw-away real registry and sample images, for the demo, benchmarks and tests.
 
-- `registry.SandboxRegistry` starts distribution's `docker-registry` on 127.0.0.1.
+- `registry.SandboxRegistry` starts distribution 2.8 (`docker-registry`) or v3 on 127.0.0.1.
+- `peers` finds the field's tools (v3 `registry`, crane, regctl, oras) scripts/peers.sh built.
 - `images` pushes deterministic images, indexes and artifacts over the HTTP API with
   plain httpx (never shipsure's own client, so tests do not check the client with itself).
 - `faults` breaks filesystem storage in every way registry-facts §4 lists.

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from shipsure.registry.retry import RetryPolicy
-from shipsure.sandbox.registry import SandboxRegistry, registry_available
+from shipsure.sandbox.registry import (
+    Flavour,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
 
 from .tokenserver import ISSUER, SERVICE, TokenServer
 
@@ -20,8 +25,8 @@ USERS = {"alice": "s3cret-Pa55word"}
 class TokenAuthRegistry(SandboxRegistry):
     """The sandbox registry with distribution's `auth: token:` pointing at our server."""
 
-    def __init__(self, tokens: TokenServer) -> None:
-        super().__init__()
+    def __init__(self, tokens: TokenServer, flavour: Flavour = "2.8") -> None:
+        super().__init__(flavour=flavour)
         self.tokens = tokens
 
     def _config(self) -> dict[str, object]:
@@ -50,14 +55,15 @@ class TokenAuthRegistry(SandboxRegistry):
 
 
 @pytest.fixture(scope="session")
-def token_registry() -> Iterator[TokenAuthRegistry]:
-    if not registry_available():
-        pytest.skip("needs the docker-registry binary")
+def token_registry(registry_flavour: Flavour) -> Iterator[TokenAuthRegistry]:
+    """Token auth on 2.8, or on both flavours for tests marked `both_registries`."""
+    if not registry_available(registry_flavour):
+        pytest.skip(missing_reason(registry_flavour))
     with tempfile.TemporaryDirectory(prefix="shipsure-tokens-") as workdir:
         tokens = TokenServer(Path(workdir), USERS)
         tokens.start()
         try:
-            with TokenAuthRegistry(tokens) as registry:
+            with TokenAuthRegistry(tokens, registry_flavour) as registry:
                 yield registry
         finally:
             tokens.close()

@@ -16,6 +16,9 @@ from .conftest import USERS, TokenAuthRegistry
 REPO = "t/token-auth"
 PASSWORD = USERS["alice"]
 
+# The token flow against distribution 2.8 and v3 (tests/conftest.py).
+pytestmark = pytest.mark.both_registries
+
 
 @pytest.fixture(scope="module")
 def pushed(token_registry: TokenAuthRegistry) -> images.PushedIndex:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
 
 from .served import Served
+
+# Every registry test here runs against distribution 2.8 and v3 (tests/conftest.py).
+pytestmark = pytest.mark.both_registries
 
 
 def read_what_arrives(client: httpx.Client, url: str) -> tuple[int, int, bytes]:

@@ -19,6 +19,9 @@ from shipsure.sandbox.registry import SandboxRegistry
 
 from .served import Served, error_code
 
+# Every registry test here runs against distribution 2.8 and v3 (tests/conftest.py).
+pytestmark = pytest.mark.both_registries
+
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

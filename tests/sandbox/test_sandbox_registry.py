@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
+import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
-from shipsure.sandbox import SandboxError
+from shipsure.sandbox import SandboxError, images
 from shipsure.sandbox import registry as registry_module
-from shipsure.sandbox.registry import SandboxRegistry
+from shipsure.sandbox.registry import (
+    Flavour,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
+
+
+def require_registry(flavour: Flavour) -> None:
+    if not registry_available(flavour):
+        pytest.skip(missing_reason(flavour))
 
 
 def test_registry_answers_v2_and_cleans_up() -> None:
@@ -83,3 +97,61 @@ def test_extra_config_with_auth_is_ready_on_its_challenge() -> None:
             f"{sandbox.url}/v2/", headers={"Authorization": "Bearer x"}, timeout=5
         )
         assert authorized.status_code == 200
+
+
+class _EventSink(http.server.BaseHTTPRequestHandler):
+    """Collects what the registry's notifications endpoint POSTs (distribution envelopes)."""
+
+    received: ClassVar[list[dict[str, Any]]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.extend(json.loads(body)["events"])
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.both_registries
+def test_notifications_endpoint_gets_push_events(registry_flavour: Flavour) -> None:
+    require_registry(registry_flavour)
+
+    class Sink(_EventSink):
+        received: ClassVar[list[dict[str, Any]]] = []
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sink = f"http://127.0.0.1:{server.server_address[1]}/events"
+        with SandboxRegistry(flavour=registry_flavour, notifications=sink) as sandbox:
+            image = images.push_image(sandbox.url, "team/app", "v1")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                e["target"].get("tag") == "v1" for e in Sink.received
+            ):
+                time.sleep(0.05)
+        pushed = [e for e in Sink.received if e["action"] == "push"]
+        manifest = [e for e in pushed if e["target"].get("tag") == "v1"]
+        assert [e["target"]["digest"] for e in manifest] == [image.digest]
+        assert manifest[0]["target"]["repository"] == "team/app"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_v3_starts_with_the_same_options_and_reports_a_missing_binary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    require_registry("3")
+    with SandboxRegistry(flavour="3", readonly=True) as sandbox:
+        assert httpx.get(f"{sandbox.url}/v2/", timeout=5).status_code == 200
+        refused = httpx.post(f"{sandbox.url}/v2/team/app/blobs/uploads/", timeout=5)
+        assert refused.status_code == 405  # read-only: uploads refused, reads served
+        environment = Path(f"/proc/{sandbox.pid}/environ").read_bytes().split(b"\0")
+        assert b"OTEL_TRACES_EXPORTER=none" in environment
+    monkeypatch.setenv("SHIPSURE_PEERS_BIN", str(tmp_path))
+    with pytest.raises(SandboxError, match=r"needs registry in .* scripts/peers\.sh"):
+        SandboxRegistry(flavour="3").start()

@@ -1,10 +1,9 @@
 """The S3 storage path, proven against moto's standalone S3 server (an emulator, not MinIO):
-the real registry (distribution 2.8's s3 driver) pushes into it, shipsure scans it, finds a
-fault there and re-links it."""
+the real registry (the s3 driver of distribution 2.8 and of v3) pushes into it, shipsure
+scans it, finds a fault there and re-links it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -21,7 +20,14 @@ from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
 from shipsure.cli.main import main
 from shipsure.sandbox import images
-from shipsure.sandbox.registry import REGISTRY_BINARY, registry_available
+from shipsure.sandbox.registry import (
+    FLAVOURS,
+    Flavour,
+    S3Settings,
+    SandboxRegistry,
+    missing_reason,
+    registry_available,
+)
 from shipsure.storage.s3 import S3Storage
 
 MOTO = Path(sys.executable).with_name("moto_server")
@@ -57,20 +63,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(moto endpoint, registry url): a real registry storing into moto under /reg."""
-    if not MOTO.exists() or not registry_available():
-        pytest.skip("needs moto_server (moto[server]) and docker-registry")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint of moto's S3 server, with the bucket `reg`."""
+    if not MOTO.exists():
+        pytest.skip("needs moto_server (moto[server])")
     work = tmp_path_factory.mktemp("s3")
-    s3_port, reg_port = _free_port(), _free_port()
+    s3_port = _free_port()
     endpoint = f"http://127.0.0.1:{s3_port}"
     env = {k_: v for k_, v in os.environ.items() if k_ != "AWS_CA_BUNDLE"} | CREDENTIALS
     with open(work / "moto.log", "wb") as log:
-        moto = subprocess.Popen(
+        process = subprocess.Popen(
             [str(MOTO), "-H", "127.0.0.1", "-p", str(s3_port)], stdout=log, stderr=log, env=env
         )
     try:
-        _wait(endpoint, moto)
+        _wait(endpoint, process)
         boto3 = pytest.importorskip("boto3")
         boto3.client(
             "s3",
@@ -79,55 +85,37 @@ def s3_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             aws_access_key_id="test",
             aws_secret_access_key="test",
         ).create_bucket(Bucket="reg")
-        config = {
-            "version": "0.1",
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {
-                "s3": {
-                    "accesskey": "test",
-                    "secretkey": "test",
-                    "region": "us-east-1",
-                    "regionendpoint": endpoint,
-                    "bucket": "reg",
-                    "rootdirectory": "/reg",
-                    "secure": False,
-                    "v4auth": True,
-                },
-                "delete": {"enabled": True},
-                "maintenance": {"uploadpurging": {"enabled": False}},
-            },
-            "http": {"addr": f"127.0.0.1:{reg_port}", "secret": "s3-test"},
-        }
-        (work / "config.yml").write_text(json.dumps(config))
-        with open(work / "registry.log", "wb") as log:
-            # The s3 driver panics at start-up when AWS_CA_BUNDLE is set (registry-facts §2).
-            registry = subprocess.Popen(
-                [str(REGISTRY_BINARY), "serve", str(work / "config.yml")],
-                stdout=log,
-                stderr=log,
-                env={k_: v for k_, v in env.items() if not k_.startswith("REGISTRY_")},
-            )
-        try:
-            _wait(f"http://127.0.0.1:{reg_port}/v2/", registry)
-            yield endpoint, f"http://127.0.0.1:{reg_port}"
-        finally:
-            _stop(registry)
+        yield endpoint
     finally:
-        _stop(moto)
+        _stop(process)
         shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.fixture(params=FLAVOURS, ids=[f"v{f}" for f in FLAVOURS])
+def s3_registry(moto: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
+    """(moto endpoint, registry url, root): a real registry of either flavour storing into
+    moto under its own root folder."""
+    flavour: Flavour = request.param
+    if not registry_available(flavour):
+        pytest.skip(missing_reason(flavour))
+    root = f"/reg{flavour.replace('.', '')}"
+    # The s3 driver panics at start-up when AWS_CA_BUNDLE is set (registry-facts §2): the
+    # sandbox never passes it on.
+    with SandboxRegistry(flavour=flavour, s3=S3Settings(moto, "reg", root)) as registry:
+        yield moto, registry.url, root
+
+
 def test_scan_of_s3_storage_the_real_registry_wrote(
-    s3_registry: tuple[str, str],
+    s3_registry: tuple[str, str, str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    endpoint, url = s3_registry
+    endpoint, url, root = s3_registry
     for key, value in CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     index = images.push_index(url, "team/app", "latest", platforms=("linux/amd64", "linux/arm64"))
-    storage = S3Storage("reg", "/reg", endpoint_url=endpoint, region="us-east-1")
+    storage = S3Storage("reg", root, endpoint_url=endpoint, region="us-east-1")
     options = ScanOptions(verify_content=True, recheck_delay=0)
     clean = scan(storage, options)
     assert clean.findings == []
@@ -147,7 +135,7 @@ def test_scan_of_s3_storage_the_real_registry_wrote(
         args = [
             "scan",
             "--recheck-delay=0",
-            "s3://reg/reg",
+            f"s3://reg{root}",
             "--s3-endpoint",
             endpoint,
             "--s3-region",
