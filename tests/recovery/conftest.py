@@ -12,12 +12,12 @@ import pytest
 
 from shipsure.sandbox import images
 from shipsure.sandbox.images import PushedArtifact, PushedIndex
-from shipsure.sandbox.registry import REGISTRY_BINARY, SandboxRegistry, registry_available
+from shipsure.sandbox.registry import Flavour, SandboxRegistry, missing_reason, registry_available
 
 
-def require_registry() -> None:
-    if not registry_available():
-        pytest.skip(f"needs {REGISTRY_BINARY} (Debian package docker-registry; scripts/setup.sh)")
+def require_registry(flavour: Flavour = "2.8") -> None:
+    if not registry_available(flavour):
+        pytest.skip(missing_reason(flavour))
 
 
 def require_skopeo() -> None:
@@ -26,10 +26,10 @@ def require_skopeo() -> None:
 
 
 @pytest.fixture
-def second_registry() -> Iterator[SandboxRegistry]:
-    """A registry of this test's own that serves as the intact copy."""
-    require_registry()
-    with SandboxRegistry() as sandbox:
+def second_registry(registry_flavour: Flavour) -> Iterator[SandboxRegistry]:
+    """A registry of this test's own (the flavour under test) that serves as the intact copy."""
+    require_registry(registry_flavour)
+    with SandboxRegistry(flavour=registry_flavour) as sandbox:
         yield sandbox
 
 

@@ -15,6 +15,7 @@ from shipsure.sandbox import images
 from shipsure.sandbox.registry import SandboxRegistry
 
 
+@pytest.mark.both_registries
 def test_chunked_and_monolithic_uploads(registry: SandboxRegistry, repo_name: str) -> None:
     data = bytes(range(256)) * 40  # 10,240 bytes
     digest = Digest.of(data)
@@ -27,11 +28,13 @@ def test_chunked_and_monolithic_uploads(registry: SandboxRegistry, repo_name: st
         assert client.head_blob(repo_name, Digest.of(small)).size == len(small)
 
 
+@pytest.mark.both_registries
 def test_a_wrong_digest_is_refused(registry: SandboxRegistry, repo_name: str) -> None:
     with open_registry(registry.host) as client, pytest.raises(PushError, match="DIGEST_INVALID"):
         Pusher(client).upload_blob(repo_name, Digest.of(b"other"), 4, io.BytesIO(b"data"))
 
 
+@pytest.mark.both_registries
 def test_mount_links_without_moving_bytes(registry: SandboxRegistry, repo_name: str) -> None:
     image = images.push_image(registry.url, repo_name, "v1")
     layer = Digest.parse(image.layer_digests[0])
@@ -43,6 +46,7 @@ def test_mount_links_without_moving_bytes(registry: SandboxRegistry, repo_name: 
         assert not pusher.mount_blob(f"{repo_name}-copy", Digest.of(b"nope"), repo_name)
 
 
+@pytest.mark.both_registries
 def test_manifest_refused_until_its_blobs_are_there(
     registry: SandboxRegistry, repo_name: str
 ) -> None:

@@ -118,6 +118,7 @@ def test_gc_incident_restored_from_a_second_registry(
     assert "nothing to restore" in capsys.readouterr().out
 
 
+@pytest.mark.both_registries
 def test_layer_deleted_under_a_present_link_is_uploaded_again(
     fresh_registry: SandboxRegistry,
     second_registry: SandboxRegistry,
@@ -342,6 +343,7 @@ def test_restore_from_a_scan_report_and_with_all(
     assert main(["verify", "--deep", *seeded.refs(target.host)]) == 0
 
 
+@pytest.mark.both_registries
 def test_rebuild_plan_names_every_image_sharing_a_lost_layer(
     fresh_registry: SandboxRegistry,
     tmp_path: Path,
@@ -416,6 +418,7 @@ def test_restore_killed_by_the_os_mid_push_resumes(
     assert main(["verify", "--deep", *refs]) == 0
 
 
+@pytest.mark.both_registries
 def test_corrupted_content_is_named_until_its_data_file_is_removed(
     fresh_registry: SandboxRegistry,
     second_registry: SandboxRegistry,
@@ -449,6 +452,7 @@ def test_corrupted_content_is_named_until_its_data_file_is_removed(
     assert main(["verify", "--deep", ref]) == 0
 
 
+@pytest.mark.both_registries
 def test_a_blob_intact_in_another_repository_is_mounted(
     fresh_registry: SandboxRegistry,
     tmp_path: Path,

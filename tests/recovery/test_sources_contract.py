@@ -20,15 +20,13 @@ from shipsure.sandbox import images
 from shipsure.sandbox.images import PushedIndex
 from shipsure.sandbox.registry import SandboxRegistry
 
-from .conftest import copy_all_out, require_skopeo
+from .conftest import copy_all_out, require_registry, require_skopeo
 
 UNKNOWN = Digest("sha256", "0" * 64)
 
 
 @pytest.fixture(scope="module")
 def seeded() -> Iterator[tuple[SandboxRegistry, PushedIndex, Path]]:
-    from .conftest import require_registry
-
     require_registry()
     require_skopeo()
     with SandboxRegistry() as registry:

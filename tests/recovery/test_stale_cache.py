@@ -14,6 +14,7 @@ from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
 
 
+@pytest.mark.both_registries
 def test_stale_cache_is_named_and_healed(
     cached_registry: SandboxRegistry,
     second_registry: SandboxRegistry,
