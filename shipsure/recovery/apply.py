@@ -109,8 +109,8 @@ def still_broken(target: HttpRegistry, outcomes: Sequence[Outcome]) -> list[Step
     distribution keeps a data file that exists, whatever it holds: a blob upload whose data
     file is there is a no-op (blobwriter.go moveBlob: "While it may be corrupted, detection
     of such corruption belongs elsewhere"), and so is a manifest PUT (blobstore.go Put:
-    "content already present"). Observed on 2.8.2 and v3.1.2: corrupted data survives a re-push, so
-    the data file must be removed from storage before a restore can replace it."""
+    "content already present"). Observed on 2.8.2 and v3.1.2 (registry-facts §3): corrupted
+    data survives a re-push, so the data file must be removed from storage first."""
     kept: list[Step] = []
     for outcome in outcomes:
         step = outcome.step
