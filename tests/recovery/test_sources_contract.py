@@ -31,6 +31,8 @@ def seeded() -> Iterator[tuple[SandboxRegistry, PushedIndex, Path]]:
     require_skopeo()
     with SandboxRegistry() as registry:
         index = images.push_index(registry.url, "team/app", "latest")
+        # The same image under a prefix, as a mirror that keeps copies under `mirror/` would.
+        images.push_index(registry.url, "mirror/team/app", "latest", seed="team/app:latest")
         folder = Path(registry.workdir) / "copies"
         folder.mkdir()
         layout = folder / "layout"
@@ -46,13 +48,14 @@ def seeded() -> Iterator[tuple[SandboxRegistry, PushedIndex, Path]]:
         yield registry, index, folder
 
 
-@pytest.fixture(params=["registry", "oci", "docker-archive"])
+@pytest.fixture(params=["registry", "registry-prefix", "oci", "docker-archive"])
 def source(
     request: pytest.FixtureRequest, seeded: tuple[SandboxRegistry, PushedIndex, Path]
 ) -> Iterator[ContentSource]:
     registry, _, folder = seeded
     spec = {
         "registry": registry.host,
+        "registry-prefix": f"{registry.host}/mirror",
         "oci": f"oci:{folder / 'layout'}",
         "docker-archive": f"docker-archive:{folder / 'saved.tar'}",
     }[request.param]
