@@ -240,6 +240,8 @@ class Damage:
     tags_named: frozenset[tuple[str, str]] = frozenset()
     # A report read from a file may be stale: what it calls broken is read again first.
     fresh: bool = True
+    # The digest a broken tag names on disk (a scan report knows it; HTTP cannot tell).
+    tag_digests: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # With a scan report everything on disk was read; a verify walk reaches only what
     # hangs below intact manifests.
     deep: bool = True
@@ -250,6 +252,7 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
     broken: dict[tuple[str, str], str] = {}
     tags_gone: set[tuple[str, str]] = set()
     tags_named: set[tuple[str, str]] = set()
+    tag_digests: dict[tuple[str, str], str] = {}
     unchecked: dict[str, str] = {}
     rows: Iterable[Mapping[str, Any]]
     if isinstance(report, Report):
@@ -271,6 +274,8 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
         if kind in TAG_GONE_KINDS:
             for tag in _tags_of(row):
                 tags_gone.add((repo, tag))
+                if isinstance(digest, str):
+                    tag_digests.setdefault((repo, tag), digest)
         if kind in BROKEN_KINDS and isinstance(digest, str):
             broken.setdefault((repo, digest), kind)
         if kind in BROKEN_KINDS or kind in TAG_GONE_KINDS:
@@ -282,6 +287,7 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
         tags_named=frozenset(tags_named),
         fresh=isinstance(report, Report),
         deep=deep,
+        tag_digests=tag_digests,
     )
 
 
@@ -333,6 +339,7 @@ class Planner:
         self.nodes: dict[tuple[str, bool, Digest], _Node] = {}
         self.plan = RestorePlan(target.host, [s.name for s in sources])
         self._rejections: dict[Digest, list[Rejected]] = {}
+        self._lost_keys: set[tuple[str, str]] = set()
 
     def manifest_bytes(self, repository: str, digest: str) -> bytes | None:
         """The verified bytes the plan read for a manifest (what `put-*` steps push)."""
@@ -388,7 +395,7 @@ class Planner:
         if digest is None:
             assert item.tag is not None
             if (item.repository, item.tag) in self.damage.tags_gone:
-                digest = self._tag_in_sources(item)
+                digest = self._tag_digest(item)
                 restore_tag = True
                 if digest is None:
                     self.plan.lost.append(
@@ -413,8 +420,14 @@ class Planner:
         self._expand(node, item.label, set())
         return node, restore_tag
 
-    def _tag_in_sources(self, item: Wanted) -> Digest | None:
+    def _tag_digest(self, item: Wanted) -> Digest | None:
+        """What a tag that no longer resolves named: the report's digest (storage still
+        records it), else what the sources' tag names now."""
         assert item.tag is not None
+        known = self.damage.tag_digests.get((item.repository, item.tag))
+        if known is not None:
+            with contextlib.suppress(ShipsureError):
+                return Digest.parse(known)
         for source in self.sources:
             try:
                 found = source.resolve_tag(item.repository, item.tag)
@@ -735,16 +748,14 @@ class Planner:
     def _is_lost(self, node: _Node, blocked: set[tuple[str, bool, Digest]]) -> bool:
         if node.is_manifest:
             return (node.repository, True, node.digest) in blocked
-        return node.state not in ("ok", "unknown") and any(
-            item.digest == str(node.digest) and item.repository == node.repository
-            for item in self.plan.lost
-        )
+        return (node.repository, str(node.digest)) in self._lost_keys
 
     def _lose(self, node: _Node, reason: str) -> None:
         role = node.role if not node.is_manifest else f"manifest {node.role}"
         lost = Lost(node.repository, str(node.digest), role, node.size, reason)
         lost.rejected = [f"{r.source}: {r.reason}" for r in self._rejections.get(node.digest, [])]
         self.plan.lost.append(lost)
+        self._lost_keys.add((node.repository, str(node.digest)))
 
     def _describe_lost(self) -> None:
         by_digest: dict[Digest, list[_Node]] = {}

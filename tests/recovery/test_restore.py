@@ -479,3 +479,37 @@ def test_a_blob_intact_in_another_repository_is_mounted(
     assert restore(*args, "--apply") == 0
     capsys.readouterr()
     assert main(["verify", "--deep", *refs]) == 0
+
+
+def test_a_dangling_tag_comes_back_with_the_digest_it_had(
+    fresh_registry: SandboxRegistry,
+    second_registry: SandboxRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The tag's manifest data is gone (HEAD 404) and the source's tag has moved on since:
+    from a scan report, which still knows the digest on disk, the original comes back;
+    from a verify walk, which cannot know it, the source's tag is used and the plan says so."""
+    target, source = fresh_registry, second_registry
+    original = images.push_index(target.url, "team/app", "latest")
+    images.push_index(source.url, "team/app", "latest")
+    moved = images.push_index(source.url, "team/app", "latest", seed="a newer build")
+    assert moved.digest != original.digest
+    faults.dangle_tag(target.root, "team/app", "latest")
+    ref = f"{target.host}/team/app:latest"
+    assert main(["scan", "--format", "json", str(target.root)]) == 1
+    report = tmp_path / "scan.json"
+    report.write_text(capsys.readouterr().out)
+
+    verify_plan = [ref, "--from", source.host, "--format", "json"]
+    assert restore(*verify_plan) == 1
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["steps"][-1]["op"] == "put-tag"
+    assert planned["steps"][-1]["digest"] == moved.digest
+    assert any("digest is unknown" in note for note in planned["notes"])
+
+    journal = str(tmp_path / "j.jsonl")
+    args = ["--from-report", str(report), "--registry", target.host, "--from", source.host]
+    assert restore(*args, "--apply", "--journal", journal) == 0
+    capsys.readouterr()
+    assert main(["verify", "--deep", f"{ref}@{original.digest}"]) == 0
