@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             check_note = f"report {args.from_report}"
         else:
             damage, check_note = _check(target, wanted, host, args)
-        planner = Planner(target, sources, damage)
+        planner = Planner(target, sources, damage, workers=int(args.concurrency))
         plan = planner.build(wanted)
         out: TextIO = sys.stdout
         outcomes: list[Outcome] = []

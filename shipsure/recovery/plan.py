@@ -22,7 +22,9 @@ manifest above them is not pushed.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,6 +324,7 @@ class _Node:
     manifest_raw: bytes | None = None
     manifest_source: str = ""
     height: int = 0
+    loaded: bool = False
 
 
 class Planner:
@@ -332,6 +335,8 @@ class Planner:
         target: Registry,
         sources: Sequence[ContentSource],
         damage: Damage,
+        *,
+        workers: int = 8,
     ) -> None:
         self.target = target
         self.sources = list(sources)
@@ -340,6 +345,8 @@ class Planner:
         self.plan = RestorePlan(target.host, [s.name for s in sources])
         self._rejections: dict[Digest, list[Rejected]] = {}
         self._lost_keys: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers))
 
     def manifest_bytes(self, repository: str, digest: str) -> bytes | None:
         """The verified bytes the plan read for a manifest (what `put-*` steps push)."""
@@ -353,25 +360,24 @@ class Planner:
     def build(self, wanted: Sequence[Wanted]) -> RestorePlan:
         tag_steps: list[tuple[Wanted, _Node]] = []
         roots: list[_Node] = []
-        for item in wanted:
-            if item.repository in self.damage.unchecked:
-                why = self.damage.unchecked[item.repository]
-                self.plan.check_errors.append(f"{item.label}: not planned: {why}")
+        labeled: list[tuple[_Node, str]] = []
+        found_roots = self._pool.map(self._root_or_error, wanted)
+        for item, outcome in zip(wanted, found_roots, strict=True):
+            if isinstance(outcome, str):
+                self.plan.check_errors.append(outcome)
                 continue
-            try:
-                found = self._root(item)
-            except (RegistryError, SourceError) as exc:
-                self.plan.check_errors.append(f"{item.label}: {exc}")
-                continue
+            found = outcome
             if found is None:
                 continue
             root, restore_tag = found
             roots.append(root)
+            labeled.append((root, item.label))
             if restore_tag:
                 tag_steps.append((item, root))
         # Broken manifests the references' trees did not lead to (a referrer listed by a
         # surviving `sha256-<hex>` tag, say) are roots of their own.
         repos = {w.repository for w in wanted}
+        self._load(roots)  # the trees first: a broken digest may be in one
         for (repo, digest_text), kind in sorted(self.damage.broken.items()):
             if repo not in repos or kind not in MANIFEST_KINDS:
                 continue
@@ -382,12 +388,54 @@ class Planner:
                 ):
                     node = self._node(repo, digest, True, None, "", "manifest")
                     roots.append(node)
-                    self._expand(node, f"{repo}@{digest}", set())
+                    labeled.append((node, f"{repo}@{digest}"))
+        self._load(roots)
+        for node, label in labeled:
+            self._label(node, label, set())
         self._mark_reached(roots)
-        for node in list(self.nodes.values()):
-            self._settle(node)
+        nodes = list(self.nodes.values())
+        for node, result in zip(nodes, self._pool.map(self._settled, nodes), strict=True):
+            node.state, node.reason = result
         self._steps(tag_steps)
+        self._pool.shutdown()
         return self.plan
+
+    def _root_or_error(self, item: Wanted) -> tuple[_Node, bool] | str | None:
+        """A reference's root node (and whether its tag needs restoring), None when it
+        is lost, or why it could not be checked."""
+        if item.repository in self.damage.unchecked:
+            return f"{item.label}: not planned: {self.damage.unchecked[item.repository]}"
+        try:
+            return self._root(item)
+        except ShipsureError as exc:  # unreachable, refused, or a malformed answer
+            return f"{item.label}: could not check: {exc}"
+
+    def _load(self, frontier: list[_Node]) -> None:
+        """Read every manifest below `frontier`, a level at a time, reads in parallel."""
+        level = [n for n in frontier if n.is_manifest and not n.loaded]
+        while level:
+            for node in level:
+                node.loaded = True
+            manifests = self._pool.map(self._read_manifest, level)
+            below: list[_Node] = []
+            for node, manifest in zip(level, manifests, strict=True):
+                if manifest is None:
+                    continue
+                node.children = self._children(node, manifest)
+                for child in node.children:
+                    child.parents.append(node)
+                    if child.is_manifest and not child.loaded:
+                        below.append(child)
+            level = list({id(n): n for n in below}.values())
+
+    def _label(self, node: _Node, label: str, platforms: set[str]) -> None:
+        """Record that `label` needs `node` and everything below it (pure: no reads)."""
+        if label in node.roots and platforms <= node.platforms:
+            return
+        node.roots.add(label)
+        node.platforms |= platforms
+        for child in node.children:
+            self._label(child, label, platforms | ({child.role} if "/" in child.role else set()))
 
     def _root(self, item: Wanted) -> tuple[_Node, bool] | None:
         restore_tag = False
@@ -416,8 +464,8 @@ class Planner:
                     digest = Digest.of(answer.raw)
                 else:
                     digest = Digest.parse(head.digest)
-        node = self._node(item.repository, digest, True, None, "", "index")
-        self._expand(node, item.label, set())
+        with self._lock:
+            node = self._node(item.repository, digest, True, None, "", "index")
         return node, restore_tag
 
     def _tag_digest(self, item: Wanted) -> Digest | None:
@@ -459,28 +507,6 @@ class Planner:
         elif node.size is None and size is not None:
             node.size = size
         return node
-
-    def _expand(self, node: _Node, label: str, platforms: set[str]) -> None:
-        """Record that `label` needs `node`; read a manifest once and walk its children."""
-        fresh = not node.roots
-        node.roots.add(label)
-        node.platforms |= platforms
-        if not node.is_manifest:
-            return
-        if fresh:
-            manifest = self._read_manifest(node)
-            if manifest is None:
-                return
-            node.children = self._children(node, manifest)
-            for child in node.children:
-                child.parents.append(node)
-        elif node.manifest_raw is None:
-            return
-        for child in node.children:
-            below = platforms | ({child.role} if "/" in child.role else set())
-            if label in child.roots and below <= child.platforms:
-                continue
-            self._expand(child, label, below)
 
     def _read_manifest(self, node: _Node) -> Manifest | None:
         """From the target when the check found it intact, else from the sources."""
@@ -563,26 +589,22 @@ class Planner:
                 continue
             stack.extend(node.children)
 
-    def _settle(self, node: _Node) -> None:
+    def _settled(self, node: _Node) -> tuple[str, str]:
+        """(state, reason) of a node in the target (run on the planner's threads)."""
         if node.state == "lost":
-            return
+            return node.state, node.reason
         kind = self.damage.broken.get((node.repository, str(node.digest)))
         if kind is not None and not self.damage.fresh:
             # From a saved report: the registry may have been repaired since.
-            node.state, node.reason = self._probe(node)
-            if node.state != "ok" and node.reason == "blob-missing":
-                node.reason = kind
-            return
+            state, reason = self._probe(node)
+            return state, kind if state != "ok" and reason == "blob-missing" else reason
         if kind is not None:
-            node.state = "broken" if kind in UNTRUSTED_HEAD_KINDS else "missing"
-            node.reason = kind
             if kind == "blob-truncated":
                 self._check_stale(node)
-            return
+            return "broken" if kind in UNTRUSTED_HEAD_KINDS else "missing", kind
         if node.reached:
-            node.state = "ok"
-            return
-        node.state, node.reason = self._probe(node)
+            return "ok", ""
+        return self._probe(node)
 
     def _probe(self, node: _Node) -> tuple[str, str]:
         """Read an object the check did not: bytes and all (a HEAD cannot tell data from a
@@ -628,12 +650,12 @@ class Planner:
         blobs: list[Step] = []
         manifests: list[Step] = []
         blocked: set[tuple[str, bool, Digest]] = set()
-        for node in sorted(self.nodes.values(), key=lambda n: (n.repository, str(n.digest))):
-            if node.state in ("ok", "unknown"):
-                continue
-            if node.is_manifest:
-                continue
-            step = self._blob_step(node, verified_elsewhere)
+        needed = sorted(
+            (n for n in self.nodes.values() if not n.is_manifest and n.state not in _SETTLED),
+            key=lambda n: (n.repository, str(n.digest)),
+        )
+        found = self._pool.map(lambda n: self._blob_step(n, verified_elsewhere), needed)
+        for node, step in zip(needed, found, strict=True):
             if step is None:
                 self._lose(node, "no source holds this blob")
             else:
@@ -780,6 +802,8 @@ class Planner:
                 return str(node.digest)
         return "unknown"
 
+
+_SETTLED = frozenset({"ok", "unknown"})  # nothing to push: intact, or could not check
 
 _BLOB_TYPES = frozenset(
     {mt.OCI_CONFIG, mt.DOCKER_CONFIG, mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD}

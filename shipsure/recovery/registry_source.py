@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+from shipsure.errors import InvalidDigestError
 from shipsure.model import Digest
 from shipsure.recovery.interface import Sink, SourceError, SourceManifest
 from shipsure.registry.http import HttpRegistry
@@ -44,7 +45,7 @@ class RegistrySource:
         except RegistryError as exc:
             raise SourceError(f"{self.name}: {exc}") from None
         if head.digest is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(InvalidDigestError):
                 return Digest.parse(head.digest)
         # No Docker-Content-Digest: hash the body, as a pull by tag would.
         found = self._get_manifest(repository, tag)
