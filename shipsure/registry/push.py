@@ -110,7 +110,6 @@ class Pusher:
             headers = [
                 ("Content-Type", "application/octet-stream"),
                 ("Content-Range", f"{sent}-{sent + len(piece) - 1}"),
-                ("Content-Length", str(len(piece))),
             ]
             response = self._send("PATCH", location, headers, piece)
             with _closing(response):
@@ -123,10 +122,9 @@ class Pusher:
     def _finish(self, location: str, digest: Digest, body: bytes, what: str) -> None:
         separator = "&" if "?" in location else "?"
         url = f"{location}{separator}{urlencode({'digest': str(digest)})}"
-        headers = [
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Length", str(len(body))),
-        ]
+        # The wire adds Content-Length for every body (0 for the closing PUT of a chunked
+        # upload, as the spec asks).
+        headers = [("Content-Type", "application/octet-stream")]
         response = self._send("PUT", url, headers, body)
         with _closing(response):
             if response.status != 201:
@@ -151,7 +149,7 @@ class Pusher:
             raise PushError(f"invalid tag or digest {reference[:160]!r}")
         what = f"manifest {repository}:{reference}" if ":" not in reference else None
         what = what or f"manifest {repository}@{reference}"
-        headers = [("Content-Type", media_type), ("Content-Length", str(len(raw)))]
+        headers = [("Content-Type", media_type)]
         path = f"/v2/{_name(repository)}/manifests/{reference}"
         response = self._send("PUT", path, headers, raw)
         with _closing(response):
