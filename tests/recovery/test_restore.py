@@ -133,6 +133,10 @@ def test_layer_deleted_under_a_present_link_is_uploaded_again(
     ref = f"{target.host}/team/app:latest"
     assert main(["verify", "--deep", ref]) == 1
     capsys.readouterr()
+    # HEADs are enough to see a 404 (--fast); the plan is the same one upload.
+    assert restore(ref, "--from", source.host, "--fast", "--format", "json") == 1
+    fast = json.loads(capsys.readouterr().out)
+    assert [(s["op"], s["digest"]) for s in fast["steps"]] == [("upload-blob", layer)]
     journal = tmp_path / "j.jsonl"
     assert restore(ref, "--from", source.host, "--apply", "--journal", str(journal)) == 0
     pushed = [e["facts"] for e in journal_steps(journal) if e["state"] == "done"]
