@@ -25,3 +25,4 @@ bench: setup
 	$(BIN)/python bench/stacks_changed.py
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/restore.py

@@ -8,16 +8,23 @@
 4. The check everyone had, a HEAD of the tag, still answers 200.
 5. `shipsure verify` reports every child manifest, config and layer that is gone, and
    `shipsure scan` shows the same damage on disk, with what can be re-linked.
+6. `shipsure restore --from` a second registry (seeded with the same images before the
+   GC, as a mirror or a second site would be) plans exactly what is missing, pushes it with
+   `--apply`, and `verify --deep` and a real `skopeo copy --all` pass again with the
+   original digests; a second restore has nothing to do.
 
-Exits 0 when the story holds (HEAD passes, verify catches every broken child), 1 otherwise.
+Exits 0 when the story holds (HEAD passes, verify catches every broken child, restore brings
+every tag back with its digests), 1 otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -47,12 +54,18 @@ def shell(*cmd: str, show: str | None = None) -> subprocess.CompletedProcess[str
     return result
 
 
+def push_images(url: str) -> tuple[images.PushedIndex, images.PushedIndex]:
+    """The demo's images; the same content (and digests) on every registry."""
+    app = images.push_index(url, "team/app", "latest", layers=2, attestations=True)
+    base = images.push_index(url, "team/base", "3", kind="docker", layers=2)
+    images.push_artifact(url, "team/app", app)
+    return app, base
+
+
 def main() -> int:
-    with SandboxRegistry() as reg:
+    with SandboxRegistry() as reg, SandboxRegistry() as mirror:
         step(f"A throw-away registry (distribution 2.8.2) at {reg.url}, storage {reg.root}")
-        app = images.push_index(reg.url, "team/app", "latest", layers=2, attestations=True)
-        base = images.push_index(reg.url, "team/base", "3", kind="docker", layers=2)
-        images.push_artifact(reg.url, "team/app", app)
+        app, base = push_images(reg.url)
         refs = [f"{reg.host}/team/app:latest", f"{reg.host}/team/base:3"]
         print(
             f"pushed team/app:latest  OCI index {app.digest[:19]}… with 3 platforms + attestations"
@@ -62,6 +75,13 @@ def main() -> int:
 
         step("Right after the push, shipsure verify walks everything a pull needs")
         clean = shell(SHIPSURE, "verify", *refs, show="shipsure verify " + " ".join(refs))
+
+        step(f"A second registry (a mirror, another site) at {mirror.url}, same images")
+        mirrored = push_images(mirror.url)
+        print(f"pushed the same images: digests equal: {mirrored == (app, base)}")
+
+        # The gc-check chapter (shipsure gc-check exits 1 and names the tags this GC would
+        # break, before it runs) goes here.
 
         step("The weekly job: registry garbage-collect --delete-untagged")
         gc = reg.garbage_collect(delete_untagged=True)
@@ -99,6 +119,8 @@ def main() -> int:
             f"(exit {scan.returncode}; `shipsure scan` in text shows each with the tags it breaks)"
         )
 
+        restored = restore_chapter(reg, mirror, refs, app, base)
+
     missing = {f["digest"] for f in findings if f["kind"] == "manifest-missing"}
     children = {c.digest for c in (*app.children, *app.attestations, *base.children)}
     caught = children <= missing
@@ -113,9 +135,95 @@ def main() -> int:
         f"every child manifest reported missing:       {'yes' if caught else 'NO'} "
         f"({len(children & missing)}/{len(children)})"
     )
-    ok = heads_ok and clean.returncode == 0 and broken.returncode == 1 and caught
+    for label, held in restored.items():
+        print(f"{label + ':':<45}{'yes' if held else 'NO'}")
+    ok = (
+        heads_ok
+        and clean.returncode == 0
+        and broken.returncode == 1
+        and caught
+        and all(restored.values())
+    )
     print("the demo story holds" if ok else "the demo story did NOT hold")
     return 0 if ok else 1
+
+
+def restore_chapter(
+    reg: SandboxRegistry,
+    mirror: SandboxRegistry,
+    refs: list[str],
+    app: images.PushedIndex,
+    base: images.PushedIndex,
+) -> dict[str, bool]:
+    """Restore from the mirror; then a deep verify and a real pull with the original digests."""
+    with tempfile.TemporaryDirectory(prefix="shipsure-demo-") as scratch:
+        return _restore_story(reg, mirror, refs, app, base, Path(scratch))
+
+
+def _restore_story(
+    reg: SandboxRegistry,
+    mirror: SandboxRegistry,
+    refs: list[str],
+    app: images.PushedIndex,
+    base: images.PushedIndex,
+    scratch: Path,
+) -> dict[str, bool]:
+    state = str(scratch / "state")
+    step(f"shipsure restore --from {mirror.host}: the plan (nothing is written yet)")
+    plan = shell(SHIPSURE, "restore", *refs, "--from", mirror.host)
+
+    step("shipsure restore --apply: blobs, then child manifests, then indexes; journaled")
+    applied = shell(
+        SHIPSURE, "restore", *refs, "--from", mirror.host, "--apply", "--state-dir", state
+    )
+
+    step("shipsure verify --deep: every byte of every tag, read and hashed")
+    deep = shell(
+        SHIPSURE, "verify", "--deep", *refs, show="shipsure verify --deep " + " ".join(refs)
+    )
+
+    step("A real pull of every platform: skopeo copy --all, digests preserved")
+    pulled = scratch / "pulled"
+    pulled.mkdir()
+    app_copy = shell(
+        "skopeo",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--quiet",
+        "--src-tls-verify=false",
+        f"docker://{refs[0]}",
+        f"oci:{pulled}/app:latest",
+    )
+    base_copy = shell(
+        "skopeo",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--quiet",
+        "--src-tls-verify=false",
+        f"docker://{refs[1]}",
+        f"dir:{pulled}/base",
+    )
+    same = False
+    if app_copy.returncode == 0 and base_copy.returncode == 0:
+        index = json.loads(Path(pulled, "app", "index.json").read_text())
+        pulled_app = index["manifests"][0]["digest"]
+        raw = Path(pulled, "base", "manifest.json").read_bytes()
+        pulled_base = "sha256:" + hashlib.sha256(raw).hexdigest()
+        print(f"team/app:latest pulled as {pulled_app}  (pushed as {app.digest})")
+        print(f"team/base:3     pulled as {pulled_base}  (pushed as {base.digest})")
+        same = pulled_app == app.digest and pulled_base == base.digest
+
+    step("shipsure restore again: nothing left to do")
+    again = shell(SHIPSURE, "restore", *refs, "--from", mirror.host)
+    return {
+        "restore planned the missing content": plan.returncode == 1,
+        "restore --apply pushed it": applied.returncode == 0,
+        "verify --deep after restore passes": deep.returncode == 0,
+        "skopeo copy --all, original digests": same,
+        "second restore is a no-op": again.returncode == 0,
+    }
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "probe": "probe",
     "serve": "serve",
     "scan": "scan",
+    "restore": "restore",
     "report": "report_merge",
     "lint": "lint",
     "stacks": "stacks",

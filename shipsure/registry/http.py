@@ -241,6 +241,27 @@ class HttpRegistry:
         # Filter here too: the API may ignore artifactType, and the tag schema cannot filter.
         return [d for d in found if d.artifact_type == artifact_type]
 
+    def open_request(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None = None,
+        *,
+        follow_redirects: bool = False,
+    ) -> Response:
+        """Hook for writers and streaming readers (`registry/push.py`, recovery sources):
+        one request through the auth flow with the client's default headers, inside the
+        concurrency limit, without retries. `url` is absolute or a path under the base URL.
+        `follow_redirects` (bodiless requests only) follows as every read does. The caller
+        reads and closes the answer; wire errors (`wire.WireError`) are the caller's to map."""
+        target = url if "://" in url else self._resolved_base() + url
+        sent = [*self._default_headers, *headers]
+        with self._slots:
+            if follow_redirects and body is None:
+                return self._send_following_redirects(method, target, sent)
+            return self._send(Request(method, target, sent, body))
+
     def close(self) -> None:
         self._wire.close()
 

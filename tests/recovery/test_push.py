@@ -1,0 +1,65 @@
+"""registry/push.py against a real registry: monolithic and chunked uploads, mounts,
+and a manifest refused while what it references is missing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from shipsure.model import Digest
+from shipsure.registry import open_registry
+from shipsure.registry.interface import NotFoundError
+from shipsure.registry.push import Pusher, PushError
+from shipsure.sandbox import images
+from shipsure.sandbox.registry import SandboxRegistry
+
+
+@pytest.mark.both_registries
+def test_chunked_and_monolithic_uploads(registry: SandboxRegistry, repo_name: str) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    digest = Digest.of(data)
+    with open_registry(registry.host) as client:
+        Pusher(client, chunk_size=3000).upload_blob(repo_name, digest, len(data), io.BytesIO(data))
+        read = client.read_blob(repo_name, digest, limit=len(data))
+        assert (read.size, read.digest) == (len(data), digest)
+        small = b"small blob"
+        Pusher(client).upload_blob(repo_name, Digest.of(small), len(small), io.BytesIO(small))
+        assert client.head_blob(repo_name, Digest.of(small)).size == len(small)
+
+
+@pytest.mark.both_registries
+def test_a_wrong_digest_is_refused(registry: SandboxRegistry, repo_name: str) -> None:
+    with open_registry(registry.host) as client, pytest.raises(PushError, match="DIGEST_INVALID"):
+        Pusher(client).upload_blob(repo_name, Digest.of(b"other"), 4, io.BytesIO(b"data"))
+
+
+@pytest.mark.both_registries
+def test_mount_links_without_moving_bytes(registry: SandboxRegistry, repo_name: str) -> None:
+    image = images.push_image(registry.url, repo_name, "v1")
+    layer = Digest.parse(image.layer_digests[0])
+    with open_registry(registry.host) as client:
+        pusher = Pusher(client)
+        assert pusher.mount_blob(f"{repo_name}-copy", layer, repo_name)
+        assert client.head_blob(f"{repo_name}-copy", layer).size == image.layers[0].size
+        # Nothing to mount from: declined, and the opened session is cancelled.
+        assert not pusher.mount_blob(f"{repo_name}-copy", Digest.of(b"nope"), repo_name)
+
+
+@pytest.mark.both_registries
+def test_manifest_refused_until_its_blobs_are_there(
+    registry: SandboxRegistry, repo_name: str
+) -> None:
+    image = images.push_image(registry.url, repo_name, "v1")
+    with open_registry(registry.host) as client:
+        pusher = Pusher(client)
+        other = f"{repo_name}-new"
+        with pytest.raises(PushError, match=r"MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN"):
+            pusher.put_manifest(other, image.digest, image.media_type, image.raw)
+        with pytest.raises(NotFoundError):
+            client.get_manifest(other, image.digest)
+        for blob in [image.config, *image.layers]:
+            data = blob.data
+            pusher.upload_blob(other, Digest.parse(blob.digest), len(data), io.BytesIO(data))
+        pusher.put_manifest(other, image.digest, image.media_type, image.raw)
+        assert client.get_manifest(other, image.digest).raw == image.raw

@@ -1,0 +1,66 @@
+"""`shipsure restore` on bad input: one line naming the input, the documented exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipsure.cli.main import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["restore", *args])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_needs_a_reference_or_a_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "--from", "127.0.0.1:1")
+    assert code == 2 and "name at least one REF" in err
+
+
+def test_one_target_registry_per_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "a.example/x:1", "b.example/y:1", "--from", "c.example")
+    assert code == 2 and "one target registry" in err
+
+
+def test_report_problems_name_the_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    code, err = run(capsys, "--from-report", str(missing), "--registry", "r.example", "--from", "x")
+    assert code == 2 and str(missing) in err and "\n" not in err.strip()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, err = run(capsys, "--from-report", str(bad), "--registry", "r.example", "--from", "x")
+    assert code == 2 and "not a JSON report" in err
+    bad.write_text('{"findings": 3}')
+    code, err = run(capsys, "--from-report", str(bad), "--registry", "r.example", "--from", "x")
+    assert code == 2 and "no findings list" in err
+    bad.write_text('{"findings": []}')
+    code, err = run(capsys, "--from-report", str(bad), "--from", "x")
+    assert code == 2 and "--registry" in err
+
+
+def test_unreadable_source_could_not_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = run(capsys, "127.0.0.1:1/x:1", "--from", f"oci:{tmp_path / 'none'}")
+    assert code == 3 and "not an OCI layout" in err
+
+
+def test_unreachable_target_is_could_not_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    code = main(["restore", "127.0.0.1:1/x:1", "--from", f"oci:{layout}", "--timeout", "2"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "could not check" in out and "plan (" not in out
+
+
+def test_all_wants_a_registry_or_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "--all", "r.example/team/app:1", "--from", "x.example")
+    assert code == 2 and "not an image" in err
