@@ -154,6 +154,17 @@ class FilesystemStorage:
             return None
         return FileInfo(st.st_size, st.st_mtime)
 
+    def changed_at(self, path: str) -> float | None:
+        while True:
+            try:
+                return os.stat(self._abs(path)).st_mtime
+            except OSError as exc:
+                if exc.errno not in _MISSING_ERRNOS:
+                    raise _error(exc, path) from None
+            if not path:
+                return None
+            path = path.rpartition("/")[0]
+
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         try:
             fd = os.open(self._abs(path), os.O_RDONLY)

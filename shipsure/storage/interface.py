@@ -124,6 +124,13 @@ class Storage(Protocol):
         """Size and modification time of a file, or None when it does not exist."""
         ...
 
+    def changed_at(self, path: str) -> float | None:
+        """When `path` last changed (seconds since the epoch): a file's or folder's
+        modification time, or for an absent path that of the nearest folder above it that
+        exists (removing or creating an entry changes its folder). None when the storage
+        cannot tell (S3 has no folders). Raises StorageError when unreadable."""
+        ...
+
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         """Stream a file through a hash: (hex digest, bytes read). Never loads it whole.
 

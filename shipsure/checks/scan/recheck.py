@@ -10,6 +10,7 @@ whose facts changed is dropped. A real fault is stable, so it survives.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from shipsure.storage import layout
@@ -90,3 +91,24 @@ def still_holds(storage: Storage, fact: Evidence) -> bool:
     except StorageError:
         return True
     return True  # pragma: no cover - every Evidence type is matched above
+
+
+# Filesystems with coarse timestamps and S3 (LastModified in whole seconds, from the server's
+# clock) make "how long ago" uncertain by about this much.
+TIMESTAMP_SLACK = 1.0
+
+
+def recently_changed(storage: Storage, evidence: tuple[Evidence, ...], window: float) -> bool:
+    """True when any path the evidence rests on (or, for an absent path, its nearest folder)
+    changed within `window` seconds (plus TIMESTAMP_SLACK), or when the storage cannot tell:
+    such a fault may be a push or delete still in progress. Older evidence is settled: every
+    write of the operation that could change it would have happened already."""
+    now = time.time()
+    for fact in evidence:
+        try:
+            changed = storage.changed_at(fact.path)
+        except StorageError:
+            return True
+        if changed is None or now - changed < window + TIMESTAMP_SLACK:
+            return True
+    return False
