@@ -22,7 +22,8 @@ class Entry:
     """One name in a folder listing."""
 
     name: str
-    is_dir: bool
+    is_dir: bool  # a folder, or a symbolic link to one
+    is_link: bool = False  # a symbolic link (distribution never makes any)
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,3 +128,19 @@ def test_tag_link_ending_in_newline_on_the_real_registry(
         (k.MALFORMED_LINK, pushed.digest, "v1")
     ]
     assert mine[0].severity.label == "critical"
+
+
+def test_empty_tag_folder_on_the_real_registry(registry: SandboxRegistry, repo_name: str) -> None:
+    """The registry lists a tag whose folder is empty and answers 404 for it: scan reports
+    tag-link-missing (its re-check took an empty folder for an absent one)."""
+    images.push_image(registry.url, repo_name, "v1")
+    (registry.root / layout.tag_dir(repo_name, "emptytag")).mkdir()
+    with images.open_client(registry.url) as client:
+        listed = client.get(f"/v2/{repo_name}/tags/list").json()["tags"]
+        got = client.get(
+            f"/v2/{repo_name}/manifests/emptytag", headers={"Accept": mt.MANIFEST_ACCEPT}
+        )
+    assert "emptytag" in listed and got.status_code == 404
+    report = scan(FilesystemStorage(registry.root), ScanOptions(recheck_delay=0))
+    mine = [f for f in report.findings if f.repository == repo_name]
+    assert [(f.kind, f.reference) for f in mine] == [(k.TAG_LINK_MISSING, "emptytag")]

@@ -51,7 +51,7 @@ class HashDiffers:
 
 @dataclass(frozen=True, slots=True)
 class FolderPresent:
-    """The folder still exists (a tag folder, an upload folder)."""
+    """The folder still exists, empty or not (a tag folder, an upload folder)."""
 
     path: str
 
@@ -85,9 +85,10 @@ def still_holds(storage: Storage, fact: Evidence) -> bool:
                 return actual != hex_
             case FolderPresent(path):
                 try:
-                    return bool(storage.list_dir(path))
+                    storage.list_dir(path)  # an empty folder is still there
                 except StorageMissingError:
                     return False
+                return True
     except StorageError:
         return True
     return True  # pragma: no cover - every Evidence type is matched above
