@@ -15,6 +15,7 @@ import pytest
 from shipsure import mediatypes as mt
 from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.cli.main import main
 from shipsure.sandbox import images
 from shipsure.sandbox.registry import REGISTRY_BINARY, SandboxRegistry, registry_available
 from shipsure.storage import layout
@@ -144,3 +145,35 @@ def test_empty_tag_folder_on_the_real_registry(registry: SandboxRegistry, repo_n
     report = scan(FilesystemStorage(registry.root), ScanOptions(recheck_delay=0))
     mine = [f for f in report.findings if f.repository == repo_name]
     assert [(f.kind, f.reference) for f in mine] == [(k.TAG_LINK_MISSING, "emptytag")]
+
+
+def test_verify_and_scan_agree_a_foreign_layer_is_not_pulled_from_the_registry(
+    foreign_registry: SandboxRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A foreign layer whose bytes were never pushed: a pull fetches it from its urls, so
+    neither verify (over HTTP, --deep) nor scan (on storage) calls it missing."""
+    reg = foreign_registry
+    layer = images.make_layer("own", kind="docker")
+    foreign = _blob("never-pushed", mt.DOCKER_FOREIGN_LAYER)
+    config = images.make_config(
+        "cfg", [layer], {"os": "windows", "architecture": "amd64"}, "docker"
+    )
+    with images.open_client(reg.url) as client:
+        pusher = images._Pusher(client)
+        for blob in (config, layer):
+            pusher.push_blob("team/win", blob)
+        pusher.push_manifest(
+            "team/win",
+            "ltsc",
+            mt.DOCKER_MANIFEST,
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.DOCKER_MANIFEST,
+                "config": config.descriptor(),
+                "layers": [{**foreign.descriptor(), "urls": [FOREIGN_URL]}, layer.descriptor()],
+            },
+        )
+    assert main(["verify", "--deep", f"{reg.host}/team/win:ltsc"]) == 0
+    assert "2 blobs" in capsys.readouterr().out  # the config and the own layer
+    report = scan(FilesystemStorage(reg.root), ScanOptions(recheck_delay=0))
+    assert report.findings == []
