@@ -101,13 +101,13 @@ def test_pushed_foreign_layer_is_referenced_and_gc_keeps_it(
     assert _unreferenced(root) == {orphan.digest}
     v3 = V3_REGISTRY if V3_REGISTRY.exists() else None
     if v3 is not None:  # distribution v3's GC marks the same (dry runs: nothing changes)
-        config = root.parent / "v3-gc.json"
-        config.write_text(
+        v3_config = root.parent / "v3-gc.json"
+        v3_config.write_text(
             json.dumps({"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(root)}}})
         )
         for extra in ([], ["--delete-untagged"]):
             done = subprocess.run(
-                [str(v3), "garbage-collect", "--dry-run", *extra, str(config)],
+                [str(v3), "garbage-collect", "--dry-run", *extra, str(v3_config)],
                 capture_output=True,
                 text=True,
                 timeout=120,
