@@ -453,7 +453,7 @@ def test_recheck_waits_only_for_evidence_young_enough_to_be_a_write_in_progress(
     if age:
         _age_tree(root, age)
     slept: list[float] = []
-    monkeypatch.setattr(core.time, "sleep", slept.append)
+    monkeypatch.setattr(core, "_wait", slept.append)
     report = _scan(root, recheck_delay=0.5)
     assert _kinds(report) == [(k.BLOB_MISSING, repo, layer)]
     # Old damage is settled: reported at once. A fault whose folder just changed may be a

@@ -274,13 +274,17 @@ def _confirmed(
         if options.recheck_delay > 0:
             unsettled = {id(c) for c, y in zip(kept, pool.map(young, kept), strict=True) if y}
             if unsettled:
-                time.sleep(options.recheck_delay)
+                _wait(options.recheck_delay)
                 again = [c for c in kept if id(c) in unsettled]
                 gone = {
                     id(c) for c, ok in zip(again, pool.map(holds, again), strict=True) if not ok
                 }
                 kept = [c for c in kept if id(c) not in gone]
     return [to_finding(c) for c in kept]
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def to_finding(c: Candidate) -> Finding:
