@@ -53,7 +53,7 @@ DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h
 # A blob a push is writing right now is unreferenced until its manifest lands; only blobs
 # older than this are reported as garbage-collection candidates.
 DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
-DEFAULT_WORKERS = DEFAULT_THREADS
+DEFAULT_WORKERS = DEFAULT_THREADS  # threads, where the storage cannot fork workers
 
 
 # A registry writes a push as several files (data, revision link, tag links) milliseconds
@@ -68,8 +68,8 @@ class ScanOptions:
     upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
     unreferenced_min_age: float = DEFAULT_UNREFERENCED_MIN_AGE
     shard: Shard | None = None
-    # Threads on S3, processes on a local filesystem; None: DEFAULT_WORKERS threads on S3,
-    # one process per core locally.
+    # Processes where the storage can fork workers (a local filesystem), else threads (S3);
+    # None: one process per core, or DEFAULT_WORKERS threads.
     workers: int | None = None
     now: float | None = None  # "now" for ages; the clock when None
     recheck_delay: float = DEFAULT_RECHECK_DELAY
