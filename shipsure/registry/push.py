@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Iterator
 from typing import IO
 from urllib.parse import urlencode
 
 from shipsure.errors import InvalidDigestError
-from shipsure.model import Digest
+from shipsure.model import Digest, is_repository_name, is_tag
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.interface import (
     AuthError,
@@ -52,11 +51,6 @@ from shipsure.registry.wire import (
 # stays bounded whatever the layer's size.
 CHUNK_SIZE = 8 * 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
-
-# distribution's name grammar (reference/regexp.go), checked before a name goes in a URL.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 class PushError(RegistryError):
@@ -145,7 +139,7 @@ class Pusher:
     def put_manifest(self, repository: str, reference: str, media_type: str, raw: bytes) -> None:
         """PUT `raw` exactly as given under a tag or its digest. The registry's
         `Docker-Content-Digest` must be the digest of `raw`."""
-        if not (_TAG_RE.match(reference) or _is_digest(reference)):
+        if not (is_tag(reference) or _is_digest(reference)):
             raise PushError(f"invalid tag or digest {reference[:160]!r}")
         what = f"manifest {repository}:{reference}" if ":" not in reference else None
         what = what or f"manifest {repository}@{reference}"
@@ -201,7 +195,8 @@ class Pusher:
 
 
 def _name(repository: str) -> str:
-    if not _REPOSITORY_RE.match(repository) or len(repository) > 255:
+    # Checked before a name goes into a URL path (model.py holds the one grammar).
+    if not is_repository_name(repository):
         raise PushError(f"invalid repository name {repository[:160]!r}")
     return repository
 

@@ -20,8 +20,10 @@ Standard library only, and no other shipsure module, so the child starts in mill
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -56,12 +58,15 @@ def _digest_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str
 
 
 def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | None:
-    """(hex, size) of the file, or None when it is not there."""
+    """(hex, size) of the file, or None when it is not there. OSError when it is not a
+    regular file: a FIFO would block the open (hence O_NONBLOCK) and a device never end."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         h = hashlib.new(algorithm)
         size = 0
         while n := os.readv(fd, [buffer]):

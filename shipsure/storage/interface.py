@@ -22,7 +22,8 @@ class Entry:
     """One name in a folder listing."""
 
     name: str
-    is_dir: bool
+    is_dir: bool  # a folder, or a symbolic link to one
+    is_link: bool = False  # a symbolic link (distribution never makes any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,13 @@ class Storage(Protocol):
 
     def stat(self, path: str) -> FileInfo | None:
         """Size and modification time of a file, or None when it does not exist."""
+        ...
+
+    def changed_at(self, path: str) -> float | None:
+        """When `path` last changed (seconds since the epoch): a file's or folder's
+        modification time, or for an absent path that of the nearest folder above it that
+        exists (removing or creating an entry changes its folder). None when the storage
+        cannot tell (S3 has no folders). Raises StorageError when unreadable."""
         ...
 
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:

@@ -103,10 +103,23 @@ def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[s
         names = {e.name for e in entries if e.is_dir}
         if name and names & layout.REPOSITORY_MARKERS:
             found.append(name)
-        for child in names - layout.REPOSITORY_MARKERS:
+        linked = {e.name for e in entries if e.is_dir and e.is_link}
+        for child in sorted(names - layout.REPOSITORY_MARKERS):
             # A repository path component starts with [a-z0-9]; `_`-names are registry data.
-            if not child.startswith("_"):
-                pending.append(f"{name}/{child}" if name else child)
+            if child.startswith("_"):
+                continue
+            if child in linked:
+                # Distribution never links folders; following one can loop forever
+                # (`loop -> .`) or leave the storage root. Said, never followed.
+                errors.append(
+                    ReadProblem(
+                        f"{path}/{child}",
+                        "a symbolic link to a folder: not followed (distribution never "
+                        "creates links; a repository behind it is not checked)",
+                    )
+                )
+                continue
+            pending.append(f"{name}/{child}" if name else child)
     found.sort()
     return found
 

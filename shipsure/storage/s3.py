@@ -131,6 +131,11 @@ class S3Storage:
             raise error from None
         return FileInfo(int(head["ContentLength"]), head["LastModified"].timestamp())
 
+    def changed_at(self, path: str) -> float | None:
+        # An object's LastModified; S3 keeps no folders, so an absent key says nothing.
+        info = self.stat(path)
+        return info.mtime if info is not None else None
+
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         h = hashlib.new(algorithm)
         size = 0

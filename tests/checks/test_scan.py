@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -429,3 +430,32 @@ def test_scan_called_from_a_thread_while_another_thread_runs(tree: SyntheticStor
         == _kinds(alone)
         == [(k.BLOB_MISSING, repo, tree.tag(repo, "v1").children[0].layers[-1])]
     )
+
+
+def _age_tree(root: Path, seconds: float) -> None:
+    """Every file and folder under root last changed `seconds` ago."""
+    when = time.time() - seconds
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.utime(os.path.join(folder, name), (when, when))
+    os.utime(root, (when, when))
+
+
+@pytest.mark.parametrize("age", [3600.0, 0.0])
+def test_recheck_waits_only_for_evidence_young_enough_to_be_a_write_in_progress(
+    tree: SyntheticStorage, monkeypatch: pytest.MonkeyPatch, age: float
+) -> None:
+    from shipsure.checks.scan import core
+
+    root, repo = tree.root, tree.repositories[0]
+    layer = tree.tag(repo, "v1").children[0].layers[-1]
+    faults.remove_blob_data(root, layer)
+    if age:
+        _age_tree(root, age)
+    slept: list[float] = []
+    monkeypatch.setattr(core, "_wait", slept.append)
+    report = _scan(root, recheck_delay=0.5)
+    assert _kinds(report) == [(k.BLOB_MISSING, repo, layer)]
+    # Old damage is settled: reported at once. A fault whose folder just changed may be a
+    # push or delete half-way: it is read again after the delay.
+    assert slept == ([] if age else [0.5])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,11 @@ D384 = f"sha384:{'5' * 96}"
 FOREIGN_URL = "https://go.microsoft.com/fwlink/?linkid=837858"
 
 
-def _desc(digest: Any = D2, media_type: str = mt.OCI_LAYER_GZIP, **extra: Any) -> dict[str, Any]:
+def _desc(digest: Any = D2, media_type: Any = mt.OCI_LAYER_GZIP, **extra: Any) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest, "size": 10, **extra}
 
 
-def _image(*layers: dict[str, Any], **doc: Any) -> dict[str, Any]:
+def _image(*layers: Any, **doc: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
@@ -47,7 +49,7 @@ def _image(*layers: dict[str, Any], **doc: Any) -> dict[str, Any]:
     return {**base, **doc}
 
 
-def _index(*entries: dict[str, Any], **doc: Any) -> dict[str, Any]:
+def _index(*entries: Any, **doc: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX}
     return {**base, "manifests": list(entries), **doc}
 
@@ -353,3 +355,146 @@ def test_real_clients_one_answer(registry: SandboxRegistry, repo_name: str, tmp_
     )
     answered = [assert_one_answer(raw) for raw in _stored_manifests(registry.root, repo_name)]
     assert len(answered) >= 5 and any(answered)
+
+
+# --- every rule of the fast path matters --------------------------------------------------
+# Each mutation deletes (or weakens) one rule of `_fast_node`; the odd manifests above must
+# then expose it: the mutated fast path answers differently from the model, accepts what the
+# model refuses, crashes, or declines a shape it must take.
+MUTATIONS = [
+    (
+        "size limit",
+        "    if len(raw) > mt.MAX_MANIFEST_BYTES:\n        return None\n    try:",
+        "    try:",
+    ),
+    ("schemaVersion", 'or doc.get("schemaVersion") != 2:', ":"),
+    (
+        "mediaType known",
+        'if media_type not in mt.MANIFESTS or "subject" in doc:',
+        'if "subject" in doc:',
+    ),
+    (
+        "subject",
+        'if media_type not in mt.MANIFESTS or "subject" in doc:',
+        "if media_type not in mt.MANIFESTS:",
+    ),
+    (
+        "artifactType",
+        "    if artifact_type is not None and not isinstance(artifact_type, str):\n"
+        "        return None\n",
+        "",
+    ),
+    ("manifests list", "        if not isinstance(entries, list):\n            return None\n", ""),
+    ("blob-typed entries", 'if not mt.is_blob_type(entry["mediaType"]):', "if True:"),
+    (
+        "foreign in index",
+        "            elif _is_foreign(entry):\n                foreign.append(ref)\n",
+        "",
+    ),
+    ("config/layers", "if config is None or not isinstance(layers, list):", "if config is None:"),
+    (
+        "config none",
+        "if config is None or not isinstance(layers, list):",
+        "if not isinstance(layers, list):",
+    ),
+    (
+        "foreign layers",
+        "(foreign if _is_foreign(entry) else blobs).append(ref)",
+        "blobs.append(ref)",
+    ),
+    ("foreign docker type", "return media_type == mt.DOCKER_FOREIGN_LAYER or (", "return ("),
+    (
+        "foreign urls",
+        'bool(entry.get("urls")) and "nondistributable" in media_type',
+        '"nondistributable" in media_type',
+    ),
+    (
+        "foreign nondist",
+        'bool(entry.get("urls")) and "nondistributable" in media_type',
+        'bool(entry.get("urls"))',
+    ),
+    (
+        "ref dict",
+        "    if not isinstance(entry, dict):\n        return None\n    d = entry",
+        "    d = entry",
+    ),
+    (
+        "digest str",
+        "        not isinstance(d, str)\n        or not _DIGEST_RE",
+        "        not _DIGEST_RE",
+    ),
+    ("digest re", "        or not _DIGEST_RE.fullmatch(d)\n", "\n"),
+    ("digest fullmatch", "_DIGEST_RE.fullmatch(d)", "_DIGEST_RE.match(d)"),
+    ("size int", "        or type(size) is not int\n", "\n"),
+    ("size nonneg", "        or size < 0\n", "\n"),
+    ("mt str", "        or not isinstance(media_type, str)\n", "\n"),
+    ("mt nonempty", "        or not media_type\n", "\n"),
+    ("annotations", "(annotations is not None and not isinstance(annotations, dict)) or (", "("),
+    ("urls", "or (\n        urls is not None and not isinstance(urls, list)\n    )", ""),
+    (
+        "attestation",
+        "    if annotations and annotations.get(mt.ATTESTATION_REFERENCE_TYPE)"
+        " == mt.ATTESTATION_MANIFEST:\n"
+        '        return Ref(d, size, f"attestation {d}")\n',
+        "",
+    ),
+    ("platform none", "    if platform is None:\n        return Ref(d, size, d)\n", ""),
+    ("platform dict", "    if not isinstance(platform, dict):\n        return None\n", ""),
+    (
+        "os/arch str",
+        "    if not isinstance(os_, str) or not isinstance(arch, str):\n        return None\n",
+        "",
+    ),
+    ("variant str", 'variant if isinstance(variant, str) else ""', "variant"),
+    (
+        "label join",
+        '"/".join(p for p in (os_, arch, variant if isinstance(variant, str) else "") if p)',
+        '"/".join(p for p in (os_, arch, variant if isinstance(variant, str) else ""))',
+    ),
+]
+
+
+def _shape(node: ManifestNode | Any) -> tuple[Any, ...]:
+    def refs(items: Any) -> tuple[tuple[str, int, str], ...]:
+        return tuple((r.digest, r.size, r.label) for r in items)
+
+    return (
+        node.digest,
+        node.media_type,
+        refs(node.children),
+        refs(node.blobs),
+        node.subject,
+        refs(node.foreign),
+    )
+
+
+def _exposed(mutant: types.ModuleType) -> bool:
+    for name, value in ODD.items():
+        raw = _raw(value)
+        digest = str(Digest.of(raw))
+        try:
+            fast = mutant._fast_node(raw, digest)
+        except Exception:
+            return True
+        if fast is None:
+            if name in FAST:  # the fast path gave up a shape it must take
+                return True
+            continue
+        slow = _model(raw, digest)
+        if slow is None or _shape(fast) != _shape(slow):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("rule", "old", "new"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_deleting_a_rule_of_the_fast_path_is_caught(rule: str, old: str, new: str) -> None:
+    source = Path(graph.__file__).read_text()
+    assert old in source, f"rule {rule!r} is no longer written this way; update MUTATIONS"
+    name = f"{graph.__name__}_without_{rule.replace(' ', '_').replace('/', '_')}"
+    mutant = types.ModuleType(name)
+    sys.modules[name] = mutant  # dataclasses look their module up while building classes
+    try:
+        exec(compile(source.replace(old, new, 1), name, "exec"), mutant.__dict__)
+        assert _exposed(mutant), f"deleting the fast path's {rule!r} rule goes unnoticed"
+    finally:
+        del sys.modules[name]

@@ -26,7 +26,7 @@ from shipsure.checks.scan.executor import (
     Walked,
     WalkJob,
 )
-from shipsure.checks.scan.recheck import Present, still_holds
+from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
 from shipsure.checks.scan.shard import Shard
 from shipsure.checks.scan.walk import Candidate
 from shipsure.errors import BadInputError
@@ -53,11 +53,12 @@ DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h
 # A blob a push is writing right now is unreferenced until its manifest lands; only blobs
 # older than this are reported as garbage-collection candidates.
 DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
-DEFAULT_WORKERS = DEFAULT_THREADS
+DEFAULT_WORKERS = DEFAULT_THREADS  # threads, where the storage cannot fork workers
 
 
 # A registry writes a push as several files (data, revision link, tag links) milliseconds
-# apart; a fault must still hold this long after it was seen to be reported.
+# apart; a fault whose files changed within this long must still hold this long after it
+# was seen to be reported (older evidence is re-read once, without waiting).
 DEFAULT_RECHECK_DELAY = 0.5
 
 
@@ -67,8 +68,8 @@ class ScanOptions:
     upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
     unreferenced_min_age: float = DEFAULT_UNREFERENCED_MIN_AGE
     shard: Shard | None = None
-    # Threads on S3, processes on a local filesystem; None: DEFAULT_WORKERS threads on S3,
-    # one process per core locally.
+    # Processes where the storage can fork workers (a local filesystem), else threads (S3);
+    # None: one process per core, or DEFAULT_WORKERS threads.
     workers: int | None = None
     now: float | None = None  # "now" for ages; the clock when None
     recheck_delay: float = DEFAULT_RECHECK_DELAY
@@ -258,14 +259,32 @@ def _unreferenced(
 def _confirmed(
     storage: Storage, candidates: list[Candidate], options: ScanOptions, workers: int
 ) -> list[Finding]:
+    """The candidates whose evidence still holds, re-read now; those whose evidence changed
+    within `recheck_delay` (a push or delete may be half-way) are read once more after that
+    long. Settled evidence costs no wait: a scan that finds old damage ends at once."""
+
     def holds(c: Candidate) -> bool:
         return all(still_holds(storage, fact) for fact in c.evidence)
 
-    if options.recheck_delay > 0 and any(c.evidence for c in candidates):
-        time.sleep(options.recheck_delay)
+    def young(c: Candidate) -> bool:
+        return bool(c.evidence) and recently_changed(storage, c.evidence, options.recheck_delay)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        kept = list(pool.map(holds, candidates))
-    return [to_finding(c) for c, keep in zip(candidates, kept, strict=True) if keep]
+        kept = [c for c, ok in zip(candidates, pool.map(holds, candidates), strict=True) if ok]
+        if options.recheck_delay > 0:
+            unsettled = {id(c) for c, y in zip(kept, pool.map(young, kept), strict=True) if y}
+            if unsettled:
+                _wait(options.recheck_delay)
+                again = [c for c in kept if id(c) in unsettled]
+                gone = {
+                    id(c) for c, ok in zip(again, pool.map(holds, again), strict=True) if not ok
+                }
+                kept = [c for c in kept if id(c) not in gone]
+    return [to_finding(c) for c in kept]
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def to_finding(c: Candidate) -> Finding:
