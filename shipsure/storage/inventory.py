@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ class Upload:
     size: int  # bytes in the upload's data file so far
 
 
+# OCI distribution-spec "referrers tag schema": `<alg>-<hex>`, cut to a tag's 128 characters.
+_REFERRERS_TAG = re.compile(r"sha(?:256|384|512)-[0-9a-f]{64,121}", re.ASCII)
+
+
 @dataclass(frozen=True, slots=True)
 class ReadProblem:
     """A path that could not be read; becomes a `check-error`, never "missing"."""
@@ -77,6 +82,10 @@ class RepositoryInventory:
     # Tag history links (`tags/<tag>/index/<alg>/<hex>/link`) that do not hold exactly the
     # digest of their folder, as (tag, folder digest, link); sound ones are not kept.
     bad_history: list[tuple[str, str, Link]] = field(default_factory=list)
+    # Earlier values of referrers fallback tags (`sha256-<hex>`): indexes a client replaced
+    # when it attached or deleted a referrer, and left behind untagged (OCI distribution-spec
+    # "Pushing Manifests with Subject": removing the old index is left to the client).
+    superseded_referrer_indexes: set[str] = field(default_factory=set)
     uploads: list[Upload] = field(default_factory=list)
     errors: list[ReadProblem] = field(default_factory=list)
     # Folders under revisions/ and _layers/ whose names are not digests (never served).
@@ -198,6 +207,13 @@ def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
         for digest, link in history.items():
             if link.digest != digest:
                 inv.bad_history.append((tag, digest, link))
+        current = inv.tags.get(tag)
+        if _REFERRERS_TAG.fullmatch(tag):
+            inv.superseded_referrer_indexes.update(
+                d
+                for d, link in history.items()
+                if link.digest == d and (current is None or current.digest != d)
+            )
 
 
 def _read_uploads(storage: Storage, inv: RepositoryInventory) -> None:

@@ -255,11 +255,6 @@ def test_oras_referrer_verifies_then_its_removal_is_reported(
     assert mine == [("index-child-relinkable", referrer, [fallback])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan warns index-child-relinkable and plans to re-link the referrer oras deleted: "
-    "the superseded referrers index oras leaves untagged still lists it",
-)
 def test_oras_manifest_delete_leaves_nothing_to_report(
     fresh_registry: SandboxRegistry, run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -158,6 +158,13 @@ class RepositoryWalk:
         for digest in sorted(inv.revisions):
             if (digest, ROOT_TAG) in self._under or (digest, CHILD) in self._under:
                 continue
+            if digest in inv.superseded_referrer_indexes:
+                # A referrers index its client replaced (attach or delete of a referrer) and
+                # left untagged: nobody pulls it, and its missing children are referrers
+                # deleted on purpose. Its own data stays referenced by its revision link.
+                self.referenced.add(digest)
+                self.manifests.add(digest)
+                continue
             self._visit(digest, (f"revision {digest}",), ROOT_REVISION)
         self._tag_history()
         self._layer_links()
