@@ -26,6 +26,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 COMMANDS: dict[str, str] = {
     "verify": "verify",
     "scan": "scan",
+    "gc-check": "gc_check",
     "report": "report_merge",
     "lint": "lint",
     "stacks": "stacks",

@@ -1,0 +1,199 @@
+"""gc-check: what a collector run would delete, set against what every tag needs.
+
+Findings (the table `KINDS`), each naming the repository and tag:
+- `gc-breaks-tag` (error): the tag pulls today and the run deletes a manifest, blob or layer
+  link its image needs; `details.deletes` lists every one with its path from the tag.
+- `gc-deletes-referrer` (warning): the run deletes a signature, SBOM or other referrer of
+  the tag (or what it needs), while the image itself survives.
+- `gc-deepens-damage` (warning): the tag is already broken and the run deletes content it
+  still needs (a re-linkable child's blobs, say): repair before collecting.
+- `gc-skips-lost-manifest` (warning): a manifest on the tag's tree has no data; the
+  collector skips it when marking, so the blobs only it references are deleted.
+- `gc-would-abort` (warning): the collector stops with this error; it deletes nothing (or,
+  when the sweep fails, only what is listed).
+- `check-error`: a path shipsure could not read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.gc.collect import Prediction, predict
+from shipsure.gc.reach import BLOB, MANIFEST, Need, Reachability, TagNeeds
+from shipsure.gc.tree import GCTree
+from shipsure.storage.interface import Storage
+
+KINDS: dict[str, tuple[Severity, str]] = {
+    "gc-breaks-tag": (Severity.ERROR, "the collector deletes what a pulling tag needs"),
+    "gc-deletes-referrer": (Severity.WARNING, "the collector deletes a tag's referrer"),
+    "gc-deepens-damage": (Severity.WARNING, "the collector deletes what a broken tag needs"),
+    "gc-skips-lost-manifest": (
+        Severity.WARNING,
+        "a manifest's data is missing: its blobs are swept",
+    ),
+    "gc-would-abort": (Severity.WARNING, "the collector stops with an error"),
+}
+
+
+@dataclass
+class CheckResult:
+    prediction: Prediction
+    tags: list[TagNeeds]
+    report: Report
+
+
+def _deleted(
+    p: Prediction,
+    repository: str,
+    need: Need,
+    manifests: set[tuple[str, str]],
+    links: set[tuple[str, str]],
+) -> str | None:
+    """How the run removes `need`, or None when it survives."""
+    if need.digest in p.blobs:
+        return "data"
+    if need.kind == MANIFEST and (repository, need.digest) in manifests:
+        return "revision link"
+    if need.kind == BLOB and (repository, need.digest) in links:
+        return "layer link"
+    return None
+
+
+def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
+    """Predict the run and judge it tag by tag. Raises StorageError only when the root
+    itself cannot be read."""
+    storage.check_root()
+    tree = GCTree(storage)
+    prediction = predict(tree, version, delete_untagged)
+    reach = Reachability(tree)
+    from shipsure.storage.inventory import ReadProblem, discover_repositories
+
+    problems: list[ReadProblem] = []
+    repositories = discover_repositories(storage, problems)
+    tags = reach.all_tags(repositories)
+    report = Report("gc-check")
+    flags = "--delete-untagged" if delete_untagged else "(without --delete-untagged)"
+    report.meta["gc"] = {
+        "registry_version": version,
+        "delete_untagged": delete_untagged,
+        "aborted": prediction.aborted,
+    }
+    report.meta["would_delete"] = would_delete(prediction, tree)
+    report.checked.update(
+        {"repositories": len(repositories), "tags": len(tags), "marked": len(prediction.marked)}
+    )
+    if prediction.aborted:
+        report.add(
+            Finding(
+                "gc-would-abort",
+                Severity.WARNING,
+                f"garbage-collect {flags} of distribution {version}.x would stop: "
+                f"{prediction.aborted}",
+                details={"error": prediction.aborted, "storage_path": prediction.abort_path},
+            )
+        )
+    manifests = prediction.manifest_keys
+    links = set(prediction.layer_links)
+    for t in tags:
+        _judge(report, prediction, t, manifests, links)
+    for path, message in [(p.path, p.message) for p in problems] + reach.problems:
+        report.add(Finding(CHECK_ERROR, Severity.ERROR, message, details={"storage_path": path}))
+    return CheckResult(prediction, tags, report)
+
+
+def _judge(
+    report: Report,
+    p: Prediction,
+    t: TagNeeds,
+    manifests: set[tuple[str, str]],
+    links: set[tuple[str, str]],
+) -> None:
+    reference = f"{t.repository}:{t.tag}"
+    deletes: list[dict[str, Any]] = []
+    for need in t.needs:
+        if not need.present:
+            continue
+        how = _deleted(p, t.repository, need, manifests, links)
+        if how is not None:
+            deletes.append(
+                {
+                    "kind": need.kind,
+                    "digest": need.digest,
+                    "removes": how,
+                    "path": list(need.path),
+                    "referrer": need.referrer,
+                }
+            )
+    image = [d for d in deletes if not d["referrer"]]
+    referrers = [d for d in deletes if d["referrer"]]
+    if image:
+        kind = "gc-breaks-tag" if t.intact else "gc-deepens-damage"
+        verb = "breaks" if t.intact else "deepens the damage of"
+        report.add(
+            Finding(
+                kind,
+                KINDS[kind][0],
+                f"garbage-collect {verb} {reference}: it deletes {_summary(image)} the image needs",
+                repository=t.repository,
+                reference=t.tag,
+                digest=image[0]["digest"],
+                path=tuple(image[0]["path"]),
+                details={"deletes": image},
+            )
+        )
+    if referrers:
+        report.add(
+            Finding(
+                "gc-deletes-referrer",
+                Severity.WARNING,
+                f"garbage-collect deletes {_summary(referrers)} of {reference}'s referrers "
+                "(signatures, SBOMs, attestations)",
+                repository=t.repository,
+                reference=t.tag,
+                digest=referrers[0]["digest"],
+                path=tuple(referrers[0]["path"]),
+                details={"deletes": referrers},
+            )
+        )
+    for need in t.unknown:
+        if need.present or need.referrer:
+            continue
+        if (t.repository, need.digest) not in p.skipped:
+            continue
+        report.add(
+            Finding(
+                "gc-skips-lost-manifest",
+                Severity.WARNING,
+                f"{reference}: manifest {need.digest} has no data; garbage-collect skips it "
+                "when marking, so blobs only it references are deleted: restore it first",
+                repository=t.repository,
+                reference=t.tag,
+                digest=need.digest,
+                path=need.path,
+            )
+        )
+
+
+def _summary(deletes: list[dict[str, Any]]) -> str:
+    manifests = sum(1 for d in deletes if d["kind"] == MANIFEST)
+    blobs = len(deletes) - manifests
+    parts = []
+    if manifests:
+        parts.append(f"{manifests} manifest(s)")
+    if blobs:
+        parts.append(f"{blobs} blob(s)")
+    return " and ".join(parts)
+
+
+def would_delete(p: Prediction, tree: GCTree) -> dict[str, Any]:
+    return {
+        "manifests": [
+            {"repository": m.repository, "digest": m.digest}
+            for m in sorted(p.manifests, key=lambda m: (m.repository, m.digest))
+        ],
+        "blobs": sorted(p.blobs),
+        "layer_links": [{"repository": r, "digest": d} for r, d in sorted(set(p.layer_links))],
+        "bytes": sum(tree.size(d) for d in p.blobs),
+    }
