@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "verify": "verify",
     "scan": "scan",
     "gc-check": "gc_check",
+    "gc": "gc",
     "report": "report_merge",
     "lint": "lint",
     "stacks": "stacks",
