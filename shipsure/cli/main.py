@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "scan": "scan",
     "gc-check": "gc_check",
     "gc": "gc",
+    "retain": "retain",
     "report": "report_merge",
     "lint": "lint",
     "stacks": "stacks",
