@@ -86,6 +86,7 @@ class _Collector:
         self.refs: dict[str, list[str] | golang.GoError] = {}
         self.out = Prediction(version, delete_untagged)
         self.pending: list[ManifestDeletion] = []
+        self.lookups: dict[str, dict[str, list[str]] | _Abort] = {}
 
     # --- reads as the collector does them -------------------------------------------------
 
@@ -123,7 +124,7 @@ class _Collector:
     def _references(self, repository: str, digest: str) -> list[str]:
         got = self.refs.get(digest)
         if got is None:
-            raw = self.tree.manifest_bytes(digest)
+            raw = self.tree.manifest_bytes(digest, keep=True)
             if raw is None:
                 got = golang.GoError(f"unknown manifest name={repository} revision={digest}")
             else:
@@ -139,11 +140,21 @@ class _Collector:
         return got
 
     def _tag_lookup(self, repository: str, digest: str) -> list[str]:
+        """tagStore.Lookup: every tag's current link is read (in name order) and must
+        parse, whichever digest is asked for."""
+        table = self.lookups.get(repository)
+        if table is None:
+            table = self.lookups[repository] = self._tag_table(repository)
+        if isinstance(table, _Abort):
+            raise _Abort(f"failed to retrieve tags for digest {digest}: {table}", table.path)
+        return table.get(digest, [])
+
+    def _tag_table(self, repository: str) -> dict[str, list[str]] | _Abort:
         got = self.tree.tags(repository)
+        table: dict[str, list[str]] = {}
         if got is None:
-            return []
+            return table
         names, current = got
-        found = []
         for name in names:
             raw = current.get(name)
             if raw is None:
@@ -151,13 +162,9 @@ class _Collector:
             try:
                 tag_digest = golang.parse_link(raw)
             except golang.GoError as exc:
-                raise _Abort(
-                    f"failed to retrieve tags for digest {digest}: {exc}",
-                    layout.tag_current_link(repository, name),
-                ) from None
-            if tag_digest == digest:
-                found.append(name)
-        return found
+                return _Abort(str(exc), layout.tag_current_link(repository, name))
+            table.setdefault(tag_digest, []).append(name)
+        return table
 
     # --- mark -----------------------------------------------------------------------------
 
@@ -255,13 +262,14 @@ class _Collector:
 
     def _has_data_file(self, digest: str) -> bool:
         algorithm, _, hex_ = digest.partition(":")
+        if layout.is_digest_folder(algorithm, hex_):
+            return self.tree.data_state(digest) != MISSING
+        # A folder whose name is not a digest: the collector stops on a `data` file in it.
         entries = self.tree.list_sorted(layout.blob_dir(digest)) or []
         if any(e.name == "data" and not e.is_dir for e in entries):
-            if not layout.is_digest_folder(algorithm, hex_):
-                raise _Abort(
-                    f"error enumerating blobs: invalid digest {digest}", layout.blob_data(digest)
-                )
-            return True
+            raise _Abort(
+                f"error enumerating blobs: invalid digest {digest}", layout.blob_data(digest)
+            )
         return False
 
 

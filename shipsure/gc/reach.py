@@ -137,6 +137,11 @@ class Reachability:
             (MANIFEST, digest, (f"tag {tag}",), False)
         ]
         referrers = self.referrers(repository)
+        # Read the repository's layer links in one pass (the revisions were read above).
+        try:
+            self.tree.link_files(f"{layout.repository_dir(repository)}/{layout.LAYERS_DIR}")
+        except StorageError as exc:
+            self.problems.append((layout.repository_dir(repository), str(exc)))
         while stack:
             kind, d, path, via_referrer = stack.pop()
             if (kind, d) in seen:

@@ -47,6 +47,11 @@ class GCTree:
         self._sizes: dict[str, int] = {}
         self._tags: dict[str, tuple[list[str], dict[str, bytes | None]] | None] = {}
         self._links: dict[str, bytes | None] = {}
+        # Folders whose every link file was read by `link_files`: a path under one that is
+        # not cached is absent, without asking storage again.
+        self._complete: dict[str, list[LinkFile]] = {}
+        # Manifest bytes read once and kept for a second reader (`keep=True`), then dropped.
+        self._raw: dict[str, bytes] = {}
 
     # --- folders ------------------------------------------------------------------------
 
@@ -80,6 +85,9 @@ class GCTree:
 
     def link_files(self, base: str) -> list[LinkFile]:
         """Every `<base>/<alg>/<hex>/link` in walk order (a revisions or `_layers` folder)."""
+        done = self._complete.get(base)
+        if done is not None:
+            return done
         out: list[LinkFile] = []
         for alg in self.list_sorted(base) or ():
             if not alg.is_dir:
@@ -97,12 +105,17 @@ class GCTree:
                 if digest is not None:
                     self._links[path] = raw
                 out.append(LinkFile(path, digest, raw))
+        self._complete[base] = out
         return out
 
     def link(self, path: str) -> bytes | None:
         """A link file's content, None when absent; raises StorageReadError."""
         if path in self._links:
             return self._links[path]
+        # <base>/<alg>/<hex>/link: when <base> was read whole, an uncached link is absent.
+        base = path.rsplit("/", 3)[0]
+        if base in self._complete:
+            return None
         try:
             raw: bytes | None = self.storage.read(path, layout.LINK_READ_LIMIT)
         except StorageMissingError:
@@ -156,12 +169,19 @@ class GCTree:
                 return 0
         return self._sizes.get(digest, 0)
 
-    def manifest_bytes(self, digest: str) -> bytes | None:
-        """A manifest's data, None when missing; raises StorageReadError."""
+    def manifest_bytes(self, digest: str, *, keep: bool = False) -> bytes | None:
+        """A manifest's data, None when missing; raises StorageReadError. `keep` holds the
+        bytes for the next reader of the same digest (who gets them without a read)."""
+        kept = self._raw.pop(digest, None)
+        if kept is not None:
+            return kept
         try:
             raw = self.storage.read(layout.blob_data(digest), mt.MAX_MANIFEST_BYTES)
         except StorageMissingError:
+            self._data[digest] = MISSING
             return None
+        if keep:
+            self._raw[digest] = raw
         self._data[digest] = PRESENT
         self._sizes.setdefault(digest, len(raw))
         return raw
