@@ -241,11 +241,23 @@ def _fault_table() -> dict[str, Callable[[Seeded], object]]:
         "layers-folder-gone": lambda s: shutil.rmtree(
             faults.repository_path(s.root, s.synthetic.tags[0].repository) / "_layers"
         ),
+        "cross-repository-child": _cross_repository_child,
         "invalid-repository-name": lambda s: shutil.copytree(
             faults.repository_path(s.root, s.synthetic.tags[0].repository),
             faults.repository_path(s.root, "Upper/Case"),
         ),
     }
+
+
+def _cross_repository_child(s: Seeded) -> None:
+    """The same image in a repository walked first (`aaa/copy`) whose copy of one child has
+    no revision link: distribution v3 marks that child there without following it, and does
+    not follow it again in the original repository, so under -m its blobs are swept."""
+    repo = s.synthetic.tags[0].repository
+    shutil.copytree(
+        faults.repository_path(s.root, repo), faults.repository_path(s.root, "aaa/copy")
+    )
+    faults.remove_revision_link(s.root, "aaa/copy", s.synthetic.tags[0].children[0].digest)
 
 
 FAULTS = _fault_table()

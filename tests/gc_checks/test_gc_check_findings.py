@@ -40,7 +40,14 @@ def _run(argv: list[str]) -> tuple[int, str]:
 @pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "m"])
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize(
-    "fault", ["clean", "tag-folders-deleted", "child-revision-removed", "tags-folder-gone"]
+    "fault",
+    [
+        "clean",
+        "tag-folders-deleted",
+        "child-revision-removed",
+        "tags-folder-gone",
+        "cross-repository-child",
+    ],
 )
 def test_broken_tags_are_the_tags_the_real_run_breaks(
     tmp_path: Path, fault: str, version: int, delete_untagged: bool
