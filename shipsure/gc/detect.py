@@ -108,7 +108,14 @@ def _inspect(proc: str, pid: int, root_id: tuple[int, int]) -> RunningRegistry |
         settings, "storage", "filesystem", "rootdirectory"
     )
     same: bool | None = None
-    if isinstance(root, str) and root:
+    storage = settings.get("storage") if isinstance(settings, dict) else None
+    driver = env.get("REGISTRY_STORAGE")
+    if driver is None and isinstance(storage, dict):
+        drivers = set(storage) - {"delete", "maintenance", "cache", "redirect", "tag"}
+        driver = next(iter(drivers)) if len(drivers) == 1 else None
+    if driver is not None and driver != "filesystem":
+        same = False  # s3, inmemory, ...: it serves no local folder
+    elif isinstance(root, str) and root:
         container_path = f"{base}/root{root}" if root.startswith("/") else None
         try:
             same = container_path is not None and _file_id(container_path) == root_id
