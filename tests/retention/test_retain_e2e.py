@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from contextlib import redirect_stdout
@@ -90,6 +91,15 @@ def test_retain_then_gc_keeps_every_kept_tag_pullable(tmp_path: Path, where: str
         argv = ["retain", "--policy", str(policy), *target, "--journal", str(state / "r.jsonl")]
         assert _quiet(argv) == 0  # the plan only
         assert _quiet([*argv, "--apply"]) == 0
+        done = {
+            (e["op"], e["target"])
+            for e in map(json.loads, (state / "r.jsonl").read_text().splitlines())
+            if e["state"] == "done"
+        }
+        # old-alias shares 2.0.0's manifest: only the tag goes; 1.0.0's index goes (API).
+        assert ("delete-tag", f"{repo}:old-alias") in done
+        if where == "api":
+            assert ("delete-manifest", f"{repo}@{v1}") in done
         registry.stop()  # collect with the registry stopped, as gc requires
         assert (
             _quiet(
