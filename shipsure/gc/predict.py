@@ -40,7 +40,6 @@ KINDS: dict[str, tuple[Severity, str]] = {
 @dataclass
 class CheckResult:
     prediction: Prediction
-    tags: list[TagNeeds]
     report: Report
 
 
@@ -72,7 +71,6 @@ def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
 
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
-    tags = reach.all_tags(repositories)
     report = Report("gc-check")
     flags = "--delete-untagged" if delete_untagged else "(without --delete-untagged)"
     report.meta["gc"] = {
@@ -81,9 +79,7 @@ def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
         "aborted": prediction.aborted,
     }
     report.meta["would_delete"] = would_delete(prediction, tree)
-    report.checked.update(
-        {"repositories": len(repositories), "tags": len(tags), "marked": len(prediction.marked)}
-    )
+    report.checked.update({"repositories": len(repositories), "marked": len(prediction.marked)})
     if prediction.aborted:
         report.add(
             Finding(
@@ -96,11 +92,14 @@ def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
         )
     manifests = prediction.manifest_keys
     links = set(prediction.layer_links)
-    for t in tags:
+    tags = 0
+    for t in reach.iter_tags(repositories):
+        tags += 1
         _judge(report, prediction, t, manifests, links)
+    report.checked["tags"] = tags
     for path, message in [(p.path, p.message) for p in problems] + reach.problems:
         report.add(Finding(CHECK_ERROR, Severity.ERROR, message, details={"storage_path": path}))
-    return CheckResult(prediction, tags, report)
+    return CheckResult(prediction, report)
 
 
 def _judge(
@@ -111,23 +110,16 @@ def _judge(
     links: set[tuple[str, str]],
 ) -> None:
     reference = f"{t.repository}:{t.tag}"
-    deletes: list[dict[str, Any]] = []
+    # Each deletion as {kind, digest, removes}; the finding's `path` shows the way from the
+    # tag to the first one (paths of all of them would dominate a large registry's report).
+    image: list[tuple[Need, str]] = []
+    referrers: list[tuple[Need, str]] = []
     for need in t.needs:
         if not need.present:
             continue
         how = _deleted(p, t.repository, need, manifests, links)
         if how is not None:
-            deletes.append(
-                {
-                    "kind": need.kind,
-                    "digest": need.digest,
-                    "removes": how,
-                    "path": list(need.path),
-                    "referrer": need.referrer,
-                }
-            )
-    image = [d for d in deletes if not d["referrer"]]
-    referrers = [d for d in deletes if d["referrer"]]
+            (referrers if need.referrer else image).append((need, how))
     if image:
         kind = "gc-breaks-tag" if t.intact else "gc-deepens-damage"
         verb = "breaks" if t.intact else "deepens the damage of"
@@ -138,9 +130,9 @@ def _judge(
                 f"garbage-collect {verb} {reference}: it deletes {_summary(image)} the image needs",
                 repository=t.repository,
                 reference=t.tag,
-                digest=image[0]["digest"],
-                path=tuple(image[0]["path"]),
-                details={"deletes": image},
+                digest=image[0][0].digest,
+                path=image[0][0].path,
+                details={"deletes": _listing(image)},
             )
         )
     if referrers:
@@ -152,9 +144,9 @@ def _judge(
                 "(signatures, SBOMs, attestations)",
                 repository=t.repository,
                 reference=t.tag,
-                digest=referrers[0]["digest"],
-                path=tuple(referrers[0]["path"]),
-                details={"deletes": referrers},
+                digest=referrers[0][0].digest,
+                path=referrers[0][0].path,
+                details={"deletes": _listing(referrers)},
             )
         )
     for need in t.unknown:
@@ -176,8 +168,12 @@ def _judge(
         )
 
 
-def _summary(deletes: list[dict[str, Any]]) -> str:
-    manifests = sum(1 for d in deletes if d["kind"] == MANIFEST)
+def _listing(deletes: list[tuple[Need, str]]) -> list[dict[str, str]]:
+    return [{"kind": n.kind, "digest": n.digest, "removes": how} for n, how in deletes]
+
+
+def _summary(deletes: list[tuple[Need, str]]) -> str:
+    manifests = sum(1 for n, _ in deletes if n.kind == MANIFEST)
     blobs = len(deletes) - manifests
     parts = []
     if manifests:

@@ -13,6 +13,7 @@ content model (`shipsure.storage.graph`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from shipsure.errors import ManifestError
@@ -169,17 +170,22 @@ class Reachability:
                 stack.append((MANIFEST, referrer, (*here, f"referrer {referrer}"), True))
         return out
 
-    def all_tags(self, repositories: list[str]) -> list[TagNeeds]:
-        out: list[TagNeeds] = []
+    def iter_tags(self, repositories: list[str]) -> Iterator[TagNeeds]:
+        """Every tag's needs, repository by repository; what was cached about a repository
+        is dropped once its tags are done, so memory follows one repository."""
         for repository in repositories:
             try:
                 listed = self.tree.tags(repository)
             except StorageError as exc:
                 self.problems.append((layout.tags_dir(repository), str(exc)))
-                continue
-            if listed is None:
-                continue
-            names, current = listed
-            for name in names:
-                out.append(self.tag_needs(repository, name, current.get(name)))
-        return out
+                listed = None
+            if listed is not None:
+                names, current = listed
+                for name in names:
+                    yield self.tag_needs(repository, name, current.get(name))
+            self._nodes.clear()
+            self._referrers.pop(repository, None)
+            self.tree.forget(repository)
+
+    def all_tags(self, repositories: list[str]) -> list[TagNeeds]:
+        return list(self.iter_tags(repositories))

@@ -25,6 +25,9 @@ from shipsure.storage.interface import (
     StorageReadError,
 )
 
+# Manifest bytes held between two readers at most (a registry of ~10,000 manifests fits).
+RAW_BUDGET = 16 << 20
+
 PRESENT = "present"
 MISSING = "missing"
 
@@ -43,7 +46,7 @@ class GCTree:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._data: dict[str, str] = {}
+        # digest -> bytes of its `data` file, or -1 when it is missing.
         self._sizes: dict[str, int] = {}
         self._tags: dict[str, tuple[list[str], dict[str, bytes | None]] | None] = {}
         self._links: dict[str, bytes | None] = {}
@@ -52,6 +55,7 @@ class GCTree:
         self._complete: dict[str, list[LinkFile]] = {}
         # Manifest bytes read once and kept for a second reader (`keep=True`), then dropped.
         self._raw: dict[str, bytes] = {}
+        self._raw_bytes = 0
 
     # --- folders ------------------------------------------------------------------------
 
@@ -146,44 +150,50 @@ class GCTree:
         self._tags[repository] = result
         return result
 
+    def forget(self, repository: str) -> None:
+        """Drop what was cached about one repository's folders (a walk that is done
+        with it), so memory follows one repository, not the registry."""
+        base = layout.repository_dir(repository)
+        for sub in (f"{layout.MANIFESTS_DIR}/revisions", layout.LAYERS_DIR):
+            for link in self._complete.pop(f"{base}/{sub}", ()):
+                self._links.pop(link.path, None)
+        self._tags.pop(repository, None)
+
     # --- the blob store -----------------------------------------------------------------
 
     def data_state(self, digest: str) -> str:
         """PRESENT or MISSING for the blob's `data` file (a folder there counts as missing,
         as in registry/storage/blobstore.go Stat); raises StorageReadError."""
-        got = self._data.get(digest)
-        if got is None:
+        size = self._sizes.get(digest)
+        if size is None:
             info = self.storage.stat(layout.blob_data(digest))
-            got = PRESENT if info is not None else MISSING
-            if info is not None:
-                self._sizes[digest] = info.size
-            self._data[digest] = got
-        return got
+            size = self._sizes[digest] = info.size if info is not None else -1
+        return MISSING if size < 0 else PRESENT
 
     def size(self, digest: str) -> int:
-        """Bytes of a blob's data (0 when absent or never stat'ed)."""
-        if digest not in self._data:
-            try:
-                self.data_state(digest)
-            except StorageError:
-                return 0
-        return self._sizes.get(digest, 0)
+        """Bytes of a blob's data (0 when absent or unreadable)."""
+        try:
+            self.data_state(digest)
+        except StorageError:
+            return 0
+        return max(self._sizes.get(digest, 0), 0)
 
     def manifest_bytes(self, digest: str, *, keep: bool = False) -> bytes | None:
         """A manifest's data, None when missing; raises StorageReadError. `keep` holds the
         bytes for the next reader of the same digest (who gets them without a read)."""
         kept = self._raw.pop(digest, None)
         if kept is not None:
+            self._raw_bytes -= len(kept)
             return kept
         try:
             raw = self.storage.read(layout.blob_data(digest), mt.MAX_MANIFEST_BYTES)
         except StorageMissingError:
-            self._data[digest] = MISSING
+            self._sizes[digest] = -1
             return None
-        if keep:
+        if keep and self._raw_bytes + len(raw) <= RAW_BUDGET:
             self._raw[digest] = raw
-        self._data[digest] = PRESENT
-        self._sizes.setdefault(digest, len(raw))
+            self._raw_bytes += len(raw)
+        self._sizes[digest] = len(raw)
         return raw
 
     def blob_digests(self) -> list[str]:
