@@ -7,7 +7,8 @@ lists (children of indexes, nested; config and every layer, foreign ones include
 `subject` of a kept referrer, and every manifest of the repository whose `subject` is kept
 (signatures, SBOMs). Blob digests are marked globally, as the registry shares blobs.
 
-Never guessed: a kept manifest whose data is missing or does not parse has unknown
+Never guessed: a repository without a `_manifests/tags` folder keeps every revision; a kept
+manifest whose data is missing or does not parse has unknown
 references, so every blob its repository links is kept. Blobs and revision links younger
 than `min_age` are kept (a push may be in flight).
 
@@ -174,6 +175,14 @@ def _mark_repository(marker: _Marker, repository: str) -> tuple[list[Action], in
     base = f"{layout.repository_dir(repository)}/{layout.MANIFESTS_DIR}/revisions"
     revisions = [link.folder_digest for link in tree.link_files(base) if link.folder_digest]
     revision_set = set(revisions)
+    if listed is None and revisions:
+        # No `_manifests/tags` folder at all is damage more often than intent (retention
+        # removes tag folders, not the folder holding them): collect nothing here.
+        marker.notes.append(
+            f"{repository}: no _manifests/tags folder; every revision is kept (restore the "
+            "tags, or delete the repository on purpose)"
+        )
+        roots = list(revisions)
     by_subject: dict[str, list[str]] = {}
     for digest in revisions:
         if tree.data_state(digest) == MISSING:

@@ -181,3 +181,12 @@ def test_refuses_while_a_registry_serves_the_storage_read_write(
         assert "serves" in capsys.readouterr().err
     with SandboxRegistry(root, readonly=True):
         assert main(argv) == 0
+
+
+def test_a_repository_without_its_tags_folder_is_not_collected(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    s = seed.seed(root, "tags-folder-gone")
+    repo = s.synthetic.tags[0].repository
+    made = plan_gc(FilesystemStorage(root), min_age=0)
+    assert not [a for a in made.plan.actions if a.facts.get("repository") == repo]
+    assert any(repo in note and "tags folder" in note for note in made.plan.notes)
