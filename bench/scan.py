@@ -1,16 +1,17 @@
 """Benchmark `shipsure scan` against the anchors, measured side by side in one run.
 
-Trees: 200 repositories x 10 multi-arch tags (registry-facts §5 scale) and one 10x larger
+Trees: 200 repositories x 10 multi-arch tags (registry-facts §5 scale), one 10x larger
 (10x the repositories, images of the same shape and size, so files and bytes both scale),
-written once by the synthetic generator into bench/out/ (kept for later runs; written again
-when its spec changes).
+and a small one of 100 repositories x 10 multi-arch tags with one lost layer (its data file
+gone an hour ago: what a periodic scan finds), written once by the synthetic generator into
+bench/out/ (kept for later runs; written again when its spec changes).
 
     scan                 vs  docker-registry garbage-collect --dry-run   (target <= 0.5x)
     scan                 vs  find ROOT -type f | wc -l                  (target <= 1.5x)
     scan --verify-content vs sha256sum of every data file             (target <= 1.3x)
 and the peak memory (max RSS, from /usr/bin/time) of each. Medians of --runs runs.
 
-    .venv/bin/python bench/scan.py [--runs 3] [--only 1x]
+    .venv/bin/python bench/scan.py [--runs 3] [--only 1x|10x|lost]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -25,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from shipsure.sandbox.synthetic import SyntheticSpec, generate
+from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -37,7 +39,25 @@ TREES = {
     "10x": SyntheticSpec(
         repositories=2000, tags=10, platforms=3, layers=1, layer_size=16384, teams=8
     ),
+    "lost": SyntheticSpec(
+        repositories=100, tags=10, platforms=3, layers=1, layer_size=16384, teams=8
+    ),
 }
+# Trees with damage: only scan and its GC anchor are measured on them.
+DAMAGED = {"lost"}
+DAMAGE_AGE = 3600.0  # seconds since the damage: a scan finds old damage, not a push
+
+
+def lose_one_layer(root: Path, made: SyntheticStorage) -> str:
+    """Remove one layer's data file, and date every file and folder an hour back."""
+    layer = made.tags[len(made.tags) // 2].children[0].layers[-1]
+    hex_ = layer.partition(":")[2]
+    (root / f"docker/registry/v2/blobs/sha256/{hex_[:2]}/{hex_}/data").unlink()
+    when = time.time() - DAMAGE_AGE
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.utime(os.path.join(folder, name), (when, when))
+    return layer
 
 
 def tree(name: str) -> Path:
@@ -49,8 +69,11 @@ def tree(name: str) -> Path:
             shutil.rmtree(root)
         print(f"generating {name} tree into {root} ...", file=sys.stderr)
         started = time.monotonic()
-        made = generate(root, TREES[name], record=False)
-        marker.write_text(json.dumps({"files": made.files, "blobs": made.blobs, "spec": spec}))
+        made = generate(root, TREES[name], record=name in DAMAGED)
+        lost = lose_one_layer(root, made) if name in DAMAGED else None
+        marker.write_text(
+            json.dumps({"files": made.files, "blobs": made.blobs, "spec": spec, "lost": lost})
+        )
         print(
             f"  {made.files} files, {made.blobs} blobs in {time.monotonic() - started:.0f} s",
             file=sys.stderr,
@@ -99,6 +122,17 @@ def main() -> int:
     for name in [args.only] if args.only else list(TREES):
         root = tree(name)
         scan = f"{PYTHON} -m shipsure scan {root} --fail-on critical"
+        if name in DAMAGED:
+            gc = f"{env_note} docker-registry garbage-collect --dry-run {gc_config(root)}"
+            measure(f"find {root} -type f | wc -l", 1)  # warm the page cache
+            results = {"gc --dry-run": measure(gc, args.runs), "scan": measure(scan, args.runs)}
+            made = json.loads((root / ".complete").read_text())
+            print(f"\n== tree {name}: {made['files']} files, {spec_text(name)}, lost layer")
+            for label, (wall, peak) in results.items():
+                print(f"  {label:24} {wall:7.2f} s   peak {peak / 1024:7.1f} MiB")
+            ratio = results["scan"][0] / results["gc --dry-run"][0]
+            print(f"  scan / gc --dry-run          = {ratio:.2f}  (target <= 0.5)")
+            continue
         commands = {
             "find": f"find {root} -type f | wc -l",
             "gc --dry-run": (

@@ -43,8 +43,221 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (choose from {choices})") from None
 
 
-# The kind of a finding that means "we could not ask", never "it is missing".
-CHECK_ERROR = "check-error"
+# --- the table of finding kinds -----------------------------------------------------------
+# Stable kebab-case ids: JSON consumers, alert rules and `--fail-on` filters key on them.
+# Every kind verify and scan emit is here, once; the README's tables are checked against it
+# (tests/test_findings.py).
+
+VERIFY = "verify"
+SCAN = "scan"
+LINT = "lint"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One finding kind.
+
+    `severity` is the default: what verify reports, and what scan reports when a tag
+    reaches the fault (tag -> index -> child -> blob). `untagged` is scan's severity when no
+    tag reaches it (content only pullable by digest, or not on any pull path); None means
+    the same as `severity`.
+    """
+
+    id: str
+    severity: Severity
+    meaning: str
+    commands: frozenset[str]
+    untagged: Severity | None = None
+
+    @property
+    def untagged_severity(self) -> Severity:
+        return self.untagged if self.untagged is not None else self.severity
+
+
+def _kind(
+    id: str,
+    severity: Severity,
+    meaning: str,
+    *commands: str,
+    untagged: Severity | None = None,
+) -> Kind:
+    return Kind(id, severity, meaning, frozenset(commands), untagged)
+
+
+_E, _W, _I, _C = Severity.ERROR, Severity.WARNING, Severity.INFO, Severity.CRITICAL
+
+KINDS: tuple[Kind, ...] = (
+    # The kind of a finding that means "we could not ask", never "it is missing".
+    _kind(
+        "check-error",
+        _E,
+        "could not check: timeout, 5xx or 429 after retries, auth refused, unusable answer, "
+        "unreadable storage; never counted as missing (exit 3)",
+        VERIFY,
+        SCAN,
+        LINT,
+    ),
+    # verify: what a pull sees over HTTP.
+    _kind(
+        "tag-not-found",
+        _E,
+        "the tag does not resolve (missing, or it names a manifest whose data is gone)",
+        VERIFY,
+    ),
+    _kind(
+        "repository-not-found",
+        _E,
+        "the registry does not know the repository (`NAME_UNKNOWN`)",
+        VERIFY,
+    ),
+    _kind("manifest-missing", _E, "a manifest the tree references answers 404", VERIFY),
+    _kind(
+        "digest-header-mismatch",
+        _E,
+        "`Docker-Content-Digest` disagrees with the bytes sent",
+        VERIFY,
+    ),
+    _kind(
+        "manifest-size-mismatch", _E, "manifest length differs from its descriptor's size", VERIFY
+    ),
+    _kind("manifest-unsupported", _W, "Docker schema1: recognised, not checked", VERIFY),
+    _kind("platform-not-found", _E, "`--platform` matched no child of the index", VERIFY),
+    _kind(
+        "blob-truncated",
+        _E,
+        "`--deep`: the body ended early (stale cache, truncated answer)",
+        VERIFY,
+    ),
+    _kind("tag-moved", _I, "a `tag@digest` reference whose tag now points elsewhere", VERIFY),
+    # Both: the same fault seen over HTTP or on storage.
+    _kind(
+        "manifest-digest-mismatch",
+        _E,
+        "manifest bytes do not hash to their digest",
+        VERIFY,
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "manifest-invalid",
+        _E,
+        "the bytes hash right but are not a manifest shipsure can read",
+        VERIFY,
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "blob-missing",
+        _E,
+        "a config or layer a manifest names is gone (verify: 404, "
+        "`details.role` says which; scan: no data file)",
+        VERIFY,
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "blob-size-mismatch",
+        _E,
+        "blob length differs from its descriptor's size",
+        VERIFY,
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "blob-digest-mismatch",
+        _E,
+        "`--deep` / `--verify-content`: the bytes are corrupted",
+        VERIFY,
+        SCAN,
+        untagged=_W,
+    ),
+    # scan: what is wrong on storage (registry-facts §4), tag-level first.
+    _kind(
+        "tag-revision-missing",
+        _C,
+        "the tag names a digest with no revision link: the tag "
+        "answers 404 (**re-linkable** when the manifest data is present and verifies)",
+        SCAN,
+    ),
+    _kind(
+        "tag-manifest-missing",
+        _C,
+        "the tag's revision link is there, its manifest data is gone: the tag answers 404",
+        SCAN,
+    ),
+    _kind(
+        "tag-link-missing", _C, "a tag folder without `current/link`: listed, never served", SCAN
+    ),
+    _kind(
+        "revision-data-missing",
+        _E,
+        "a revision link whose manifest data is gone",
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "index-child-relinkable",
+        _E,
+        "an index child without revision link whose data is "
+        "present and verifies: `--apply` re-links it",
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "index-child-lost",
+        _E,
+        "an index child without revision link whose data is gone or corrupt",
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "layer-link-missing",
+        _E,
+        "blob data present, but this repository has no `_layers` "
+        "link to serve it (`--apply` re-links it)",
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "malformed-link",
+        _E,
+        "a link file whose content is not exactly its digest (a "
+        "trailing newline, spaces, garbage); the clean digest when there is one; critical "
+        "when it is a tag's `current/link`",
+        SCAN,
+        untagged=_W,
+    ),
+    _kind(
+        "layer-link-dangling",
+        _W,
+        "a `_layers` link whose data is gone that no manifest "
+        "uses (HEAD may still answer 200 from a blob-descriptor cache)",
+        SCAN,
+    ),
+    _kind(
+        "blob-unreferenced",
+        _I,
+        "no manifest lists the blob: the next garbage collection "
+        "deletes it (`details.bytes` says how much it reclaims)",
+        SCAN,
+    ),
+    _kind("upload-stale", _W, "an unfinished upload older than `--upload-max-age`", SCAN),
+)
+
+_BY_ID = {k.id: k for k in KINDS}
+
+
+def kind(id: str) -> Kind:
+    """The table's entry for `id`. Raises KeyError for an id not in the table."""
+    return _BY_ID[id]
+
+
+def kinds_of(command: str) -> list[Kind]:
+    """The kinds `command` emits, in table order."""
+    return [k for k in KINDS if command in k.commands]
+
+
+CHECK_ERROR = kind("check-error").id
 
 
 @dataclass(frozen=True)
@@ -66,6 +279,9 @@ class Finding:
     digest: str | None = None
     path: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    # What the command could do about it, as typed data its planner matches on (e.g. scan's
+    # `checks.scan.remedy`); never rendered, and not part of the finding's identity.
+    remedy: object | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_check_error(self) -> bool:
@@ -137,3 +353,14 @@ class Report:
             **self.meta,
             "findings": [f.to_dict() for f in self.sorted_findings()],
         }
+
+
+def markdown_table(command: str) -> str:
+    """The README's table of `command`'s kinds (tests/test_findings.py keeps them equal)."""
+    rows = ["| kind | severity | meaning |", "|---|---|---|"]
+    for k in kinds_of(command):
+        severity = k.severity.label
+        if command == SCAN and k.untagged_severity != k.severity:
+            severity += f" ({k.untagged_severity.label} when no tag reaches it)"
+        rows.append(f"| `{k.id}` | {severity} | {k.meaning} |")
+    return "\n".join(rows) + "\n"

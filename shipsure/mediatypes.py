@@ -35,3 +35,21 @@ ATTESTATION_MANIFEST = "attestation-manifest"
 
 # distribution caps manifests at 4 MiB (registry/handlers/manifests.go, maxManifestBodySize).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+# Docker schema1's layers carry no media type; distribution's schema1 package calls them this.
+DOCKER_SCHEMA1_LAYER = "application/vnd.docker.container.image.rootfs.diff+x-gtar"
+
+# What an index entry is when its media type is not a manifest type: a blob. Exact types, then
+# families by prefix (every OCI layer variant, Docker rootfs layers, Docker's config).
+CONFIGS = frozenset({OCI_CONFIG, DOCKER_CONFIG, OCI_EMPTY})
+_BLOB_PREFIXES = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.oci.image.config.",
+    "application/vnd.docker.image.rootfs.",
+    "application/vnd.docker.container.image.",
+)
+
+
+def is_blob_type(media_type: str) -> bool:
+    """True for config and layer media types: content stored as a blob, never a manifest."""
+    return media_type in CONFIGS or media_type.startswith(_BLOB_PREFIXES)

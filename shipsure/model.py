@@ -23,10 +23,13 @@ from shipsure.errors import (
 
 # --- digests ---------------------------------------------------------------------------
 
-# OCI image-spec descriptor.md: "algorithm-component ... encoded-portion"; the registered
-# algorithms are sha256 (64 lowercase hex) and sha512 (128 lowercase hex).
-_HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha512):([0-9a-f]+)$")
+# The one list of digest algorithms shipsure accepts, with the length of their lowercase hex.
+# OCI image-spec descriptor.md registers sha256 and sha512; go-digest (algorithm.go), which
+# distribution validates every digest with, also accepts sha384, and distribution stores
+# blobs under `blobs/<algorithm>/` for each. Storage paths, link files, manifests and
+# references all take their grammar from here.
+DIGEST_ALGORITHMS: Mapping[str, int] = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST_RE = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)")
 
 
 @dataclass(frozen=True, order=True)
@@ -36,10 +39,17 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        m = _DIGEST_RE.match(text)
-        if not m or len(m.group(2)) != _HEX_LENGTH[m.group(1)]:
+        # fullmatch, not `$`: `$` also matches before a trailing newline.
+        m = _DIGEST_RE.fullmatch(text)
+        if not m or len(m.group(2)) != DIGEST_ALGORITHMS[m.group(1)]:
             raise InvalidDigestError(f"invalid digest {text[:160]!r}: want sha256:<64 hex>")
         return cls(m.group(1), m.group(2))
+
+    @staticmethod
+    def is_valid(text: str) -> bool:
+        """True when `text` is exactly `<algorithm>:<hex>` of a known algorithm."""
+        m = _DIGEST_RE.fullmatch(text)
+        return m is not None and len(m.group(2)) == DIGEST_ALGORITHMS[m.group(1)]
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
@@ -66,12 +76,12 @@ _LEGACY_DEFAULT_REGISTRY = "index.docker.io"
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_RE = re.compile(
-    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z")
 _MAX_NAME_LENGTH = 255
 
 
@@ -388,3 +398,82 @@ def parse_descriptor(item: Mapping[str, Any], where: str = "descriptor") -> Desc
         annotations={str(k): str(v) for k, v in annotations.items()},
         urls=tuple(str(u) for u in urls),
     )
+
+
+# --- what a manifest references --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Everything one manifest names, sorted by what each name is for.
+
+    - `children`: manifests an index lists (an entry whose media type is not a blob type);
+      a pull of the index fetches them from this repository.
+    - `blobs`: blobs this repository must serve for a pull: the config, the layers that are
+      not foreign, and index entries whose media type is a blob type.
+    - `foreign`: non-distributable layers (`is_foreign`): a pull fetches them from their
+      `urls`, so the registry need not serve them; when their bytes were pushed anyway they
+      are still listed, and kept.
+    - `subject`: the manifest this one is about (OCI referrers). A pull does not need it and
+      garbage collection does not mark it: the arrow points from the referrer to its subject.
+
+    `pull` is what a pull of this manifest asks the registry for; `listed` is every descriptor
+    the manifest lists, which is distribution's `Manifest.References()` and so exactly what
+    its garbage collection marks (registry/storage/garbagecollect.go `markManifestReferences`:
+    every listed digest is marked, whatever its media type, foreign layers included).
+    """
+
+    children: tuple[Descriptor, ...] = ()
+    blobs: tuple[Descriptor, ...] = ()
+    foreign: tuple[Descriptor, ...] = ()
+    subject: Descriptor | None = None
+
+    @property
+    def pull(self) -> tuple[Descriptor, ...]:
+        return (*self.children, *self.blobs)
+
+    @property
+    def listed(self) -> tuple[Descriptor, ...]:
+        return (*self.children, *self.blobs, *self.foreign)
+
+
+def contents(manifest: Manifest) -> Contents:
+    """What `manifest` references (see `Contents`). The one answer verify, scan and garbage
+    collection prediction share; `storage/graph.py`'s fast path is held to it by a test."""
+    if isinstance(manifest, ImageIndex):
+        children: list[Descriptor] = []
+        blobs: list[Descriptor] = []
+        foreign: list[Descriptor] = []
+        for entry in manifest.manifests:
+            if not mt.is_blob_type(entry.media_type):
+                children.append(entry)
+            elif entry.is_foreign:
+                foreign.append(entry)
+            else:
+                blobs.append(entry)
+        return Contents(tuple(children), tuple(blobs), tuple(foreign), manifest.subject)
+    layers = [d for d in manifest.layers if not d.is_foreign]
+    foreign = [d for d in manifest.layers if d.is_foreign]
+    return Contents((), (manifest.config, *layers), tuple(foreign), manifest.subject)
+
+
+def schema1_contents(raw: bytes) -> Contents:
+    """What a Docker schema1 manifest references: its `fsLayers[].blobSum`, once each, with
+    no sizes (`size` -1). Distribution 2.8 still stores and serves schema1, and its garbage
+    collection marks these blobs (manifest/schema1 `References`). Raises ManifestError."""
+    try:
+        doc = json.loads(raw)
+        sums = [Digest.parse(item["blobSum"]) for item in doc["fsLayers"]]
+    except (ValueError, KeyError, TypeError, InvalidDigestError) as exc:
+        raise ManifestError(f"schema1 manifest without readable fsLayers: {exc}") from None
+    blobs = tuple(Descriptor(mt.DOCKER_SCHEMA1_LAYER, d, -1) for d in dict.fromkeys(sums))
+    return Contents(blobs=blobs)
+
+
+def contents_of(raw: bytes, media_type: str | None = None) -> tuple[str, Contents]:
+    """(media type, contents) of manifest bytes, schema1 included. Raises ManifestError."""
+    try:
+        manifest = parse_manifest(raw, media_type)
+    except UnsupportedManifestError:
+        return mt.DOCKER_SCHEMA1, schema1_contents(raw)
+    return manifest.media_type, contents(manifest)

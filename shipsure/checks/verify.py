@@ -21,7 +21,7 @@ from typing import Any
 
 from shipsure import mediatypes as mt
 from shipsure.errors import ManifestError, ShipsureError, UnsupportedManifestError
-from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.findings import CHECK_ERROR, Finding, Report, Severity, kind
 from shipsure.model import (
     Descriptor,
     Digest,
@@ -30,6 +30,7 @@ from shipsure.model import (
     Manifest,
     Platform,
     Reference,
+    contents,
     parse_manifest,
 )
 from shipsure.registry.interface import (
@@ -41,21 +42,21 @@ from shipsure.registry.interface import (
     UnavailableError,
 )
 
-# Finding kinds `verify` produces (stable ids; documented in the README).
-TAG_NOT_FOUND = "tag-not-found"
-REPOSITORY_NOT_FOUND = "repository-not-found"
-MANIFEST_MISSING = "manifest-missing"
-MANIFEST_DIGEST_MISMATCH = "manifest-digest-mismatch"
-MANIFEST_SIZE_MISMATCH = "manifest-size-mismatch"
-MANIFEST_INVALID = "manifest-invalid"
-MANIFEST_UNSUPPORTED = "manifest-unsupported"
-DIGEST_HEADER_MISMATCH = "digest-header-mismatch"
-PLATFORM_NOT_FOUND = "platform-not-found"
-BLOB_MISSING = "blob-missing"
-BLOB_DIGEST_MISMATCH = "blob-digest-mismatch"
-BLOB_SIZE_MISMATCH = "blob-size-mismatch"
-BLOB_TRUNCATED = "blob-truncated"
-TAG_MOVED = "tag-moved"
+# Finding kinds `verify` produces: ids, meanings and severities in `findings.KINDS`.
+TAG_NOT_FOUND = kind("tag-not-found").id
+REPOSITORY_NOT_FOUND = kind("repository-not-found").id
+MANIFEST_MISSING = kind("manifest-missing").id
+MANIFEST_DIGEST_MISMATCH = kind("manifest-digest-mismatch").id
+MANIFEST_SIZE_MISMATCH = kind("manifest-size-mismatch").id
+MANIFEST_INVALID = kind("manifest-invalid").id
+MANIFEST_UNSUPPORTED = kind("manifest-unsupported").id
+DIGEST_HEADER_MISMATCH = kind("digest-header-mismatch").id
+PLATFORM_NOT_FOUND = kind("platform-not-found").id
+BLOB_MISSING = kind("blob-missing").id
+BLOB_DIGEST_MISMATCH = kind("blob-digest-mismatch").id
+BLOB_SIZE_MISMATCH = kind("blob-size-mismatch").id
+BLOB_TRUNCATED = kind("blob-truncated").id
+TAG_MOVED = kind("tag-moved").id
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,13 @@ class _Node:
 @dataclass
 class _Problem:
     kind: str
-    severity: Severity
     message: str
     digest: str | None
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return kind(self.kind).severity
 
 
 @dataclass
@@ -226,7 +230,7 @@ class _Walker:
             # Anything else shipsure raises on purpose (a malformed header, say) means this
             # object could not be checked; the walk goes on with the rest.
             digest = None if node.role == "tag" else node.identifier
-            problem = _Problem(CHECK_ERROR, Severity.WARNING, f"could not check: {exc}", digest)
+            problem = _Problem(CHECK_ERROR, f"could not check: {exc}", digest)
             return _Outcome(problems=[problem])
 
     def _check_manifest(self, registry: Registry, node: _Node) -> _Outcome:
@@ -243,7 +247,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     MANIFEST_DIGEST_MISMATCH,
-                    Severity.ERROR,
                     f"manifest bytes hash to {actual}, not the requested digest",
                     str(expected),
                     {"actual_digest": str(actual)},
@@ -255,7 +258,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     DIGEST_HEADER_MISMATCH,
-                    Severity.ERROR,
                     f"registry sent Docker-Content-Digest {header} for bytes that hash to {actual}",
                     str(where),
                     {"digest_header": header},
@@ -265,7 +267,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     MANIFEST_SIZE_MISMATCH,
-                    Severity.ERROR,
                     f"manifest is {len(raw)} bytes; its parent says {node.descriptor.size}",
                     str(where),
                     {"expected_size": node.descriptor.size, "actual_size": len(raw)},
@@ -275,14 +276,10 @@ class _Walker:
         try:
             manifest = parse_manifest(raw, declared or response.media_type, algorithm=algorithm)
         except UnsupportedManifestError as exc:
-            outcome.problems.append(
-                _Problem(MANIFEST_UNSUPPORTED, Severity.WARNING, str(exc), str(where))
-            )
+            outcome.problems.append(_Problem(MANIFEST_UNSUPPORTED, str(exc), str(where)))
             return outcome
         except ManifestError as exc:
-            outcome.problems.append(
-                _Problem(MANIFEST_INVALID, Severity.ERROR, str(exc), str(where))
-            )
+            outcome.problems.append(_Problem(MANIFEST_INVALID, str(exc), str(where)))
             return outcome
         outcome.children.extend(self._children(node, manifest, outcome))
         if self.options.referrers:
@@ -301,15 +298,19 @@ class _Walker:
                 reference=node.reference,
             )
 
+        # What a pull asks this registry for (model.contents): foreign layers live at their
+        # urls, and index entries with a blob media type are checked as blobs.
+        found = contents(manifest)
+        pulled = {id(d) for d in found.pull}
         if isinstance(manifest, ImageManifest):
             nodes = [child(manifest.config, "config", is_manifest=False)]
             nodes += [
                 child(layer, f"layer {i}", is_manifest=False)
                 for i, layer in enumerate(manifest.layers)
-                if not layer.is_foreign
+                if id(layer) in pulled
             ]
             return nodes
-        kept = _filter_platforms(manifest, self.options.platforms)
+        kept = [d for d in _filter_platforms(manifest, self.options.platforms) if id(d) in pulled]
         if self.options.platforms and not any(
             d.platform is not None and not d.is_attestation for d in kept
         ):
@@ -317,12 +318,12 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     PLATFORM_NOT_FOUND,
-                    Severity.ERROR,
                     f"index has no child for platform {wanted}",
                     str(manifest.digest),
                 )
             )
-        return [child(d, _role(d), is_manifest=d.media_type not in _BLOB_TYPES) for d in kept]
+        children = {id(d) for d in found.children}
+        return [child(d, _role(d), is_manifest=id(d) in children) for d in kept]
 
     def _referrers(self, registry: Registry, node: _Node, digest: Digest) -> list[_Node]:
         try:
@@ -361,7 +362,6 @@ class _Walker:
                 outcome.problems.append(
                     _Problem(
                         BLOB_SIZE_MISMATCH,
-                        Severity.ERROR,
                         f"{node.role} is {head.size} bytes on the registry; "
                         f"the manifest says {desc.size}",
                         str(desc.digest),
@@ -374,7 +374,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     BLOB_TRUNCATED,
-                    Severity.ERROR,
                     f"{node.role} body ended after {read.size} of {desc.size} bytes "
                     "(data gone behind a cached HEAD, or a truncated answer)",
                     str(desc.digest),
@@ -385,7 +384,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     BLOB_SIZE_MISMATCH,
-                    Severity.ERROR,
                     f"{node.role} body is longer than the {desc.size} bytes the manifest says",
                     str(desc.digest),
                     {"expected_size": desc.size},
@@ -395,7 +393,6 @@ class _Walker:
             outcome.problems.append(
                 _Problem(
                     BLOB_DIGEST_MISMATCH,
-                    Severity.ERROR,
                     f"{node.role} bytes hash to {read.digest}: the content is corrupted",
                     str(desc.digest),
                     {"actual_digest": str(read.digest)},
@@ -414,7 +411,6 @@ class _Walker:
                 problems=[
                     _Problem(
                         TAG_MOVED,
-                        Severity.INFO,
                         f"tag {ref.tag} now points to {head.digest}, not the pinned digest",
                         str(ref.digest),
                         {"tag_digest": head.digest},
@@ -422,12 +418,6 @@ class _Walker:
                 ]
             )
         return _Outcome()
-
-
-# Media types an index may list that are blobs rather than manifests.
-_BLOB_TYPES = frozenset(
-    {mt.OCI_CONFIG, mt.DOCKER_CONFIG, mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD}
-)
 
 
 def _role(desc: Descriptor) -> str:
@@ -481,7 +471,6 @@ def _registry_problem(node: _Node, exc: RegistryError) -> _Problem:
         if exc.code == "NAME_UNKNOWN":
             return _Problem(
                 REPOSITORY_NOT_FOUND,
-                Severity.ERROR,
                 f"repository {node.repository} does not exist ({status})",
                 digest,
                 details,
@@ -489,7 +478,6 @@ def _registry_problem(node: _Node, exc: RegistryError) -> _Problem:
         if node.role == "tag":
             return _Problem(
                 TAG_NOT_FOUND,
-                Severity.ERROR,
                 f"tag {node.identifier} does not resolve ({status}): the tag is missing or "
                 "names a manifest whose data is gone",
                 None,
@@ -498,7 +486,6 @@ def _registry_problem(node: _Node, exc: RegistryError) -> _Problem:
         what = "manifest" if node.is_manifest else f"{node.role} blob"
         return _Problem(
             MANIFEST_MISSING if node.is_manifest else BLOB_MISSING,
-            Severity.ERROR,
             f"{what} {node.identifier} is missing ({status})",
             digest,
             {**details, "role": node.role},
@@ -510,7 +497,7 @@ def _registry_problem(node: _Node, exc: RegistryError) -> _Problem:
         reason = "could not check (registry unavailable)"
     elif isinstance(exc, ProtocolError):
         reason = "could not check (unusable answer)"
-    return _Problem(CHECK_ERROR, Severity.WARNING, f"{reason}: {exc}", digest, details)
+    return _Problem(CHECK_ERROR, f"{reason}: {exc}", digest, details)
 
 
 def _finding(problem: _Problem, node: _Node, path: tuple[str, ...]) -> Finding:

@@ -49,8 +49,9 @@ examples:
     shipsure scan /var/lib/registry --shard "$JOB_COMPLETION_INDEX/8" --format json > part.json
     shipsure report merge part-*.json
 
-Safe while the registry runs: every fault is re-checked --recheck-delay seconds after it
-was seen, before it is reported, so a concurrent push or delete never becomes a finding.
+Safe while the registry runs: every fault is re-read before it is reported, and one whose
+files changed within --recheck-delay seconds is re-read again after that long, so a
+concurrent push or delete never becomes a finding.
 
 exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad option or not a registry
 storage root, 3 storage unreadable or something could not be checked."""
@@ -102,9 +103,9 @@ def add_parser(sub: Any) -> None:
         type=number(),
         default=DEFAULT_RECHECK_DELAY,
         metavar="SECONDS",
-        help="wait this long before re-checking each fault on storage, so a push or delete "
-        "that was half-written when seen is not reported (default: %(default)s; 0 when "
-        "nothing writes to the storage during the scan)",
+        help="a fault whose files changed within this many seconds (a push or delete may be "
+        "half-way) is re-checked again after this long; older faults are re-checked once, "
+        "at once (default: %(default)s; 0 when nothing writes to the storage during the scan)",
     )
     parser.add_argument(
         "--workers",

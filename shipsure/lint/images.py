@@ -67,7 +67,7 @@ KNOWN_BAD = (
     ),
 )
 
-_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)(?:[-_+].*)?$")
+_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)(?:[-_+].*)?\Z")
 _CHANNELS = frozenset({"stable", "edge", "lts", "mainline", "current", "nightly", "rolling"})
 _LATEST_VARIANTS = frozenset({"alpine", "slim"})
 _UNRESOLVED_MARKERS = ("$", "{{")

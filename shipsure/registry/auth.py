@@ -55,7 +55,7 @@ CLIENT_ID = "shipsure"
 
 # /v2/<name>/(manifests|blobs|tags|referrers)/<x>: the greedy name takes nested repositories
 # whose own path components happen to be called "blobs" or "tags".
-_REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+$")
+_REPOSITORY_PATH = re.compile(r"^/v2/(.+)/(?:manifests|blobs|tags|referrers)/[^/]+\Z")
 _CATALOG_PATH = "/v2/_catalog"
 
 

@@ -74,8 +74,10 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Names are checked before they go into a URL path, so "../x" or "a?b" cannot retarget a
 # request. The grammar is distribution's (reference/regexp.go): a registry cannot hold others.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_REFERENCE_RE = re.compile(r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)$")
+_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
+_REFERENCE_RE = re.compile(
+    r"^(?:[\w][\w.-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)\Z"
+)
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 # Failures below the seam that a second attempt may cure; a malformed answer is not one.

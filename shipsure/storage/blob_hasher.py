@@ -7,6 +7,9 @@ only the blobs that did not hash to their digest or could not be read, one line 
 neither side holds anything that grows with the store. The scan re-hashes those few itself
 before it reports them: the child only says where to look.
 
+The digest algorithms to hash come on the command line (`sha256=64,sha512=128`: name and
+hex length), from `model.DIGEST_ALGORITHMS` in the parent, the one list of them.
+
 Output lines (tab-separated): `mismatch DIGEST ACTUAL_HEX SIZE` and `error DIGEST MESSAGE`.
 A blob folder without data is skipped (the walk reports missing data). Exit status 0 means
 every blob folder was listed; anything else means the answer is incomplete and the caller
@@ -17,31 +20,32 @@ Standard library only, and no other shipsure module, so the child starts in mill
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TextIO
 
 BLOBS = "docker/registry/v2/blobs"
-_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
 MISMATCH = "mismatch"
 ERROR = "error"
 
 
-def _digest_folders(root: str) -> Iterator[tuple[str, str, str]]:
+def _digest_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str, str, str]]:
     """(algorithm, hex, data path) of every digest folder; OSError if a folder is unreadable."""
     base = os.path.join(root, BLOBS)
     try:
-        algorithms = sorted(os.listdir(base))
+        present = sorted(os.listdir(base))
     except FileNotFoundError:
         return
-    for algorithm in algorithms:
-        length = _ALGORITHMS.get(algorithm)
+    for algorithm in present:
+        length = algorithms.get(algorithm)
         if length is None:
             continue
         for prefix in sorted(os.listdir(os.path.join(base, algorithm))):
@@ -54,12 +58,15 @@ def _digest_folders(root: str) -> Iterator[tuple[str, str, str]]:
 
 
 def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | None:
-    """(hex, size) of the file, or None when it is not there."""
+    """(hex, size) of the file, or None when it is not there. OSError when it is not a
+    regular file: a FIFO would block the open (hence O_NONBLOCK) and a device never end."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         h = hashlib.new(algorithm)
         size = 0
         while n := os.readv(fd, [buffer]):
@@ -70,9 +77,9 @@ def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | No
         os.close(fd)
 
 
-def hash_store(root: str, out: TextIO) -> None:
+def hash_store(root: str, algorithms: dict[str, int], out: TextIO) -> None:
     buffer = memoryview(bytearray(_CHUNK))
-    for algorithm, hex_, path in _digest_folders(root):
+    for algorithm, hex_, path in _digest_folders(root, algorithms):
         try:
             got = _hash(path, algorithm, buffer)
         except OSError as exc:
@@ -83,11 +90,17 @@ def hash_store(root: str, out: TextIO) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m shipsure.storage.blob_hasher STORAGE_ROOT", file=sys.stderr)
+    try:
+        root, listed = argv
+        algorithms = {a: int(n) for a, _, n in (p.partition("=") for p in listed.split(","))}
+    except ValueError:
+        print(
+            "usage: python -m shipsure.storage.blob_hasher STORAGE_ROOT sha256=64[,...]",
+            file=sys.stderr,
+        )
         return 2
     try:
-        hash_store(argv[0], sys.stdout)
+        hash_store(root, algorithms, sys.stdout)
     except OSError as exc:
         print(f"{exc}", file=sys.stderr)
         return 3
@@ -101,15 +114,16 @@ class BackgroundHasher:
     scan's workers meanwhile), and a child with many lines to say never blocks on a full pipe.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, algorithms: Mapping[str, int]) -> None:
         # The child imports this very module, wherever this process found it.
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+        listed = ",".join(f"{a}={n}" for a, n in algorithms.items())
         # Closed by result() or stop(): it outlives this constructor.
         self._out = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "shipsure.storage.blob_hasher", root],
+                [sys.executable, "-m", "shipsure.storage.blob_hasher", root, listed],
                 env={**os.environ, "PYTHONPATH": python_path},
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
@@ -139,10 +153,11 @@ class BackgroundHasher:
         self._out.close()
 
 
-def start(root: str) -> BackgroundHasher | None:
-    """A running hasher, or None when no process can be started (the caller hashes itself)."""
+def start(root: str, algorithms: Mapping[str, int]) -> BackgroundHasher | None:
+    """A running hasher of the blobs of `algorithms` (name -> hex length), or None when no
+    process can be started (the caller hashes itself)."""
     try:
-        return BackgroundHasher(root)
+        return BackgroundHasher(root, algorithms)
     except (OSError, RuntimeError, ValueError):
         return None
 

@@ -37,6 +37,46 @@ def _thread_buffer() -> memoryview:
     return buffer
 
 
+# O_NONBLOCK: opening a FIFO for reading waits for a writer, forever; with it, the open
+# returns at once and the file type check below refuses it.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK
+
+_FILE_TYPES = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
+}
+
+
+def _not_regular(mode: int, path: str) -> StorageReadError | None:
+    """An error when `mode` is not a regular file's: distribution writes only regular files,
+    and reading anything else can block (a FIFO) or never end (a device)."""
+    if stat.S_ISREG(mode):
+        return None
+    what = _FILE_TYPES.get(stat.S_IFMT(mode), "not a regular file")
+    return StorageReadError(f"{path}: {what}, not a regular file; not read", path=path)
+
+
+def _open_regular(abs_path: str, path: str, dir_fd: int | None = None) -> int:
+    """A read-only descriptor of a regular file; StorageError for anything else."""
+    try:
+        fd = os.open(abs_path, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _error(exc, path) from None
+    try:
+        refused = _not_regular(os.fstat(fd).st_mode, path)
+    except OSError as exc:
+        os.close(fd)
+        raise _error(exc, path) from None
+    if refused is not None:
+        os.close(fd)
+        raise refused
+    return fd
+
+
 def _error(exc: OSError, path: str) -> StorageError:
     if exc.errno in _MISSING_ERRNOS:
         return StorageMissingError(f"{path}: not found", path=path)
@@ -45,8 +85,11 @@ def _error(exc: OSError, path: str) -> StorageError:
 
 
 class FilesystemStorage:
+    can_fork_workers = True  # reads are local: the walk is bound by the interpreter
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self.local_root: str | None = self.root
         self._prefix = self.root.rstrip("/") + "/"
 
     def describe(self) -> str:
@@ -69,16 +112,14 @@ class FilesystemStorage:
     def list_dir(self, path: str) -> list[Entry]:
         try:
             with os.scandir(self._abs(path)) as it:
-                # is_dir() answers from the directory entry's type: no extra stat per name.
-                return [Entry(e.name, e.is_dir()) for e in it]
+                # is_dir() and is_symlink() answer from the directory entry's type: no
+                # extra stat per name.
+                return [Entry(e.name, e.is_dir(), e.is_symlink()) for e in it]
         except OSError as exc:
             raise _error(exc, path) from None
 
     def read(self, path: str, limit: int) -> bytes:
-        try:
-            fd = os.open(self._abs(path), os.O_RDONLY)
-        except OSError as exc:
-            raise _error(exc, path) from None
+        fd = _open_regular(self._abs(path), path)
         try:
             # A modest first read: asking os.read for a 4 MiB manifest limit would allocate
             # (and map) 4 MiB per file. A short read of a regular file means end of file, so
@@ -118,17 +159,24 @@ class FilesystemStorage:
             for name in names:
                 rel = f"{name}/{suffix}"
                 try:
-                    fd = os.open(rel, os.O_RDONLY, dir_fd=dfd)
+                    fd = os.open(rel, _OPEN_FLAGS, dir_fd=dfd)
                 except OSError as exc:
                     out.append(_error(exc, f"{folder}/{rel}"))
                     continue
                 try:
                     first = os.read(fd, want)
+                    # Only an empty answer can hide a FIFO (no writer: end of file at once):
+                    # check the type then, not on every link (reads are bounded anyway).
+                    where = f"{folder}/{rel}"
+                    refused = _not_regular(os.fstat(fd).st_mode, where) if not first else None
                 except OSError as exc:
                     out.append(_error(exc, f"{folder}/{rel}"))
                     continue
                 finally:
                     os.close(fd)
+                if refused is not None:
+                    out.append(refused)
+                    continue
                 if len(first) == want and want <= limit:  # longer than one read: rare
                     try:
                         first = self.read(f"{folder}/{rel}", limit)
@@ -147,15 +195,24 @@ class FilesystemStorage:
             if exc.errno in _MISSING_ERRNOS:
                 return None
             raise _error(exc, path) from None
-        if not stat.S_ISREG(st.st_mode):
-            return None
+        refused = _not_regular(st.st_mode, path)
+        if refused is not None:
+            raise refused
         return FileInfo(st.st_size, st.st_mtime)
 
+    def changed_at(self, path: str) -> float | None:
+        while True:
+            try:
+                return os.stat(self._abs(path)).st_mtime
+            except OSError as exc:
+                if exc.errno not in _MISSING_ERRNOS:
+                    raise _error(exc, path) from None
+            if not path:
+                return None
+            path = path.rpartition("/")[0]
+
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
-        try:
-            fd = os.open(self._abs(path), os.O_RDONLY)
-        except OSError as exc:
-            raise _error(exc, path) from None
+        fd = _open_regular(self._abs(path), path)
         try:
             h = hashlib.new(algorithm)
             buffer = _thread_buffer()

@@ -1,23 +1,25 @@
 """The manifest reference graph as stored: which manifests and blobs a manifest names.
 
-Pure: bytes in, records out. Digests are plain `sha256:<hex>` strings so a scan of a large
-registry keeps millions of them cheaply. Every manifest is parsed once per scan (the global
-blob store is shared by all repositories) and only its references are kept, never its bytes.
+Pure: bytes in, records out. Digests are plain `<algorithm>:<hex>` strings so a scan of a
+large registry keeps millions of them cheaply. Every manifest is parsed once per scan (the
+global blob store is shared by all repositories) and only its references are kept, never its
+bytes.
+
+What a manifest references is decided by one function, `model.contents`; this module only
+re-shapes its answer. `_fast_node` reads the common shapes directly, for speed, and
+`tests/storage/test_graph.py` holds it to `model.contents` manifest by manifest.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from shipsure import mediatypes as mt
-from shipsure.errors import InvalidDigestError, ManifestError, UnsupportedManifestError
-from shipsure.model import Digest, ImageIndex, parse_manifest
-
-# Foreign layers live at their `urls`, not in the registry: distribution never stores them.
-_NOT_STORED = frozenset({mt.DOCKER_FOREIGN_LAYER})
+from shipsure.model import DIGEST_ALGORITHMS, Descriptor, contents_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +33,19 @@ class Ref:
 
 @dataclass(frozen=True, slots=True)
 class ManifestNode:
+    """A manifest's references, as `model.Contents` sorts them.
+
+    `children` and `blobs` are what a pull asks this registry for; `foreign` are listed layers
+    a pull fetches from their urls; `listed` (all three) is what garbage collection marks.
+    `subject` is named but neither pulled nor marked.
+    """
+
     digest: str
     media_type: str
-    children: tuple[Ref, ...]  # index entries (manifests)
-    blobs: tuple[Ref, ...]  # config and layers stored in the registry
+    children: tuple[Ref, ...]  # index entries that are manifests
+    blobs: tuple[Ref, ...]  # config, layers and blob-typed index entries served by the registry
     subject: str | None = None
+    foreign: tuple[Ref, ...] = ()  # non-distributable layers (urls), listed but not served
 
     @property
     def is_index(self) -> bool:
@@ -45,51 +55,53 @@ class ManifestNode:
     def label(self) -> str:
         return f"{'index' if self.is_index else 'manifest'} {self.digest}"
 
+    @property
+    def listed(self) -> tuple[Ref, ...]:
+        """Every reference the manifest lists: distribution's `Manifest.References()`."""
+        return (*self.children, *self.blobs, *self.foreign)
+
 
 def node_from_bytes(raw: bytes, digest: str) -> ManifestNode:
     """References of verified manifest bytes. Raises ManifestError when they are not one."""
     node = _fast_node(raw, digest)
     if node is not None:
         return node
-    try:
-        manifest = parse_manifest(raw)
-    except UnsupportedManifestError:
-        return _schema1_node(raw, digest)
-    subject = str(manifest.subject.digest) if manifest.subject else None
-    if isinstance(manifest, ImageIndex):
-        children = tuple(Ref(str(d.digest), d.size, d.label()) for d in manifest.manifests)
-        return ManifestNode(digest, manifest.media_type, children, (), subject)
-    blobs = [
-        Ref(str(manifest.config.digest), manifest.config.size, f"config {manifest.config.digest}")
-    ]
-    for layer in manifest.layers:
-        if layer.is_foreign or layer.media_type in _NOT_STORED:
-            continue
-        blobs.append(Ref(str(layer.digest), layer.size, f"layer {layer.digest}"))
-    return ManifestNode(digest, manifest.media_type, (), tuple(blobs), subject)
+    return model_node(raw, digest)
 
 
-def _schema1_node(raw: bytes, digest: str) -> ManifestNode:
-    # Docker schema1 (registry/storage/schema2manifesthandler.go's older sibling): the
-    # blobs are `fsLayers[].blobSum`, without sizes. Distribution 2.8 still stores them.
-    try:
-        doc = json.loads(raw)
-        layers = doc["fsLayers"]
-        sums = [str(Digest.parse(item["blobSum"])) for item in layers]
-    except (ValueError, KeyError, TypeError, InvalidDigestError) as exc:
-        raise ManifestError(f"schema1 manifest without readable fsLayers: {exc}") from None
-    blobs = tuple(Ref(s, -1, f"layer {s}") for s in dict.fromkeys(sums))
-    return ManifestNode(digest, mt.DOCKER_SCHEMA1, (), blobs)
+def model_node(raw: bytes, digest: str) -> ManifestNode:
+    """`node_from_bytes` without the fast path: `model.contents_of`, re-shaped."""
+    media_type, found = contents_of(raw)
+    is_index = media_type in mt.INDEXES
+
+    def refs(descriptors: Iterable[Descriptor], role: str) -> tuple[Ref, ...]:
+        if is_index:
+            return tuple(Ref(str(d.digest), d.size, d.label()) for d in descriptors)
+        return tuple(Ref(str(d.digest), d.size, f"{role} {d.digest}") for d in descriptors)
+
+    if is_index or media_type == mt.DOCKER_SCHEMA1:
+        blob_refs = refs(found.blobs, "layer")
+    else:  # an image manifest: the config first, then its layers
+        config, *layers = found.blobs
+        blob_refs = (*refs((config,), "config"), *refs(layers, "layer"))
+    return ManifestNode(
+        digest,
+        media_type,
+        refs(found.children, "child"),
+        blob_refs,
+        str(found.subject.digest) if found.subject else None,
+        refs(found.foreign, "layer"),
+    )
 
 
 # --- the fast path -----------------------------------------------------------------------
 # A scan parses every manifest in the registry, and building full model objects per
 # descriptor costs more than reading the file. `_fast_node` reads the common, well-formed
 # shapes directly and accepts only what `parse_manifest` would accept; anything unusual
-# (absent mediaType, odd fields, schema1, errors) returns None and goes through
-# `parse_manifest`, which also gives the precise error message.
+# (absent mediaType, `subject`, odd fields, schema1, errors) returns None and goes through
+# `model_node`, which also gives the precise error message.
 
-_DIGEST_RE = re.compile(r"^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+_DIGEST_RE = re.compile("|".join(f"{a}:[0-9a-f]{{{n}}}" for a, n in DIGEST_ALGORITHMS.items()))
 
 
 def _fast_node(raw: bytes, digest: str) -> ManifestNode | None:
@@ -111,28 +123,38 @@ def _fast_node(raw: bytes, digest: str) -> ManifestNode | None:
         entries = doc.get("manifests", [])
         if not isinstance(entries, list):
             return None
-        children = []
+        children, blobs, foreign = [], [], []
         for entry in entries:
             ref = _fast_ref(entry, child=True)
             if ref is None:
                 return None
-            children.append(ref)
-        return ManifestNode(digest, media_type, tuple(children), ())
+            if not mt.is_blob_type(entry["mediaType"]):
+                children.append(ref)
+            elif _is_foreign(entry):
+                foreign.append(ref)
+            else:
+                blobs.append(ref)
+        return ManifestNode(digest, media_type, tuple(children), tuple(blobs), None, tuple(foreign))
     config = _fast_ref(doc.get("config"), prefix="config")
     layers = doc.get("layers", [])
     if config is None or not isinstance(layers, list):
         return None
     blobs = [config]
+    foreign = []
     for entry in layers:
         ref = _fast_ref(entry, prefix="layer")
         if ref is None:
             return None
-        if entry["mediaType"] in _NOT_STORED or (
-            entry.get("urls") and "nondistributable" in entry["mediaType"]
-        ):
-            continue
-        blobs.append(ref)
-    return ManifestNode(digest, media_type, (), tuple(blobs))
+        (foreign if _is_foreign(entry) else blobs).append(ref)
+    return ManifestNode(digest, media_type, (), tuple(blobs), None, tuple(foreign))
+
+
+def _is_foreign(entry: dict[str, Any]) -> bool:
+    # The rule of `model.Descriptor.is_foreign`, on the raw entry.
+    media_type = entry["mediaType"]
+    return media_type == mt.DOCKER_FOREIGN_LAYER or (
+        bool(entry.get("urls")) and "nondistributable" in media_type
+    )
 
 
 def _fast_ref(entry: Any, *, child: bool = False, prefix: str = "") -> Ref | None:
@@ -143,7 +165,7 @@ def _fast_ref(entry: Any, *, child: bool = False, prefix: str = "") -> Ref | Non
     media_type = entry.get("mediaType")
     if (
         not isinstance(d, str)
-        or not _DIGEST_RE.match(d)
+        or not _DIGEST_RE.fullmatch(d)
         or type(size) is not int
         or size < 0
         or not isinstance(media_type, str)
@@ -168,5 +190,5 @@ def _fast_ref(entry: Any, *, child: bool = False, prefix: str = "") -> Ref | Non
     os_, arch, variant = platform.get("os"), platform.get("architecture"), platform.get("variant")
     if not isinstance(os_, str) or not isinstance(arch, str):
         return None
-    label = f"{os_}/{arch}/{variant}" if isinstance(variant, str) and variant else f"{os_}/{arch}"
+    label = "/".join(p for p in (os_, arch, variant if isinstance(variant, str) else "") if p)
     return Ref(d, size, f"{label} {d}")

@@ -22,13 +22,45 @@ class Entry:
     """One name in a folder listing."""
 
     name: str
-    is_dir: bool
+    is_dir: bool  # a folder, or a symbolic link to one
+    is_link: bool = False  # a symbolic link (distribution never makes any)
 
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
+    """A file that is there: its size (bytes) and modification time."""
+
     size: int
     mtime: float  # seconds since the epoch
+
+
+# A read's outcome as data, matched with `match`: the file is there (FileInfo, or Hashed for
+# a hash), it is not (Missing), or it could not be read (Unreadable). Only Missing may ever
+# become a "missing" finding; Unreadable is a `check-error`.
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """The path does not exist (or vanished while we looked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The path may exist but could not be read; `why` says what the storage answered."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A file's content hashed: hex digest in the asked algorithm, and bytes read."""
+
+    hex: str
+    size: int
+
+
+FileState = FileInfo | Missing | Unreadable
+HashState = Hashed | Missing | Unreadable
 
 
 class StorageError(CouldNotRunError):
@@ -57,6 +89,15 @@ class Storage(Protocol):
     Every method is safe to call from several threads at once.
     """
 
+    # Capabilities: what callers may do with this storage, so none asks for its class.
+    # True when reads are local and interpreter-bound, so work pays off in worker processes
+    # (which must be able to receive this storage pickled); False when reads wait on the
+    # network and threads are the cheaper way to overlap them.
+    can_fork_workers: bool
+    # A local folder holding the layout, for tools that read the files directly (the blob
+    # hasher process); None when there is none (S3).
+    local_root: str | None
+
     def describe(self) -> str:
         """Where this storage is, for messages and reports (no credentials)."""
         ...
@@ -82,6 +123,13 @@ class Storage(Protocol):
 
     def stat(self, path: str) -> FileInfo | None:
         """Size and modification time of a file, or None when it does not exist."""
+        ...
+
+    def changed_at(self, path: str) -> float | None:
+        """When `path` last changed (seconds since the epoch): a file's or folder's
+        modification time, or for an absent path that of the nearest folder above it that
+        exists (removing or creating an entry changes its folder). None when the storage
+        cannot tell (S3 has no folders). Raises StorageError when unreadable."""
         ...
 
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:

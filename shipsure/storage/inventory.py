@@ -9,6 +9,7 @@ can report "could not check" for exactly that path.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -21,9 +22,14 @@ from shipsure.storage.digests import BoundedCache
 from shipsure.storage.graph import ManifestNode, node_from_bytes
 from shipsure.storage.interface import (
     FileInfo,
+    FileState,
+    Hashed,
+    HashState,
+    Missing,
     Storage,
     StorageError,
     StorageMissingError,
+    Unreadable,
 )
 
 
@@ -37,6 +43,12 @@ class Link:
 
     def points_to(self, digest: str) -> bool:
         return self.digest == digest
+
+    @property
+    def intended(self) -> str | None:
+        """The digest, or for a malformed link the one it was meant to hold (a link ending in
+        a newline, CRLF or spaces, as hand-written links do), or None."""
+        return self.digest if self.digest is not None else layout.intended_digest(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,9 @@ class RepositoryInventory:
     revisions: dict[str, Link] = field(default_factory=dict)
     layers: dict[str, Link] = field(default_factory=dict)
     tags: dict[str, Link | None] = field(default_factory=dict)  # None: no current/link
+    # Tag history links (`tags/<tag>/index/<alg>/<hex>/link`) that do not hold exactly the
+    # digest of their folder, as (tag, folder digest, link); sound ones are not kept.
+    bad_history: list[tuple[str, str, Link]] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
     errors: list[ReadProblem] = field(default_factory=list)
     # Folders under revisions/ and _layers/ whose names are not digests (never served).
@@ -88,10 +103,23 @@ def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[s
         names = {e.name for e in entries if e.is_dir}
         if name and names & layout.REPOSITORY_MARKERS:
             found.append(name)
-        for child in names - layout.REPOSITORY_MARKERS:
+        linked = {e.name for e in entries if e.is_dir and e.is_link}
+        for child in sorted(names - layout.REPOSITORY_MARKERS):
             # A repository path component starts with [a-z0-9]; `_`-names are registry data.
-            if not child.startswith("_"):
-                pending.append(f"{name}/{child}" if name else child)
+            if child.startswith("_"):
+                continue
+            if child in linked:
+                # Distribution never links folders; following one can loop forever
+                # (`loop -> .`) or leave the storage root. Said, never followed.
+                errors.append(
+                    ReadProblem(
+                        f"{path}/{child}",
+                        "a symbolic link to a folder: not followed (distribution never "
+                        "creates links; a repository behind it is not checked)",
+                    )
+                )
+                continue
+            pending.append(f"{name}/{child}" if name else child)
     found.sort()
     return found
 
@@ -165,6 +193,11 @@ def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
             inv.tags[tag] = read_link(storage, path)
         except StorageError as exc:
             inv.errors.append(ReadProblem(path, str(exc)))
+        history: dict[str, Link] = {}
+        _read_digest_links(storage, inv, f"{base}/{tag}/index", history)
+        for digest, link in history.items():
+            if link.digest != digest:
+                inv.bad_history.append((tag, digest, link))
 
 
 def _read_uploads(storage: Storage, inv: RepositoryInventory) -> None:
@@ -206,7 +239,13 @@ def parse_startedat(raw: bytes) -> float | None:
 
 # --- the global blob store ---------------------------------------------------------------
 
-MISSING = "missing"
+
+class ManifestState(enum.StrEnum):
+    OK = "ok"  # present, hashes to its digest, parsed: `node` is set
+    MISSING = "missing"
+    DIGEST_MISMATCH = "digest-mismatch"  # the bytes hash to another digest (`message`)
+    INVALID = "invalid"  # the bytes hash right but are no manifest (`message`)
+    UNREADABLE = "unreadable"  # the storage could not read it (`message`): a check-error
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +253,7 @@ class ManifestRead:
     """A manifest's data as found: `node` when present, verified and parsed."""
 
     digest: str
-    state: str  # ok | missing | digest-mismatch | invalid | unreadable
+    state: ManifestState
     node: ManifestNode | None = None
     message: str = ""
     size: int = 0
@@ -234,7 +273,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: tuple[str, int] | str = MISSING
+        self.result: HashState = Missing()
 
 
 class BlobStore:
@@ -246,21 +285,17 @@ class BlobStore:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._stats: BoundedCache[str, FileInfo | str] = BoundedCache(STAT_CACHE_SIZE)
+        self._stats: BoundedCache[str, FileState] = BoundedCache(STAT_CACHE_SIZE)
         self._manifests: BoundedCache[str, ManifestRead] = BoundedCache(MANIFEST_CACHE_SIZE)
-        self._hashes: BoundedCache[str, tuple[str, int] | str] = BoundedCache(HASH_CACHE_SIZE)
+        self._hashes: BoundedCache[str, HashState] = BoundedCache(HASH_CACHE_SIZE)
         self._hashing: dict[str, _Pending] = {}
         self._lock = threading.Lock()
 
-    def stat(self, digest: str) -> FileInfo | str:
-        """FileInfo of the blob's data, MISSING, or the read error's message."""
+    def stat(self, digest: str) -> FileState:
+        """The blob's data file: FileInfo, Missing or Unreadable."""
         got = self._stats.get(digest)
         if got is None:
-            try:
-                info = self.storage.stat(layout.blob_data(digest))
-                got = info if info is not None else MISSING
-            except StorageError as exc:
-                got = str(exc)
+            got = stat_state(self.storage, layout.blob_data(digest))
             self._stats.put(digest, got)
         return got
 
@@ -271,9 +306,9 @@ class BlobStore:
             self._manifests.put(digest, got)
         return got
 
-    def content_hash(self, digest: str, size_hint: int = -1) -> tuple[str, int] | str:
-        """(hex, size) of the blob's data hashed in `digest`'s algorithm, or MISSING, or the
-        read error's message. Threads asking for the same blob together share one hashing."""
+    def content_hash(self, digest: str, size_hint: int = -1) -> HashState:
+        """The blob's data hashed in `digest`'s algorithm: Hashed, Missing or Unreadable.
+        Threads asking for the same blob together share one hashing."""
         with self._lock:
             got = self._hashes.get(digest)
             if got is not None:
@@ -286,19 +321,28 @@ class BlobStore:
             pending.done.wait()
             return pending.result
         algorithm = digest.partition(":")[0]
-        result: tuple[str, int] | str
+        result: HashState
         try:
-            result = self.storage.hash_file(layout.blob_data(digest), algorithm, size_hint)
+            result = Hashed(*self.storage.hash_file(layout.blob_data(digest), algorithm, size_hint))
         except StorageMissingError:
-            result = MISSING
+            result = Missing()
         except StorageError as exc:
-            result = str(exc)
+            result = Unreadable(str(exc))
         pending.result = result
         with self._lock:
             self._hashes.put(digest, result)
             del self._hashing[digest]
         pending.done.set()
         return result
+
+
+def stat_state(storage: Storage, path: str) -> FileState:
+    """`storage.stat(path)` as data: FileInfo, Missing or Unreadable; never raises."""
+    try:
+        info = storage.stat(path)
+    except StorageError as exc:
+        return Unreadable(str(exc))
+    return info if info is not None else Missing()
 
 
 def read_manifest(storage: Storage, digest: str) -> ManifestRead:
@@ -311,24 +355,27 @@ def read_manifest(storage: Storage, digest: str) -> ManifestRead:
     try:
         raw = storage.read(path, mt.MAX_MANIFEST_BYTES)
     except StorageMissingError:
-        return ManifestRead(digest, MISSING)
+        return ManifestRead(digest, ManifestState.MISSING)
     except StorageError as exc:
-        return ManifestRead(digest, "unreadable", message=str(exc))
+        return ManifestRead(digest, ManifestState.UNREADABLE, message=str(exc))
     if len(raw) > mt.MAX_MANIFEST_BYTES:
         return ManifestRead(
-            digest, "invalid", message="over the 4 MiB manifest limit", size=len(raw)
+            digest, ManifestState.INVALID, message="over the 4 MiB manifest limit", size=len(raw)
         )
     algorithm, _, hex_ = digest.partition(":")
     actual = hashlib.new(algorithm, raw).hexdigest()
     if actual != hex_:
         return ManifestRead(
-            digest, "digest-mismatch", message=f"data hashes to {algorithm}:{actual}", size=len(raw)
+            digest,
+            ManifestState.DIGEST_MISMATCH,
+            message=f"data hashes to {algorithm}:{actual}",
+            size=len(raw),
         )
     try:
         node = node_from_bytes(raw, digest)
     except ManifestError as exc:
-        return ManifestRead(digest, "invalid", message=str(exc), size=len(raw))
-    return ManifestRead(digest, "ok", node=node, size=len(raw))
+        return ManifestRead(digest, ManifestState.INVALID, message=str(exc), size=len(raw))
+    return ManifestRead(digest, ManifestState.OK, node=node, size=len(raw))
 
 
 def list_blobs(storage: Storage, errors: list[ReadProblem]) -> Iterator[str]:

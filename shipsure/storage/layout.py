@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from shipsure.model import DIGEST_ALGORITHMS
+
 V2 = "docker/registry/v2"
 BLOBS = f"{V2}/blobs"
 REPOSITORIES = f"{V2}/repositories"
@@ -27,12 +29,15 @@ UPLOADS_DIR = "_uploads"
 REPOSITORY_MARKERS = frozenset({LAYERS_DIR, MANIFESTS_DIR, UPLOADS_DIR})
 
 # Algorithms distribution can store (digest.Algorithm); sha256 is what 2.8 writes.
-ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+ALGORITHMS = DIGEST_ALGORITHMS
 
 # A link is a digest and nothing else. Distribution's own reader (readlink in
 # registry/storage/blobstore.go) calls digest.Parse on the whole content, so a trailing
-# newline or space already makes the link unusable: match exactly, not leniently.
-_LINK_RE = re.compile(rb"^(sha256|sha384|sha512):([0-9a-f]+)$")
+# newline or space already makes the link unusable: match exactly (fullmatch: `$` would
+# accept a trailing newline), not leniently.
+_LINK_RE = re.compile(
+    "|".join(f"{a}:[0-9a-f]{{{n}}}" for a, n in DIGEST_ALGORITHMS.items()).encode()
+)
 
 # Largest link file worth reading: a sha512 digest is 135 bytes.
 LINK_READ_LIMIT = 256
@@ -108,10 +113,15 @@ def upload_startedat(repository: str, upload_id: str) -> str:
 
 def parse_link(raw: bytes) -> str | None:
     """The digest a link file names, or None when its content is not exactly a digest."""
-    m = _LINK_RE.match(raw)
-    if m is None or len(m.group(2)) != ALGORITHMS[m.group(1).decode()]:
-        return None
-    return raw.decode()
+    return raw.decode() if _LINK_RE.fullmatch(raw) else None
+
+
+def intended_digest(raw: bytes) -> str | None:
+    """The digest a malformed link was meant to hold: its content without the whitespace
+    around it (a trailing newline or CRLF from a hand-written link, spaces), when that is
+    exactly a digest; else None."""
+    stripped = raw.strip()
+    return stripped.decode() if _LINK_RE.fullmatch(stripped) else None
 
 
 def is_digest_folder(algorithm: str, name: str) -> bool:

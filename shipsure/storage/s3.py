@@ -41,6 +41,9 @@ def _client(endpoint_url: str | None, region: str | None) -> Any:
 
 
 class S3Storage:
+    can_fork_workers = False  # reads wait on the network: threads overlap them
+    local_root: str | None = None
+
     def __init__(
         self,
         bucket: str,
@@ -127,6 +130,11 @@ class S3Storage:
                 return None
             raise error from None
         return FileInfo(int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def changed_at(self, path: str) -> float | None:
+        # An object's LastModified; S3 keeps no folders, so an absent key says nothing.
+        info = self.stat(path)
+        return info.mtime if info is not None else None
 
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
         h = hashlib.new(algorithm)

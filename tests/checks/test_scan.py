@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,151 @@ def test_stale_upload_threshold(tree: SyntheticStorage) -> None:
     faults.plant_stale_upload(tree.root, repo, age_days=2)
     assert _scan(tree.root).findings == []
     assert [f.kind for f in _scan(tree.root, upload_max_age=86400.0).findings] == [k.UPLOAD_STALE]
+
+
+WHITESPACE = {"LF": b"\n", "CRLF": b"\r\n", "space": b" ", "two LF": b"\n\n"}
+
+
+@pytest.mark.parametrize("where", ["tag current", "revision", "layer", "tag history"])
+@pytest.mark.parametrize("around", sorted(WHITESPACE))
+def test_link_with_whitespace_is_malformed_with_the_clean_digest(
+    tree: SyntheticStorage, where: str, around: str
+) -> None:
+    """A hand-written link ending in a newline (or CRLF, spaces) names no digest the registry
+    can read: one malformed-link finding, carrying the clean digest, and nothing else
+    (not "revision missing" with the newline inside the digest)."""
+    root, repo = tree.root, tree.repositories[2]
+    t = tree.tag(repo, "v0")
+    digest, path = {
+        "tag current": (t.index, faults.tag_current_link_path(root, repo, "v0")),
+        "revision": (
+            t.children[0].digest,
+            faults.revision_link_path(root, repo, t.children[0].digest),
+        ),
+        "layer": (t.children[1].config, faults.layer_link_path(root, repo, t.children[1].config)),
+        "tag history": (t.index, faults.tag_index_link_path(root, repo, "v0", t.index)),
+    }[where]
+    ws = WHITESPACE[around]
+    raw = (b" " + digest.encode() + ws) if around == "space" else digest.encode() + ws
+    path.write_bytes(raw)
+    report = _scan(root)
+    assert _kinds(report) == [(k.MALFORMED_LINK, repo, digest)]
+    finding = report.findings[0]
+    assert finding.digest == digest
+    assert finding.details["storage_path"].endswith("/link")
+    assert "whitespace" in finding.message
+    if where == "tag current":
+        assert finding.reference == "v0" and finding.severity == Severity.CRITICAL
+    if where == "tag history":
+        assert finding.severity == Severity.WARNING  # the tag itself still resolves
+
+
+def test_history_link_naming_another_digest_is_malformed(tree: SyntheticStorage) -> None:
+    root, repo = tree.root, tree.repositories[2]
+    t = tree.tag(repo, "v1")
+    faults.tag_index_link_path(root, repo, "v1", t.index).write_bytes(t.children[0].digest.encode())
+    report = _scan(root)
+    assert _kinds(report) == [(k.MALFORMED_LINK, repo, t.index)]
+    assert "whitespace" not in report.findings[0].message
+
+
+def test_repair_plan_reads_typed_remedies_only(tree: SyntheticStorage) -> None:
+    from shipsure.checks.scan import repair
+    from shipsure.findings import Finding
+
+    root, repo = tree.root, tree.repositories[0]
+    t = tree.tag(repo, "v0")
+    child = t.children[0]
+    faults.remove_revision_link(root, repo, child.digest)
+    faults.remove_layer_link(root, repo, t.children[1].config)
+    faults.remove_blob_data(root, t.children[1].layers[-1])
+    upload = faults.plant_stale_upload(root, repo, age_days=9)
+    report = _scan(root)
+    plan = repair.plan_repairs(report.findings)
+    assert {(a.op, a.target) for a in plan} == {
+        (repair.LINK_REVISION, child.digest),
+        (repair.LINK_LAYER, t.children[1].config),
+        (repair.REMOVE_UPLOAD, upload),
+    }
+    asked = repair.plan_repairs(report.findings, remove_dangling_layer_links=True)
+    assert (repair.REMOVE_LAYER_LINK, t.children[1].layers[-1]) in {(a.op, a.target) for a in asked}
+    # A finding that only says so in its details (e.g. read back from JSON) plans nothing.
+    said = Finding(
+        k.INDEX_CHILD_RELINKABLE,
+        Severity.ERROR,
+        "x",
+        repository=repo,
+        digest=child.digest,
+        details={"relinkable": True},
+    )
+    assert repair.plan_repairs([said]) == []
+
+
+def test_scan_called_from_a_thread_while_another_thread_runs(tree: SyntheticStorage) -> None:
+    """A long-running server calls scan from a thread while others run: forking then could
+    copy a lock another thread holds into the workers, so they come from a forkserver; the
+    answer is the same as a single-threaded scan's."""
+    import threading
+
+    from shipsure.checks.scan.executor import start_method
+
+    root, repo = tree.root, tree.repositories[1]
+    faults.remove_blob_data(root, tree.tag(repo, "v1").children[0].layers[-1])
+    alone = _scan(root, workers=2)
+    assert alone.meta["scan"]["workers"] == "2 processes (fork)"
+    stop = threading.Event()
+    held = threading.Lock()
+
+    def busy() -> None:
+        while not stop.is_set():
+            with held:  # a lock some other thread holds at any moment
+                sum(range(1000))
+
+    reports: list[Report] = []
+    other = threading.Thread(target=busy, daemon=True)
+    caller = threading.Thread(target=lambda: reports.append(_scan(root, workers=2)), daemon=True)
+    other.start()
+    try:
+        assert start_method() != "fork"
+        caller.start()
+        caller.join(timeout=300)
+    finally:
+        stop.set()
+        other.join()
+    assert not caller.is_alive(), "scan from a thread did not finish"
+    (threaded,) = reports
+    assert threaded.meta["scan"]["workers"] in ("2 processes (forkserver)", "2 processes (spawn)")
+    assert (
+        _kinds(threaded)
+        == _kinds(alone)
+        == [(k.BLOB_MISSING, repo, tree.tag(repo, "v1").children[0].layers[-1])]
+    )
+
+
+def _age_tree(root: Path, seconds: float) -> None:
+    """Every file and folder under root last changed `seconds` ago."""
+    when = time.time() - seconds
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.utime(os.path.join(folder, name), (when, when))
+    os.utime(root, (when, when))
+
+
+@pytest.mark.parametrize("age", [3600.0, 0.0])
+def test_recheck_waits_only_for_evidence_young_enough_to_be_a_write_in_progress(
+    tree: SyntheticStorage, monkeypatch: pytest.MonkeyPatch, age: float
+) -> None:
+    from shipsure.checks.scan import core
+
+    root, repo = tree.root, tree.repositories[0]
+    layer = tree.tag(repo, "v1").children[0].layers[-1]
+    faults.remove_blob_data(root, layer)
+    if age:
+        _age_tree(root, age)
+    slept: list[float] = []
+    monkeypatch.setattr(core, "_wait", slept.append)
+    report = _scan(root, recheck_delay=0.5)
+    assert _kinds(report) == [(k.BLOB_MISSING, repo, layer)]
+    # Old damage is settled: reported at once. A fault whose folder just changed may be a
+    # push or delete half-way: it is read again after the delay.
+    assert slept == ([] if age else [0.5])

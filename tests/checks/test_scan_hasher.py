@@ -13,6 +13,7 @@ import pytest
 from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
 from shipsure.findings import Report
+from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.sandbox import faults
 from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate
 from shipsure.storage import blob_hasher
@@ -45,7 +46,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> SyntheticStorage:
 
 def test_the_child_names_exactly_the_corrupt_blobs(broken: SyntheticStorage) -> None:
     out = io.StringIO()
-    blob_hasher.hash_store(str(broken.root), out)
+    blob_hasher.hash_store(str(broken.root), dict(DIGEST_ALGORITHMS), out)
     repo = broken.repositories[2]
     children = broken.tag(repo, "v0").children
     named = {line.split("\t")[1] for line in out.getvalue().splitlines()}
@@ -62,7 +63,7 @@ def test_findings_equal_those_of_hashing_in_the_walk(
     mismatches = {f.digest for f in in_child.findings if f.kind == k.BLOB_DIGEST_MISMATCH}
     children = broken.tag(repo, "v0").children
     assert mismatches == {children[1].layers[1], children[0].config}
-    monkeypatch.setattr(blob_hasher, "start", lambda root: None)  # no process can start
+    monkeypatch.setattr(blob_hasher, "start", lambda root, algorithms: None)  # no process can start
     in_walk = _scan(broken.root)
     assert _shape(in_child) == _shape(in_walk)
     assert in_child.checked == in_walk.checked
@@ -86,7 +87,7 @@ def test_an_unreadable_blob_is_a_check_error_not_a_mismatch(
     data = root / "docker/registry/v2/blobs/sha256" / layer[7:9] / layer[7:] / "data"
     data.chmod(0)
     out = io.StringIO()
-    blob_hasher.hash_store(str(root), out)
+    blob_hasher.hash_store(str(root), dict(DIGEST_ALGORITHMS), out)
     assert f"error\t{layer}\t" in out.getvalue()
     errors = [f for f in _scan(root).findings if f.kind == "check-error"]
     assert [f.details["storage_path"] for f in errors] == [

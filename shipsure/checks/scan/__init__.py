@@ -11,9 +11,9 @@ from shipsure.checks.scan.core import (
     DEFAULT_UPLOAD_MAX_AGE,
     DEFAULT_WORKERS,
     ScanOptions,
-    Shard,
     scan,
 )
+from shipsure.checks.scan.shard import Shard
 
 __all__ = [
     "DEFAULT_RECHECK_DELAY",

@@ -1,48 +1,45 @@
-"""The finding kinds `shipsure scan` reports: stable ids, what each means, its severity.
+"""The finding kinds `shipsure scan` reports, by name; ids, meanings and severities live in
+`shipsure.findings.KINDS`.
 
 Severity follows what breaks: a tag that no longer resolves is critical; anything a tag
-reaches (tag -> index -> child -> blob) is an error; the same fault on content only
-reachable by digest is a warning; space that garbage collection would reclaim is info.
+reaches (tag -> index -> child -> blob) is the kind's default severity; the same fault on
+content only reachable by digest is the kind's `untagged` severity.
 """
 
 from __future__ import annotations
 
-from shipsure.findings import Severity
+from shipsure.findings import SCAN, Severity, kind, kinds_of
 
-# The tag itself answers 404 (registry-facts §4: "tag points to a revision with no data").
-TAG_REVISION_MISSING = "tag-revision-missing"  # current/link names a digest with no revision link
-TAG_MANIFEST_MISSING = "tag-manifest-missing"  # revision link present, manifest data gone
-TAG_LINK_MISSING = "tag-link-missing"  # tag folder without current/link: listed, never served
+# The tag itself does not resolve (registry-facts §4: "tag points to a revision with no data").
+TAG_REVISION_MISSING = kind("tag-revision-missing").id
+TAG_MANIFEST_MISSING = kind("tag-manifest-missing").id
+TAG_LINK_MISSING = kind("tag-link-missing").id
 # Reached through a tag or by digest.
-REVISION_DATA_MISSING = "revision-data-missing"  # revision link whose manifest data is gone
-INDEX_CHILD_RELINKABLE = "index-child-relinkable"  # child without revision link, data verified
-INDEX_CHILD_LOST = "index-child-lost"  # child without revision link, data gone or corrupt
-MANIFEST_DIGEST_MISMATCH = "manifest-digest-mismatch"  # manifest bytes hash to another digest
-MANIFEST_INVALID = "manifest-invalid"  # verified bytes that are not a manifest we can read
-BLOB_MISSING = "blob-missing"  # a manifest names a blob whose data is gone
-BLOB_SIZE_MISMATCH = "blob-size-mismatch"  # data size differs from the descriptor's size
-BLOB_DIGEST_MISMATCH = "blob-digest-mismatch"  # --verify-content: data hashes to another digest
-LAYER_LINK_MISSING = "layer-link-missing"  # data present, but this repository may not serve it
-MALFORMED_LINK = "malformed-link"  # a link file whose content is not exactly its digest
+REVISION_DATA_MISSING = kind("revision-data-missing").id
+INDEX_CHILD_RELINKABLE = kind("index-child-relinkable").id
+INDEX_CHILD_LOST = kind("index-child-lost").id
+MANIFEST_DIGEST_MISMATCH = kind("manifest-digest-mismatch").id
+MANIFEST_INVALID = kind("manifest-invalid").id
+BLOB_MISSING = kind("blob-missing").id
+BLOB_SIZE_MISMATCH = kind("blob-size-mismatch").id
+BLOB_DIGEST_MISMATCH = kind("blob-digest-mismatch").id
+LAYER_LINK_MISSING = kind("layer-link-missing").id
+MALFORMED_LINK = kind("malformed-link").id
 # Not on any pull path.
-LAYER_LINK_DANGLING = "layer-link-dangling"  # _layers link whose data is gone, nothing uses it
-BLOB_UNREFERENCED = "blob-unreferenced"  # no manifest anywhere names it: a GC candidate
-UPLOAD_STALE = "upload-stale"  # unfinished upload older than the threshold
+LAYER_LINK_DANGLING = kind("layer-link-dangling").id
+BLOB_UNREFERENCED = kind("blob-unreferenced").id
+UPLOAD_STALE = kind("upload-stale").id
 
 # Kinds that mean the tag itself no longer resolves.
 TAG_LEVEL = frozenset({TAG_REVISION_MISSING, TAG_MANIFEST_MISSING, TAG_LINK_MISSING})
 
-# Severity when no tag reaches the fault (content only pullable by digest, or none at all).
-UNTAGGED_SEVERITY: dict[str, Severity] = {
-    LAYER_LINK_DANGLING: Severity.WARNING,
-    BLOB_UNREFERENCED: Severity.INFO,
-    UPLOAD_STALE: Severity.WARNING,
-}
+ALL = frozenset(k.id for k in kinds_of(SCAN))
 
 
-def severity(kind: str, tags: int) -> Severity:
-    if kind in TAG_LEVEL:
+def severity(kind_id: str, tags: int, *, breaks_tag: bool = False) -> Severity:
+    """`kind_id`'s severity when `tags` tags reach the fault; critical when the fault is what
+    keeps a tag from resolving (`breaks_tag`, e.g. a malformed `current/link`)."""
+    if breaks_tag:
         return Severity.CRITICAL
-    if tags:
-        return Severity.ERROR
-    return UNTAGGED_SEVERITY.get(kind, Severity.WARNING)
+    entry = kind(kind_id)
+    return entry.severity if tags else entry.untagged_severity

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipsure.checks.scan import kinds as k
-from shipsure.errors import BadInputError
+from shipsure.checks.scan.shard import Shard
+from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report, Severity
 from shipsure.storage import layout
 
@@ -86,14 +87,11 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
 
 
 def _shard(name: str, text: str) -> tuple[int, int]:
-    i, _, n = text.partition("/")
     try:
-        index, count = int(i), int(n)
-    except ValueError:
+        shard = Shard.parse(text)
+    except UsageError:
         raise BadInputError(f"{name}: bad shard {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise BadInputError(f"{name}: bad shard {text!r}")
-    return index, count
+    return shard.index, shard.count
 
 
 def _finding(name: str, item: Any) -> Finding:

@@ -10,6 +10,7 @@ whose facts changed is dropped. A real fault is stable, so it survives.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from shipsure.storage import layout
@@ -50,7 +51,7 @@ class HashDiffers:
 
 @dataclass(frozen=True, slots=True)
 class FolderPresent:
-    """The folder still exists (a tag folder, an upload folder)."""
+    """The folder still exists, empty or not (a tag folder, an upload folder)."""
 
     path: str
 
@@ -84,9 +85,31 @@ def still_holds(storage: Storage, fact: Evidence) -> bool:
                 return actual != hex_
             case FolderPresent(path):
                 try:
-                    return bool(storage.list_dir(path))
+                    storage.list_dir(path)  # an empty folder is still there
                 except StorageMissingError:
                     return False
+                return True
     except StorageError:
         return True
     return True  # pragma: no cover - every Evidence type is matched above
+
+
+# Filesystems with coarse timestamps and S3 (LastModified in whole seconds, from the server's
+# clock) make "how long ago" uncertain by about this much.
+TIMESTAMP_SLACK = 1.0
+
+
+def recently_changed(storage: Storage, evidence: tuple[Evidence, ...], window: float) -> bool:
+    """True when any path the evidence rests on (or, for an absent path, its nearest folder)
+    changed within `window` seconds (plus TIMESTAMP_SLACK), or when the storage cannot tell:
+    such a fault may be a push or delete still in progress. Older evidence is settled: every
+    write of the operation that could change it would have happened already."""
+    now = time.time()
+    for fact in evidence:
+        try:
+            changed = storage.changed_at(fact.path)
+        except StorageError:
+            return True
+        if changed is None or now - changed < window + TIMESTAMP_SLACK:
+            return True
+    return False

@@ -26,11 +26,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.remedy import (
+    RelinkLayer,
+    RelinkRevision,
+    RemoveDanglingLayerLink,
+    RemoveUpload,
+)
 from shipsure.findings import Finding
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageError, StorageMissingError
-from shipsure.storage.inventory import read_link, read_manifest, read_upload
+from shipsure.storage.inventory import ManifestState, read_link, read_manifest, read_upload
 
 LINK_REVISION = "link-revision"
 LINK_LAYER = "link-layer"
@@ -62,32 +67,28 @@ def plan_repairs(
     *,
     remove_dangling_layer_links: bool = False,
 ) -> list[Action]:
-    """The actions that would fix what can be fixed safely, sorted and de-duplicated."""
+    """The actions that would fix what can be fixed safely, sorted and de-duplicated.
+
+    Reads only each finding's typed `remedy` (checks/scan/remedy.py), set by the walk from
+    what it read on storage; findings without one (e.g. from a merged JSON report) plan
+    nothing."""
     actions: set[Action] = set()
     for f in findings:
-        repo, digest = f.repository, f.digest
-        if repo is None:
-            continue
-        relinkable = bool(f.details.get("relinkable"))
-        if f.kind in (k.INDEX_CHILD_RELINKABLE, k.TAG_REVISION_MISSING) and relinkable and digest:
-            actions.add(
-                Action(LINK_REVISION, repo, digest, layout.revision_link(repo, digest), f.kind)
-            )
-        elif f.kind == k.LAYER_LINK_MISSING and digest:
-            actions.add(Action(LINK_LAYER, repo, digest, layout.layer_link(repo, digest), f.kind))
-        elif f.kind == k.UPLOAD_STALE and f.reference:
-            path = layout.upload_dir(repo, f.reference)
-            actions.add(Action(REMOVE_UPLOAD, repo, f.reference, path, f.kind))
-        elif remove_dangling_layer_links and digest and _layer_link_dangles(f):
-            path = layout.layer_link_dir(repo, digest)
-            actions.add(Action(REMOVE_LAYER_LINK, repo, digest, path, f.kind))
+        match f.remedy:
+            case RelinkRevision(repo, digest):
+                path = layout.revision_link(repo, digest)
+                actions.add(Action(LINK_REVISION, repo, digest, path, f.kind))
+            case RelinkLayer(repo, digest):
+                actions.add(
+                    Action(LINK_LAYER, repo, digest, layout.layer_link(repo, digest), f.kind)
+                )
+            case RemoveUpload(repo, upload_id):
+                path = layout.upload_dir(repo, upload_id)
+                actions.add(Action(REMOVE_UPLOAD, repo, upload_id, path, f.kind))
+            case RemoveDanglingLayerLink(repo, digest) if remove_dangling_layer_links:
+                path = layout.layer_link_dir(repo, digest)
+                actions.add(Action(REMOVE_LAYER_LINK, repo, digest, path, f.kind))
     return sorted(actions)
-
-
-def _layer_link_dangles(f: Finding) -> bool:
-    if f.kind == k.LAYER_LINK_DANGLING:
-        return True
-    return f.kind == k.BLOB_MISSING and f.details.get("layer_link") == "present"
 
 
 class Journal:
@@ -134,7 +135,7 @@ def _apply_one(storage: Storage, action: Action, upload_max_age: float, now: flo
         if link is not None and link.digest == target:
             return Outcome(action, "already-done")
         m = read_manifest(storage, target)
-        if m.state != "ok":
+        if m.state is not ManifestState.OK:
             return Outcome(action, "skipped", f"manifest data is {m.state}, not verified")
         storage.write_atomic(action.path, layout.link_content(target))
         return Outcome(action, "done")

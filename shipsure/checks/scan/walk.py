@@ -20,10 +20,23 @@ from shipsure.checks.scan.recheck import (
     Present,
     SizeIs,
 )
+from shipsure.checks.scan.remedy import (
+    RelinkLayer,
+    RelinkRevision,
+    Remedy,
+    RemoveDanglingLayerLink,
+    RemoveUpload,
+)
 from shipsure.findings import CHECK_ERROR
 from shipsure.storage import layout
 from shipsure.storage.graph import ManifestNode, Ref
-from shipsure.storage.inventory import MISSING, BlobStore, Link, RepositoryInventory
+from shipsure.storage.interface import FileInfo, Hashed, Missing, Unreadable
+from shipsure.storage.inventory import (
+    BlobStore,
+    Link,
+    ManifestState,
+    RepositoryInventory,
+)
 
 ROOT_TAG = "tag"
 ROOT_REVISION = "revision"
@@ -43,9 +56,13 @@ class Candidate:
     evidence: tuple[Evidence, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
+    breaks_tag: bool = False  # the fault itself keeps a tag from resolving: critical
+    remedy: Remedy | None = None  # what `--apply` may do about it
 
 
-_Key = tuple[str, str | None, str | None]
+# (kind, digest, reference, storage path): the path tells apart two malformed links of one
+# digest (a tag's current link and its history link); None for every other kind.
+_Key = tuple[str, str | None, str | None, str | None]
 
 
 @dataclass
@@ -96,17 +113,20 @@ class RepositoryWalk:
         evidence: tuple[Evidence, ...],
         *,
         reference: str | None = None,
+        remedy: Remedy | None = None,
         **details: Any,
     ) -> _Key:
-        key = (kind, digest, reference)
+        where = details.get("storage_path") if kind == k.MALFORMED_LINK else None
+        key = (kind, digest, reference, where)
         if key not in self.faults:
             self.faults[key] = Candidate(
                 kind, self.repo, digest, reference, message, path, evidence, details
             )
+            self.faults[key].remedy = remedy
         return key
 
     def _check_error(self, path_on_disk: str, message: str, path: tuple[str, ...]) -> _Key:
-        key = (CHECK_ERROR, path_on_disk, None)
+        key = (CHECK_ERROR, path_on_disk, None, None)
         if key not in self.faults:
             self.faults[key] = Candidate(
                 CHECK_ERROR,
@@ -139,6 +159,7 @@ class RepositoryWalk:
             if (digest, ROOT_TAG) in self._under or (digest, CHILD) in self._under:
                 continue
             self._visit(digest, (f"revision {digest}",), ROOT_REVISION)
+        self._tag_history()
         self._layer_links()
         self._uploads()
         counts = {
@@ -166,18 +187,21 @@ class RepositoryWalk:
                 )
             ]
         if link.digest is None:
-            return [
+            keys = [
                 self._fault(
                     k.MALFORMED_LINK,
-                    None,
+                    link.intended,
                     where,
-                    f"tag {tag}: current/link holds {link.raw[:80]!r}, not a digest: the tag "
-                    "answers 404",
+                    f"tag {tag}: current/link holds {link.raw[:80]!r}, not exactly a digest"
+                    + _meant(link)
+                    + ": the registry cannot read it and the tag does not resolve",
                     (LinkReads(current, link.raw),),
                     reference=tag,
                     storage_path=current,
                 )
             ]
+            self.faults[keys[0]].breaks_tag = True
+            return keys
         return self._visit(link.digest, where, ROOT_TAG, tag_link=link)
 
     def _visit(
@@ -214,14 +238,14 @@ class RepositoryWalk:
         tag_fact: tuple[Evidence, ...] = (
             (LinkReads(tag_link.path, tag_link.raw),) if tag_link is not None else ()
         )
-        if m.state == "unreadable":
+        if m.state is ManifestState.UNREADABLE:
             return [self._check_error(data, m.message, path)]
         node_path = (*path, m.node.label) if via == ROOT_TAG and m.node else path
         if rev is None:
-            relinkable = m.state == "ok"
+            relinkable = m.state is ManifestState.OK
             state = "present and verified" if relinkable else _data_state(m.state)
             data_fact: Evidence = Present(data) if relinkable else Absent(data)
-            if m.state == "digest-mismatch":
+            if m.state is ManifestState.DIGEST_MISMATCH:
                 data_fact = HashDiffers(data, digest)
             if via == ROOT_TAG:
                 kind = k.TAG_REVISION_MISSING
@@ -244,6 +268,7 @@ class RepositoryWalk:
                 node_path,
                 message,
                 (*tag_fact, Absent(rev_path), data_fact),
+                remedy=RelinkRevision(repo, digest) if relinkable else None,
                 relinkable=relinkable,
                 storage_path=rev_path,
             )
@@ -257,13 +282,13 @@ class RepositoryWalk:
                     k.MALFORMED_LINK,
                     digest,
                     node_path,
-                    f"revision link of {digest} holds {rev.raw[:80]!r}: the manifest cannot be "
-                    "served",
+                    f"revision link of {digest} holds {rev.raw[:80]!r}, not exactly a digest"
+                    f"{_meant(rev)}: the manifest cannot be served",
                     (LinkReads(rev.path, rev.raw),),
                     storage_path=rev.path,
                 )
             ]
-        if m.state == MISSING:
+        if m.state is ManifestState.MISSING:
             kind = k.TAG_MANIFEST_MISSING if via == ROOT_TAG else k.REVISION_DATA_MISSING
             what = f"{path[0]} names" if via == ROOT_TAG else "revision link of"
             return [
@@ -276,7 +301,7 @@ class RepositoryWalk:
                     storage_path=data,
                 )
             ]
-        if m.state == "digest-mismatch":
+        if m.state is ManifestState.DIGEST_MISMATCH:
             return [
                 self._fault(
                     k.MANIFEST_DIGEST_MISMATCH,
@@ -287,7 +312,7 @@ class RepositoryWalk:
                     storage_path=data,
                 )
             ]
-        if m.state == "invalid" or m.node is None:
+        if m.state is ManifestState.INVALID or m.node is None:
             return [
                 self._fault(
                     k.MANIFEST_INVALID,
@@ -301,6 +326,9 @@ class RepositoryWalk:
         return self._walk_node(m.node, node_path)
 
     def _walk_node(self, node: ManifestNode, path: tuple[str, ...]) -> list[_Key]:
+        # Foreign layers are listed, so garbage collection keeps their bytes when they were
+        # pushed too; a pull fetches them from their urls, so nothing here is checked.
+        self.referenced.update(ref.digest for ref in node.foreign)
         keys: list[_Key] = []
         for child in node.children:
             keys += self._visit(child.digest, (*path, child.label), CHILD)
@@ -322,7 +350,7 @@ class RepositoryWalk:
             not verify
             and link is not None
             and link.digest == digest
-            and not isinstance(st, str)
+            and type(st) is FileInfo
             and (ref.size < 0 or st.size == ref.size)
         ):
             # The common, healthy case first: no paths or evidence to build.
@@ -333,51 +361,53 @@ class RepositoryWalk:
         path = (*parent, ref.label)
         data = layout.blob_data(digest)
         link_path = layout.layer_link(self.repo, digest)
-        if isinstance(st, str) and st != MISSING:
-            keys.append(self._check_error(data, st, path))
-        elif st == MISSING:
-            has_link = link is not None
-            keys.append(
-                self._fault(
-                    k.BLOB_MISSING,
-                    digest,
-                    path,
-                    f"blob {digest} has no data: 404 BLOB_UNKNOWN"
-                    + (" (the repository's layer link dangles)" if has_link else ""),
-                    (Absent(data),),
-                    storage_path=data,
-                    layer_link="present" if has_link else "absent",
-                )
-            )
-        else:
-            assert not isinstance(st, str)
-            if ref.size >= 0 and st.size != ref.size:
+        match st:
+            case Unreadable(why):
+                keys.append(self._check_error(data, why, path))
+            case Missing():
+                has_link = link is not None
                 keys.append(
                     self._fault(
-                        k.BLOB_SIZE_MISMATCH,
+                        k.BLOB_MISSING,
                         digest,
                         path,
-                        f"blob {digest} data is {st.size} bytes, the manifest says {ref.size}",
-                        (SizeIs(data, st.size),),
+                        f"blob {digest} has no data: 404 BLOB_UNKNOWN"
+                        + (" (the repository's layer link dangles)" if has_link else ""),
+                        (Absent(data),),
+                        remedy=RemoveDanglingLayerLink(self.repo, digest) if has_link else None,
                         storage_path=data,
-                        size=st.size,
-                        expected_size=ref.size,
+                        layer_link="present" if has_link else "absent",
                     )
                 )
-            elif verify:
-                keys += self._verify(digest, st.size, path)
-            if link is None:
-                keys.append(
-                    self._fault(
-                        k.LAYER_LINK_MISSING,
-                        digest,
-                        path,
-                        f"blob {digest} has data but no layer link in this repository: 404 "
-                        "BLOB_UNKNOWN here (re-linkable)",
-                        (Absent(link_path), Present(data)),
-                        storage_path=link_path,
+            case FileInfo(size):
+                if ref.size >= 0 and size != ref.size:
+                    keys.append(
+                        self._fault(
+                            k.BLOB_SIZE_MISMATCH,
+                            digest,
+                            path,
+                            f"blob {digest} data is {size} bytes, the manifest says {ref.size}",
+                            (SizeIs(data, size),),
+                            storage_path=data,
+                            size=size,
+                            expected_size=ref.size,
+                        )
                     )
-                )
+                elif verify:
+                    keys += self._verify(digest, size, path)
+                if link is None:
+                    keys.append(
+                        self._fault(
+                            k.LAYER_LINK_MISSING,
+                            digest,
+                            path,
+                            f"blob {digest} has data but no layer link in this repository: 404 "
+                            "BLOB_UNKNOWN here (re-linkable)",
+                            (Absent(link_path), Present(data)),
+                            remedy=RelinkLayer(self.repo, digest),
+                            storage_path=link_path,
+                        )
+                    )
         if link is not None and link.digest != digest:
             keys.append(self._malformed_layer_link(digest, link, path))
         self._blob_faults[digest] = keys
@@ -385,36 +415,52 @@ class RepositoryWalk:
 
     def _verify(self, digest: str, size: int, path: tuple[str, ...]) -> list[_Key]:
         data = layout.blob_data(digest)
-        got = self.blobs.content_hash(digest, size)
-        if isinstance(got, str):
-            if got == MISSING:  # vanished since the stat: the re-check decides
+        match self.blobs.content_hash(digest, size):
+            case Missing():  # vanished since the stat: the re-check decides
                 return []
-            return [self._check_error(data, got, path)]
-        actual, _ = got
-        algorithm = digest.partition(":")[0]
-        if actual == digest.partition(":")[2]:
-            return []
-        return [
-            self._fault(
-                k.BLOB_DIGEST_MISMATCH,
-                digest,
-                path,
-                f"blob {digest} data is corrupt: it hashes to {algorithm}:{actual}",
-                (HashDiffers(data, digest),),
-                storage_path=data,
-                actual_digest=f"{algorithm}:{actual}",
-            )
-        ]
+            case Unreadable(why):
+                return [self._check_error(data, why, path)]
+            case Hashed(actual):
+                algorithm, _, hex_ = digest.partition(":")
+                if actual == hex_:
+                    return []
+                return [
+                    self._fault(
+                        k.BLOB_DIGEST_MISMATCH,
+                        digest,
+                        path,
+                        f"blob {digest} data is corrupt: it hashes to {algorithm}:{actual}",
+                        (HashDiffers(data, digest),),
+                        storage_path=data,
+                        actual_digest=f"{algorithm}:{actual}",
+                    )
+                ]
+        return []  # pragma: no cover - every HashState is matched above
 
     def _malformed_layer_link(self, digest: str, link: Link, path: tuple[str, ...]) -> _Key:
         return self._fault(
             k.MALFORMED_LINK,
             digest,
             path,
-            f"layer link of {digest} holds {link.raw[:80]!r}: the blob cannot be served here",
+            f"layer link of {digest} holds {link.raw[:80]!r}, not exactly a digest{_meant(link)}: "
+            "the blob cannot be served here",
             (LinkReads(link.path, link.raw),),
             storage_path=link.path,
         )
+
+    def _tag_history(self) -> None:
+        """History links of tags (`index/<alg>/<hex>/link`) that are malformed. The registry
+        reads them when it deletes a manifest, not when it serves one: no tag breaks."""
+        for tag, digest, link in self.inv.bad_history:
+            self._fault(
+                k.MALFORMED_LINK,
+                digest,
+                (f"tag {tag}", f"history link {digest}"),
+                f"tag {tag}: history link of {digest} holds {link.raw[:80]!r}, not exactly a "
+                f"digest{_meant(link)}",
+                (LinkReads(link.path, link.raw),),
+                storage_path=link.path,
+            )
 
     def _layer_links(self) -> None:
         """Layer links no manifest of this repository uses: dangling or malformed."""
@@ -426,19 +472,20 @@ class RepositoryWalk:
             if link.digest != digest:
                 self._malformed_layer_link(digest, link, where)
                 continue
-            st = self.blobs.stat(digest)
-            if st == MISSING:
-                self._fault(
-                    k.LAYER_LINK_DANGLING,
-                    digest,
-                    where,
-                    f"layer link of {digest} dangles: its data is gone (HEAD may still answer "
-                    "200 from a blob-descriptor cache)",
-                    (Present(link.path), Absent(layout.blob_data(digest))),
-                    storage_path=link.path,
-                )
-            elif isinstance(st, str):
-                self._check_error(layout.blob_data(digest), st, where)
+            match self.blobs.stat(digest):
+                case Missing():
+                    self._fault(
+                        k.LAYER_LINK_DANGLING,
+                        digest,
+                        where,
+                        f"layer link of {digest} dangles: its data is gone (HEAD may still "
+                        "answer 200 from a blob-descriptor cache)",
+                        (Present(link.path), Absent(layout.blob_data(digest))),
+                        remedy=RemoveDanglingLayerLink(self.repo, digest),
+                        storage_path=link.path,
+                    )
+                case Unreadable(why):
+                    self._check_error(layout.blob_data(digest), why, where)
 
     def _uploads(self) -> None:
         for upload in self.inv.uploads:
@@ -455,13 +502,23 @@ class RepositoryWalk:
                 f"finished ({upload.size} bytes)",
                 (FolderPresent(upload.path),),
                 reference=upload.upload_id,
+                remedy=RemoveUpload(self.repo, upload.upload_id),
                 storage_path=upload.path,
                 bytes=upload.size,
                 age_days=round(age / 86400, 2),
             )
 
 
-def _data_state(state: str) -> str:
-    return {MISSING: "gone", "digest-mismatch": "corrupt", "invalid": "unreadable"}.get(
-        state, state
-    )
+def _meant(link: Link) -> str:
+    """Why the link is malformed, when it only has whitespace around a digest."""
+    if link.digest is not None or link.intended is None:
+        return ""
+    return f" (it names {link.intended} with whitespace around it; a link holds no newline)"
+
+
+def _data_state(state: ManifestState) -> str:
+    return {
+        ManifestState.MISSING: "gone",
+        ManifestState.DIGEST_MISMATCH: "corrupt",
+        ManifestState.INVALID: "unreadable",
+    }.get(state, state.value)

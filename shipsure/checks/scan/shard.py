@@ -1,0 +1,32 @@
+"""`--shard I/N`: which repositories one of N scans owns; the one parser of shard text."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from shipsure.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        i, sep, n = text.partition("/")
+        try:
+            shard = cls(int(i), int(n))
+        except ValueError:
+            shard = None
+        if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise UsageError(f"invalid shard {text!r}: want I/N with 0 <= I < N, e.g. 0/4")
+        return shard
+
+    def owns(self, repository: str) -> bool:
+        # crc32 is stable across runs, machines and Python versions (hash() is not).
+        return zlib.crc32(repository.encode()) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
