@@ -10,8 +10,9 @@ by scripts/peers.sh, when present) and flag set (plain, --delete-untagged):
 
     shipsure gc-check ROOT --registry-version V [-m]   vs   garbage-collect --dry-run [-m]
 
-Wall time and peak memory (max RSS, from /usr/bin/time) of one run each (--runs for more,
-medians), after a `find` that warms the page cache. Target: gc-check <= 0.5x the dry run.
+Wall time, CPU time (user + system: steadier on a shared machine) and peak memory (max RSS,
+from /usr/bin/time; for gc-check the larger of its two processes) of one run each (--runs for more, medians), after a `find` that warms the
+page cache. Target: gc-check <= 0.5x the dry run's wall time.
 
     .venv/bin/python bench/gc.py [--runs 1] [--only 1x]
 """
@@ -58,14 +59,15 @@ def tree(name: str) -> Path:
     return root
 
 
-def measure(command: list[str], runs: int) -> tuple[float, int, int]:
-    """Median wall seconds, max peak RSS (KiB) and the exit status of a command."""
-    walls, peaks = [], []
+def measure(command: list[str], runs: int) -> tuple[float, int, int, float]:
+    """Median wall seconds, max peak RSS (KiB), the exit status and median CPU seconds
+    (user + system) of a command."""
+    walls, peaks, cpus = [], [], []
     status = 0
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     for _ in range(runs):
         done = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", *command],
+            ["/usr/bin/time", "-f", "%e %M %U %S", *command],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -73,10 +75,11 @@ def measure(command: list[str], runs: int) -> tuple[float, int, int]:
             check=False,
         )
         status = done.returncode
-        wall, peak = done.stderr.strip().splitlines()[-1].split()
+        wall, peak, user, system = done.stderr.strip().splitlines()[-1].split()
         walls.append(float(wall))
         peaks.append(int(peak))
-    return statistics.median(walls), max(peaks), status
+        cpus.append(float(user) + float(system))
+    return statistics.median(walls), max(peaks), status, statistics.median(cpus)
 
 
 def main() -> int:
@@ -115,13 +118,14 @@ def main() -> int:
                     "json",
                     *flags,
                 ]
-                g_wall, g_peak, g_status = measure(gc, args.runs)
-                c_wall, c_peak, c_status = measure(check, args.runs)
+                g_wall, g_peak, g_status, g_cpu = measure(gc, args.runs)
+                c_wall, c_peak, c_status, c_cpu = measure(check, args.runs)
                 label = f"v{version} {'-m' if flags else 'plain'}"
                 print(
-                    f"  {label:9} dry-run {g_wall:6.2f} s {g_peak / 1024:6.1f} MiB (exit "
-                    f"{g_status})   gc-check {c_wall:6.2f} s {c_peak / 1024:6.1f} MiB (exit "
-                    f"{c_status})   ratio {c_wall / g_wall:.2f} (target <= 0.5)"
+                    f"  {label:9} dry-run {g_wall:6.2f} s (cpu {g_cpu:6.2f}) {g_peak / 1024:6.1f}"
+                    f" MiB exit {g_status} | gc-check {c_wall:6.2f} s (cpu {c_cpu:6.2f}) "
+                    f"{c_peak / 1024:6.1f} MiB exit {c_status} | wall ratio {c_wall / g_wall:.2f}"
+                    f" (target <= 0.5), cpu ratio {c_cpu / g_cpu:.2f}"
                 )
     return 0
 

@@ -64,6 +64,7 @@ class Prediction:
     aborted: str | None = None
     abort_path: str | None = None  # the storage path behind the abort, when it is one
     repositories: list[str] = field(default_factory=list)
+    marked_count: int = 0  # len(marked), kept when `marked` itself is dropped
 
     @property
     def manifest_keys(self) -> set[tuple[str, str]]:
@@ -279,16 +280,24 @@ def predict(tree: GCTree, version: int, delete_untagged: bool) -> Prediction:
     (the collector cannot read it either) with `abort_path` set."""
     collector = _Collector(tree, version, delete_untagged)
     try:
+        _run(collector)
+    finally:
+        collector.out.marked_count = len(collector.out.marked)
+    return collector.out
+
+
+def _run(collector: _Collector) -> None:
+    try:
         collector.mark()
     except _Abort as exc:
         collector.out.aborted = f"failed to mark: {exc}"
         collector.out.abort_path = exc.path
         collector.out.marked.clear()
-        return collector.out
+        return
     except StorageError as exc:
         collector.out.aborted = f"failed to mark: {exc}"
         collector.out.abort_path = exc.path or None
-        return collector.out
+        return
     try:
         collector.sweep()
     except _Abort as exc:
@@ -299,4 +308,3 @@ def predict(tree: GCTree, version: int, delete_untagged: bool) -> Prediction:
         collector.out.aborted = f"error enumerating blobs: {exc}"
         collector.out.abort_path = exc.path or None
         collector.out.blobs.clear()
-    return collector.out

@@ -16,9 +16,16 @@ Findings (the table `KINDS`), each naming the repository and tag:
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
+from shipsure.errors import CouldNotRunError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.gc.collect import Prediction, predict
 from shipsure.gc.reach import BLOB, MANIFEST, Need, Reachability, TagNeeds
@@ -60,17 +67,70 @@ def _deleted(
     return None
 
 
-def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
+def _fork_prediction(
+    storage: Storage, version: int, delete_untagged: bool
+) -> tuple[Connection, BaseProcess]:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_predict_child, args=(sender, storage, version, delete_untagged), daemon=True
+    )
+    child.start()
+    sender.close()
+    return receiver, child
+
+
+def _predict_child(sender: Connection, storage: Storage, version: int, m: bool) -> None:
+    gc.disable()
+    try:
+        tree = GCTree(storage)
+        tree.raw_budget = 0
+        got = predict(tree, version, m)
+        got.marked_count = len(got.marked)
+        got.marked = set()  # not needed by the parent; saves pickling it
+        sender.send(got)
+    except BaseException as exc:  # reported by the parent as "could not run"
+        sender.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        sender.close()
+
+
+def _receive(receiver: Connection, child: BaseProcess) -> Prediction:
+    try:
+        got = receiver.recv()
+    except EOFError:
+        got = "the collector replay process died"
+    finally:
+        receiver.close()
+        child.join()
+    if isinstance(got, str):
+        raise CouldNotRunError(f"gc-check: {got}")
+    assert isinstance(got, Prediction)
+    return got
+
+
+def check(
+    storage: Storage, version: int, delete_untagged: bool, *, parallel: bool = True
+) -> CheckResult:
     """Predict the run and judge it tag by tag. Raises StorageError only when the root
     itself cannot be read."""
     storage.check_root()
     tree = GCTree(storage)
-    prediction = predict(tree, version, delete_untagged)
     reach = Reachability(tree)
     from shipsure.storage.inventory import ReadProblem, discover_repositories
 
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
+    tags: Iterable[TagNeeds]
+    if parallel and storage.can_fork_workers and (os.cpu_count() or 1) > 1:
+        # The collector's replay and the tags' walk are independent until they are set
+        # against each other: replay in a forked process while this one walks the tags.
+        receiver, child = _fork_prediction(storage, version, delete_untagged)
+        tags = list(reach.iter_tags(repositories))
+        prediction = _receive(receiver, child)
+    else:
+        prediction = predict(tree, version, delete_untagged)
+        tags = reach.iter_tags(repositories)
     report = Report("gc-check")
     flags = "--delete-untagged" if delete_untagged else "(without --delete-untagged)"
     report.meta["gc"] = {
@@ -79,7 +139,7 @@ def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
         "aborted": prediction.aborted,
     }
     report.meta["would_delete"] = would_delete(prediction, tree)
-    report.checked.update({"repositories": len(repositories), "marked": len(prediction.marked)})
+    report.checked.update({"repositories": len(repositories), "marked": prediction.marked_count})
     if prediction.aborted:
         report.add(
             Finding(
@@ -92,11 +152,11 @@ def check(storage: Storage, version: int, delete_untagged: bool) -> CheckResult:
         )
     manifests = prediction.manifest_keys
     links = set(prediction.layer_links)
-    tags = 0
-    for t in reach.iter_tags(repositories):
-        tags += 1
+    count = 0
+    for t in tags:
+        count += 1
         _judge(report, prediction, t, manifests, links)
-    report.checked["tags"] = tags
+    report.checked["tags"] = count
     for path, message in [(p.path, p.message) for p in problems] + reach.problems:
         report.add(Finding(CHECK_ERROR, Severity.ERROR, message, details={"storage_path": path}))
     return CheckResult(prediction, report)

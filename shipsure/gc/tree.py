@@ -56,6 +56,7 @@ class GCTree:
         # Manifest bytes read once and kept for a second reader (`keep=True`), then dropped.
         self._raw: dict[str, bytes] = {}
         self._raw_bytes = 0
+        self.raw_budget = RAW_BUDGET  # 0 when no second reader shares this tree
 
     # --- folders ------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class GCTree:
         except StorageMissingError:
             self._sizes[digest] = -1
             return None
-        if keep and self._raw_bytes + len(raw) <= RAW_BUDGET:
+        if keep and self._raw_bytes + len(raw) <= self.raw_budget:
             self._raw[digest] = raw
             self._raw_bytes += len(raw)
         self._sizes[digest] = len(raw)
