@@ -22,16 +22,16 @@ import re
 from dataclasses import dataclass, field
 
 _DIGEST = r"[a-z0-9]+:[a-f0-9]+"
-_MARK_MANIFEST = re.compile(rf"^(?P<repo>\S+): marking manifest (?P<d>{_DIGEST})\s*$")
-_MARK_BLOB = re.compile(rf"^(?P<repo>\S+): marking blob (?P<d>{_DIGEST})\s*$")
-_ELIGIBLE_V2 = re.compile(rf"^manifest eligible for deletion: (?P<d>{_DIGEST})\s*$")
+_MARK_MANIFEST = re.compile(rf"^(?P<repo>\S+): marking manifest (?P<d>{_DIGEST})\s*\Z")
+_MARK_BLOB = re.compile(rf"^(?P<repo>\S+): marking blob (?P<d>{_DIGEST})\s*\Z")
+_ELIGIBLE_V2 = re.compile(rf"^manifest eligible for deletion: (?P<d>{_DIGEST})\s*\Z")
 _ELIGIBLE_V3 = re.compile(
-    rf"^manifest eligible for deletion: \{{(?P<repo>\S+) (?P<d>{_DIGEST}) \[.*\]\}}\s*$"
+    rf"^manifest eligible for deletion: \{{(?P<repo>\S+) (?P<d>{_DIGEST}) \[.*\]\}}\s*\Z"
 )
-_BLOB = re.compile(rf"^blob eligible for deletion: (?P<d>{_DIGEST})\s*$")
-_LAYER = re.compile(rf"^(?P<repo>\S+): layer link eligible for deletion: (?P<d>{_DIGEST})\s*$")
+_BLOB = re.compile(rf"^blob eligible for deletion: (?P<d>{_DIGEST})\s*\Z")
+_LAYER = re.compile(rf"^(?P<repo>\S+): layer link eligible for deletion: (?P<d>{_DIGEST})\s*\Z")
 _SUMMARY = re.compile(r"^(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible")
-_REPO = re.compile(r"^[a-z0-9][a-zA-Z0-9._/:-]*$")
+_REPO = re.compile(r"^[a-z0-9][a-zA-Z0-9._/:-]*\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,7 @@ SCHEMA: dict[str, Any] = {
 
 def parse_age(text: str) -> float:
     """`90m`, `12h`, `30d`, `2w` -> seconds."""
+    text = text.strip()
     return float(text[:-1]) * _UNITS[text[-1]]
 
 
