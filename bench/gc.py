@@ -12,7 +12,8 @@ by scripts/peers.sh, when present) and flag set (plain, --delete-untagged):
 
 Wall time, CPU time (user + system: steadier on a shared machine) and peak memory (max RSS,
 from /usr/bin/time; for gc-check the larger of its two processes) of one run each (--runs
-for more, medians), after a `find` that warms the page cache. Target: gc-check <= 0.5x the dry run's wall time.
+for more, medians), after a `find` that warms the page cache.
+Target: gc-check <= 0.5x the dry run's wall time.
 
     .venv/bin/python bench/gc.py [--runs 1] [--only 1x]
 """
