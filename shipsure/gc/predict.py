@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -122,7 +123,10 @@ def check(
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
     tags: Iterable[TagNeeds]
-    if parallel and storage.can_fork_workers and (os.cpu_count() or 1) > 1:
+    # Fork only from a single-threaded process: a lock another thread holds would stay held
+    # in the child for ever.
+    can_fork = storage.can_fork_workers and threading.active_count() == 1
+    if parallel and can_fork and (os.cpu_count() or 1) > 1:
         # The collector's replay and the tags' walk are independent until they are set
         # against each other: replay in a forked process while this one walks the tags.
         receiver, child = _fork_prediction(storage, version, delete_untagged)

@@ -194,3 +194,14 @@ def test_version_is_required_when_nothing_says(
     seed.seed(root, "clean")
     assert main(["gc-check", str(root)]) == 2
     assert "--registry-version" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_forked_and_serial_checks_agree(tmp_path: Path, version: int) -> None:
+    root = tmp_path / "storage"
+    seed.seed(root, "cross-repository-child")
+    storage = FilesystemStorage(root)
+    forked = check(storage, version, True, parallel=True).report.to_dict()
+    serial = check(storage, version, True, parallel=False).report.to_dict()
+    assert forked == serial
+    assert forked["would_delete"]["blobs"]
