@@ -10,7 +10,7 @@ from typing import Any
 
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
-from shipsure.findings import Finding, Report, Severity
+from shipsure.findings import Finding, Report, kind
 from shipsure.report import OutputFormat
 
 EPILOG = """\
@@ -152,7 +152,7 @@ def _from_dry_run(args: argparse.Namespace) -> int:
         report.add(
             Finding(
                 "gc-breaks-tag",
-                Severity.ERROR,
+                kind("gc-breaks-tag").severity,
                 f"the run deletes manifest {t.digest}, which a marked manifest references"
                 f"{via}: a child of a tagged index; its tag stops pulling",
                 repository=t.repository or None,
@@ -161,7 +161,11 @@ def _from_dry_run(args: argparse.Namespace) -> int:
             )
         )
     for error in dry.errors:
-        report.add(Finding("gc-would-abort", Severity.WARNING, error, details={"error": error}))
+        report.add(
+            Finding(
+                "gc-would-abort", kind("gc-would-abort").severity, error, details={"error": error}
+            )
+        )
     report.meta["would_delete"] = {
         "manifests": [{"repository": r, "digest": d} for r, d in dry.manifests],
         "blobs": sorted(dry.blobs),

@@ -1,6 +1,6 @@
 """gc-check: what a collector run would delete, set against what every tag needs.
 
-Findings (the table `KINDS`), each naming the repository and tag:
+Findings (kinds from `shipsure.findings.KINDS`), each naming the repository and tag:
 - `gc-breaks-tag` (error): the tag pulls today and the run deletes a manifest, blob or layer
   link its image needs; `details.deletes` lists every one with its path from the tag.
 - `gc-deletes-referrer` (warning): the run deletes a signature, SBOM or other referrer of
@@ -26,23 +26,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from shipsure import findings
 from shipsure.errors import CouldNotRunError
-from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
+from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.gc.collect import Prediction, predict
 from shipsure.gc.reach import BLOB, MANIFEST, Need, Reachability, TagNeeds
 from shipsure.gc.tree import GCTree
 from shipsure.storage.interface import Storage
-
-KINDS: dict[str, tuple[Severity, str]] = {
-    "gc-breaks-tag": (Severity.ERROR, "the collector deletes what a pulling tag needs"),
-    "gc-deletes-referrer": (Severity.WARNING, "the collector deletes a tag's referrer"),
-    "gc-deepens-damage": (Severity.WARNING, "the collector deletes what a broken tag needs"),
-    "gc-skips-lost-manifest": (
-        Severity.WARNING,
-        "a manifest's data is missing: its blobs are swept",
-    ),
-    "gc-would-abort": (Severity.WARNING, "the collector stops with an error"),
-}
 
 
 @dataclass
@@ -148,7 +138,7 @@ def check(
         report.add(
             Finding(
                 "gc-would-abort",
-                Severity.WARNING,
+                findings.kind("gc-would-abort").severity,
                 f"garbage-collect {flags} of distribution {version}.x would stop: "
                 f"{prediction.aborted}",
                 details={"error": prediction.aborted, "storage_path": prediction.abort_path},
@@ -162,7 +152,14 @@ def check(
         _judge(report, prediction, t, manifests, links)
     report.checked["tags"] = count
     for path, message in [(p.path, p.message) for p in problems] + reach.problems:
-        report.add(Finding(CHECK_ERROR, Severity.ERROR, message, details={"storage_path": path}))
+        report.add(
+            Finding(
+                CHECK_ERROR,
+                findings.kind(CHECK_ERROR).severity,
+                message,
+                details={"storage_path": path},
+            )
+        )
     return CheckResult(prediction, report)
 
 
@@ -190,7 +187,7 @@ def _judge(
         report.add(
             Finding(
                 kind,
-                KINDS[kind][0],
+                findings.kind(kind).severity,
                 f"garbage-collect {verb} {reference}: it deletes {_summary(image)} the image needs",
                 repository=t.repository,
                 reference=t.tag,
@@ -203,7 +200,7 @@ def _judge(
         report.add(
             Finding(
                 "gc-deletes-referrer",
-                Severity.WARNING,
+                findings.kind("gc-deletes-referrer").severity,
                 f"garbage-collect deletes {_summary(referrers)} of {reference}'s referrers "
                 "(signatures, SBOMs, attestations)",
                 repository=t.repository,
@@ -221,7 +218,7 @@ def _judge(
         report.add(
             Finding(
                 "gc-skips-lost-manifest",
-                Severity.WARNING,
+                findings.kind("gc-skips-lost-manifest").severity,
                 f"{reference}: manifest {need.digest} has no data; garbage-collect skips it "
                 "when marking, so blobs only it references are deleted: restore it first",
                 repository=t.repository,
