@@ -26,3 +26,4 @@ bench: setup
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/restore.py
+	$(BIN)/python bench/gc.py

@@ -51,6 +51,7 @@ class Severity(enum.IntEnum):
 VERIFY = "verify"
 SCAN = "scan"
 LINT = "lint"
+GC_CHECK = "gc-check"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ KINDS: tuple[Kind, ...] = (
         VERIFY,
         SCAN,
         LINT,
+        GC_CHECK,
     ),
     # verify: what a pull sees over HTTP.
     _kind(
@@ -242,6 +244,40 @@ KINDS: tuple[Kind, ...] = (
         SCAN,
     ),
     _kind("upload-stale", _W, "an unfinished upload older than `--upload-max-age`", SCAN),
+    # gc-check: what a registry's own garbage collection would do to tags that need things.
+    _kind(
+        "gc-breaks-tag",
+        _E,
+        "the tag pulls today and the collection deletes a manifest, blob or layer link its "
+        "image needs (`details.deletes` lists them)",
+        GC_CHECK,
+    ),
+    _kind(
+        "gc-deletes-referrer",
+        _W,
+        "the collection deletes a signature, SBOM or attestation of the tag",
+        GC_CHECK,
+    ),
+    _kind(
+        "gc-deepens-damage",
+        _W,
+        "the tag is already broken and the collection deletes what a repair needs",
+        GC_CHECK,
+    ),
+    _kind(
+        "gc-skips-lost-manifest",
+        _W,
+        "a manifest on the tag's tree has no data: the collection skips it when marking and "
+        "deletes the blobs only it references",
+        GC_CHECK,
+    ),
+    _kind(
+        "gc-would-abort",
+        _W,
+        "the collection stops with this error and deletes nothing (or only what it "
+        "reached before a failing sweep)",
+        GC_CHECK,
+    ),
 )
 
 _BY_ID = {k.id: k for k in KINDS}

@@ -1,0 +1,1 @@
+"""Garbage collection: what a registry version's collector deletes, and a safe one."""

@@ -1,0 +1,1 @@
+"""Retention: which tags to keep (pure policies), planned so nothing kept loses anything."""

@@ -1,0 +1,379 @@
+"""Retention over the registry API: tags and their trees read, tags and manifests deleted.
+
+Deleting (distribution-spec):
+- a manifest no kept tag needs: `DELETE /v2/<repo>/manifests/<digest>` (distribution also
+  drops every tag naming it; needs `storage.delete.enabled`);
+- only a tag, when other tags or a kept index share its manifest: `DELETE
+  /v2/<repo>/manifests/<tag>` where the registry allows it (distribution v3, OCI
+  distribution-spec 1.1), else as regclient's `regctl tag delete` does: push a throw-away
+  image (its config labelled `delete-tag`) to the tag, then delete that image by digest, so
+  the shared manifest and its other tags survive. A throw-away image left by an interrupted
+  run is recognised by its label and deleted on the next run.
+
+Reads and writes go through httpx (TLS verified; loopback hosts over plain HTTP, as docker
+does). Credentials come from shipsure's usual chain; Basic and Bearer-token challenges are
+answered once per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from shipsure import mediatypes as mt
+from shipsure.errors import CouldNotRunError
+from shipsure.gc.reach import manifest_node
+from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
+from shipsure.registry import resolve_endpoint, tls_context
+from shipsure.registry.credentials import Credentials
+from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
+from shipsure.retention.storage import parse_created
+
+CONFIG_READ_LIMIT = 1 << 20
+DELETE_TAG_LABEL = "delete-tag"
+EMPTY_JSON = b"{}"
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryWriteError(CouldNotRunError):
+    """The registry refused or failed a request retention needed."""
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        host: str,
+        *,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        credentials: Callable[[], Credentials | None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        endpoint = resolve_endpoint(host, insecure=insecure)
+        self.host = endpoint.host
+        self.base = endpoint.base_url
+        self._credentials = credentials
+        self._token: str | None = None
+        self._client = httpx.Client(
+            verify=tls_context(insecure, ca_file), timeout=timeout, follow_redirects=True
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        url = path if path.startswith("http") else self.base + path
+        sent = dict(headers or {})
+        if self._token:
+            sent["Authorization"] = self._token
+        try:
+            response = self._client.request(method, url, headers=sent, content=content)
+            if response.status_code == 401 and self._answer(response):
+                sent["Authorization"] = self._token or ""
+                response = self._client.request(method, url, headers=sent, content=content)
+        except httpx.HTTPError as exc:
+            raise RegistryWriteError(f"{self.host}: {method} {path}: {exc}") from None
+        return response
+
+    def _answer(self, response: httpx.Response) -> bool:
+        challenge = response.headers.get("www-authenticate", "")
+        creds = self._credentials() if self._credentials else None
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic" and creds and creds.username and creds.password:
+            pair = f"{creds.username}:{creds.password}".encode()
+            self._token = "Basic " + base64.b64encode(pair).decode()
+            return True
+        if scheme == "bearer":
+            params = dict(_CHALLENGE_RE.findall(challenge))
+            realm = params.pop("realm", "")
+            if not realm:
+                return False
+            auth = (
+                httpx.BasicAuth(creds.username, creds.password)
+                if creds and creds.username and creds.password
+                else None
+            )
+            try:
+                got = self._client.get(realm, params=params, auth=auth)
+                body = got.json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            token = (
+                body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+            )
+            if isinstance(token, str) and token:
+                self._token = f"Bearer {token}"
+                return True
+        return False
+
+    def _expect(self, response: httpx.Response, what: str, *ok: int) -> httpx.Response:
+        if response.status_code in ok:
+            return response
+        raise RegistryWriteError(
+            f"{self.host}: {what}: HTTP {response.status_code} {response.text[:200].strip()}"
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _pages(self, path: str, key: str) -> Iterator[str]:
+        url: str | None = path
+        while url:
+            r = self._expect(self.request("GET", url), f"GET {url}", 200)
+            for item in r.json().get(key) or []:
+                yield str(item)
+            link = r.headers.get("link", "")
+            m = re.search(r"<([^>]+)>", link)
+            url = m.group(1) if m else None
+
+    def catalog(self) -> list[str]:
+        return list(self._pages("/v2/_catalog?n=1000", "repositories"))
+
+    def tags(self, repository: str) -> list[str]:
+        return list(self._pages(f"/v2/{repository}/tags/list", "tags"))
+
+    def manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        r = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": mt.MANIFEST_ACCEPT}
+        )
+        if r.status_code == 404:
+            return None
+        self._expect(r, f"GET {repository}:{reference}", 200)
+        raw = r.content
+        digest = (
+            r.headers.get("docker-content-digest") or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        )
+        return raw, digest
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        r = self.request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+        )
+        if r.status_code == 404:
+            return None
+        self._expect(r, f"HEAD {repository}:{reference}", 200)
+        got: str | None = r.headers.get("docker-content-digest")
+        return got
+
+    def blob(self, repository: str, digest: str) -> bytes | None:
+        r = self.request("GET", f"/v2/{repository}/blobs/{digest}")
+        if r.status_code != 200 or len(r.content) > CONFIG_READ_LIMIT:
+            return None
+        return r.content
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        r = self._expect(
+            self.request("POST", f"/v2/{repository}/blobs/uploads/"),
+            f"start upload to {repository}",
+            202,
+        )
+        location = r.headers.get("location", "")
+        sep = "&" if "?" in location else "?"
+        self._expect(
+            self.request(
+                "PUT",
+                f"{location}{sep}digest={digest}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+            f"upload to {repository}",
+            201,
+        )
+        return digest
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        self._expect(
+            self.request(
+                "PUT",
+                f"/v2/{repository}/manifests/{reference}",
+                content=raw,
+                headers={"Content-Type": media_type},
+            ),
+            f"PUT {repository}:{reference}",
+            201,
+        )
+        return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+    def delete_manifest(self, repository: str, reference: str) -> int:
+        return self.request("DELETE", f"/v2/{repository}/manifests/{reference}").status_code
+
+
+# --- reading tag trees ---------------------------------------------------------------------
+
+
+def read_images(client: RegistryClient, repositories: list[str] | None) -> list[TagImage]:
+    repos = repositories if repositories else client.catalog()
+    images: list[TagImage] = []
+    for repository in repos:
+        for tag in client.tags(repository):
+            got = client.manifest(repository, tag)
+            if got is None:
+                continue
+            images.append(_image(client, repository, tag, *got))
+    return images
+
+
+def _image(client: RegistryClient, repository: str, tag: str, raw: bytes, digest: str) -> TagImage:
+    manifests = {digest}
+    blobs: dict[str, int] = {digest: len(raw)}
+    created: float | None = None
+    leftover = False
+    pending = [(raw, digest)]
+    while pending:
+        body, d = pending.pop()
+        node = manifest_node(body, d)
+        if node is None:
+            continue
+        for child in node.children:
+            if child.digest in manifests:
+                continue
+            manifests.add(child.digest)
+            blobs[child.digest] = child.size
+            got = client.manifest(repository, child.digest)
+            if got is not None:
+                pending.append((got[0], child.digest))
+        for i, ref in enumerate(node.blobs):
+            blobs[ref.digest] = ref.size
+            if i == 0 and node.media_type in mt.IMAGE_MANIFESTS:
+                config = client.blob(repository, ref.digest)
+                if config is None:
+                    continue
+                leftover |= _is_throwaway(config)
+                c = parse_created(config)
+                if c is not None and (created is None or c > created):
+                    created = c
+    if leftover:
+        created = 0.0
+    return TagImage(
+        repository, tag, digest, created, frozenset(manifests), blobs, leftover=leftover
+    )
+
+
+def _is_throwaway(config: bytes) -> bool:
+    try:
+        doc: Any = json.loads(config)
+        labels = doc.get("config", {}).get("Labels") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(labels, dict) and DELETE_TAG_LABEL in labels
+
+
+# --- the writer ---------------------------------------------------------------------------
+
+
+class ApiWriter:
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def check(self, action: Action) -> Precondition:
+        repository = str(action.facts["repository"])
+        digest = str(action.facts["digest"])
+        if action.op == DELETE_TAG:
+            current = self.client.head_manifest(repository, str(action.facts["tag"]))
+            if current is None:
+                return AlreadyDone("the tag is gone")
+            if current != digest and not self._throwaway(repository, current):
+                return Refused(f"the tag moved to {current} since the plan")
+            return Ready()
+        if action.op == DELETE_MANIFEST:
+            for tag in action.facts.get("tags", []):
+                current = self.client.head_manifest(repository, str(tag))
+                if current is not None and current != digest:
+                    return Refused(f"tag {tag} moved to {current} since the plan")
+            if self.client.head_manifest(repository, digest) is None:
+                return AlreadyDone("the manifest is gone")
+            return Ready()
+        return Refused(f"unknown operation {action.op}")
+
+    def _throwaway(self, repository: str, digest: str) -> bool:
+        got = self.client.manifest(repository, digest)
+        if got is None:
+            return False
+        node = manifest_node(got[0], digest)
+        if node is None or not node.blobs:
+            return False
+        config = self.client.blob(repository, node.blobs[0].digest)
+        return config is not None and _is_throwaway(config)
+
+    def run(self, action: Action) -> None:
+        repository = str(action.facts["repository"])
+        if action.op == DELETE_MANIFEST:
+            status = self.client.delete_manifest(repository, str(action.facts["digest"]))
+            if status not in (202, 404):
+                raise RegistryWriteError(
+                    f"{self.client.host}: DELETE {repository}@{action.facts['digest']}: HTTP "
+                    f"{status} (is storage.delete.enabled set? else use --on-storage)"
+                )
+            return
+        tag = str(action.facts["tag"])
+        current = self.client.head_manifest(repository, tag)
+        if current is not None and current != action.facts["digest"]:
+            # A throw-away image an interrupted run left on the tag (check() said so).
+            self._delete_digest(repository, current)
+            return
+        if self.client.delete_manifest(repository, tag) == 202:
+            return
+        throwaway = self._push_throwaway(repository, tag)
+        self._delete_digest(repository, throwaway)
+
+    def _delete_digest(self, repository: str, digest: str) -> None:
+        status = self.client.delete_manifest(repository, digest)
+        if status not in (202, 404):
+            raise RegistryWriteError(
+                f"{self.client.host}: DELETE {repository}@{digest}: HTTP {status} (is "
+                "storage.delete.enabled set? else use --on-storage)"
+            )
+
+    def _push_throwaway(self, repository: str, tag: str) -> str:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        config = json.dumps(
+            {
+                "created": now,
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Labels": {DELETE_TAG_LABEL: tag, "delete-date": now}},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": [f"sha256:{hashlib.sha256(EMPTY_JSON).hexdigest()}"],
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+        config_digest = self.client.put_blob(repository, config)
+        layer_digest = self.client.put_blob(repository, EMPTY_JSON)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.OCI_MANIFEST,
+                "config": {
+                    "mediaType": mt.OCI_CONFIG,
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": mt.OCI_LAYER, "digest": layer_digest, "size": len(EMPTY_JSON)}
+                ],
+            },
+            separators=(",", ":"),
+        ).encode()
+        return self.client.put_manifest(repository, tag, manifest, mt.OCI_MANIFEST)
