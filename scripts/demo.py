@@ -4,17 +4,18 @@
    `docker buildx --push` does (an OCI index with attestations, a Docker manifest list,
    an SBOM attached as a referrer).
 2. `shipsure verify` passes.
-3. Run the weekly job that caused the incident: `registry garbage-collect --delete-untagged`.
-4. The check everyone had, a HEAD of the tag, still answers 200.
-5. `shipsure verify` reports every child manifest, config and layer that is gone, and
+3. `shipsure gc-check` predicts the weekly GC: exit 1, naming every tag it will break.
+4. Run the weekly job that caused the incident: `registry garbage-collect --delete-untagged`.
+5. The check everyone had, a HEAD of the tag, still answers 200.
+6. `shipsure verify` reports every child manifest, config and layer that is gone, and
    `shipsure scan` shows the same damage on disk, with what can be re-linked.
-6. `shipsure restore --from` a second registry (seeded with the same images before the
+7. `shipsure restore --from` a second registry (seeded with the same images before the
    GC, as a mirror or a second site would be) plans exactly what is missing, pushes it with
    `--apply`, and `verify --deep` and a real `skopeo copy --all` pass again with the
    original digests; a second restore has nothing to do.
 
-Exits 0 when the story holds (HEAD passes, verify catches every broken child, restore brings
-every tag back with its digests), 1 otherwise.
+Exits 0 when the story holds (gc-check names the tags beforehand, HEAD passes, verify
+catches every broken child, restore brings every tag back with its digests), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -80,8 +81,26 @@ def main() -> int:
         mirrored = push_images(mirror.url)
         print(f"pushed the same images: digests equal: {mirrored == (app, base)}")
 
-        # The gc-check chapter (shipsure gc-check exits 1 and names the tags this GC would
-        # break, before it runs) goes here.
+        step("Before the weekly job: shipsure gc-check predicts what it will break")
+        predicted = shell(
+            SHIPSURE,
+            "gc-check",
+            "--registry-version",
+            "2",
+            "--delete-untagged",
+            str(reg.root),
+            show=f"shipsure gc-check --registry-version 2 --delete-untagged {reg.root}",
+        )
+        flags = ["--registry-version", "2", "--delete-untagged", "--format", "json"]
+        as_json = subprocess.run(
+            [SHIPSURE, "gc-check", *flags, str(reg.root)], capture_output=True, text=True
+        )
+        doomed = {
+            f"{f['repository']}:{f['reference']}"
+            for f in json.loads(as_json.stdout)["findings"]
+            if f["kind"] == "gc-breaks-tag"
+        }
+        print(f"tags gc-check says this GC breaks: {', '.join(sorted(doomed)) or 'none'}")
 
         step("The weekly job: registry garbage-collect --delete-untagged")
         gc = reg.garbage_collect(delete_untagged=True)
@@ -125,6 +144,11 @@ def main() -> int:
     children = {c.digest for c in (*app.children, *app.attestations, *base.children)}
     caught = children <= missing
     step("Summary")
+    named = {"team/app:latest", "team/base:3"} <= doomed
+    print(
+        f"gc-check exited 1 and named both tags:       "
+        f"{'yes' if predicted.returncode == 1 and named else 'NO'}"
+    )
     print(f"tag HEAD answered 200 for both tags:         {'yes' if heads_ok else 'NO'}")
     print(f"verify before GC:                            exit {clean.returncode}")
     print(
@@ -138,7 +162,9 @@ def main() -> int:
     for label, held in restored.items():
         print(f"{label + ':':<45}{'yes' if held else 'NO'}")
     ok = (
-        heads_ok
+        predicted.returncode == 1
+        and named
+        and heads_ok
         and clean.returncode == 0
         and broken.returncode == 1
         and caught
