@@ -8,7 +8,9 @@ walk goes on.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -103,6 +105,10 @@ def _resolve_root(argument: str, options: LintOptions) -> _Root:
             )
             files = [f for f in files if classify(f) is FileKind.WOODPECKER]
         return _Root(Path("."), "", files, config, config_base, frozenset({rel}))
+    if path.is_symlink() and not path.exists():
+        raise BadInputError(f"{argument}: a symbolic link to nothing (or a loop of links)")
+    if path.exists():
+        raise BadInputError(f"{argument}: not a regular file or directory")
     raise BadInputError(f"{argument}: no such file or directory")
 
 
@@ -120,10 +126,16 @@ def _config_folder(start: Path) -> Path:
 
 def _read(path: Path, shown: str) -> str | Finding:
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        # O_NONBLOCK: opening a FIFO named like a Dockerfile must not wait for a writer;
+        # only regular files are read, and never more than the limit (a link to /dev/zero).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return check_error(shown, 1, "could not check: not a regular file")
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
             return check_error(shown, 1, f"could not check: larger than {MAX_FILE_BYTES} bytes")
-        return path.read_text(encoding="utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return check_error(shown, 1, "could not check: not UTF-8 text")
     except OSError as exc:

@@ -1,0 +1,61 @@
+"""`shipsure lint` on files that are not plain text files: FIFOs, devices, link loops,
+dangling links. Each is a one-line error or a check-error naming the file; none hangs
+(a FIFO named `compose.yml` used to block the directory walk forever)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shipsure.cli.main import main
+
+
+def _lint(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["lint", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fifo_in_a_walked_folder_is_a_check_error_not_a_hang(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.mkfifo(tmp_path / "compose.yml")
+    (tmp_path / "Dockerfile").write_text("FROM alpine:3.20.3\n")
+    code, out, _ = _lint(capsys, "--format", "json", str(tmp_path))
+    doc = json.loads(out)
+    errors = [f for f in doc["findings"] if f["kind"] == "check-error"]
+    assert code == 3
+    assert len(errors) == 1
+    assert errors[0]["message"] == "could not check: not a regular file"
+    assert errors[0]["path"].endswith("compose.yml")
+
+
+def test_link_to_a_device_is_not_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "Dockerfile").symlink_to("/dev/zero")
+    code, out, _ = _lint(capsys, str(tmp_path))
+    assert code == 3
+    assert "Dockerfile:1: error check-error could not check: not a regular file" in out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling"])
+def test_named_path_that_is_no_file(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pod.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+        want = "not a regular file or directory"
+    elif kind == "loop":
+        (tmp_path / "other.yaml").symlink_to(path)
+        path.symlink_to(tmp_path / "other.yaml")
+        want = "a symbolic link to nothing (or a loop of links)"
+    else:
+        path.symlink_to(tmp_path / "gone.yaml")
+        want = "a symbolic link to nothing (or a loop of links)"
+    code, out, err = _lint(capsys, str(path))
+    assert code == 2
+    assert out == ""
+    assert err == f"shipsure: {path}: {want}\n"
