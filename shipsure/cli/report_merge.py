@@ -61,9 +61,16 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"{name}: over {MAX_REPORT_BYTES} bytes")
         try:
             loaded.append((name, json.loads(raw)))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BadInputError(f"{name}: not JSON ({exc})") from None
-    if loaded and all(is_probe_report(doc) for _, doc in loaded):
+    probes = [name for name, doc in loaded if is_probe_report(doc)]
+    if probes and len(probes) != len(loaded):
+        other = next(name for name, doc in loaded if not is_probe_report(doc))
+        raise BadInputError(
+            f"{other}: not a probe report like {probes[0]}: merge the shards of one scan "
+            "or one probe"
+        )
+    if probes:
         from shipsure.cli.probe import publish
 
         return publish(merge_probe_reports(loaded), args)
