@@ -6,7 +6,10 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from shipsure.checks.probe import DEFAULT_PAGE_SIZE, ProbeOptions, probe
 from shipsure.checks.probe_state import (
@@ -152,6 +155,8 @@ def _regex(text: str | None) -> re.Pattern[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
+    if args.pushgateway:
+        _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
     previous = load_state(args.state) if args.state else None
     run_number = previous.runs if previous is not None else int(time.time() // 3600)
     options = ProbeOptions(
@@ -225,19 +230,68 @@ def _write_textfile(path: str, text: str) -> None:
         raise CouldNotRunError(f"--textfile {path}: {exc.strerror or exc}") from None
 
 
+@dataclass(frozen=True)
+class _Gateway:
+    url: str  # without user info
+    shown: str  # for messages: the password replaced by ***
+    username: str | None
+    password: str | None
+
+
+def _pushgateway_target(text: str) -> _Gateway:
+    """The Pushgateway a `--pushgateway` URL names. `user:password@` in it is sent as HTTP
+    basic auth (a Pushgateway behind a proxy with `basic_auth_users`) and never printed.
+    Like prometheus-client, a URL without a scheme means http://.
+
+    Raises UsageError for anything but an http(s) URL with a host.
+    """
+    raw = text if "://" in text else "http://" + text
+    parts = urlsplit(raw)
+    user, at_sign, host = parts.netloc.rpartition("@")
+    name, colon, _ = user.partition(":")
+    shown_netloc = f"{name}{':***' if colon else ''}@{host}" if at_sign else host
+    shown = urlunsplit(parts._replace(netloc=shown_netloc))
+    try:
+        port_ok = parts.port is None or 0 < parts.port
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"--pushgateway {shown}: not an http:// or https:// URL with a host")
+    return _Gateway(
+        url=urlunsplit(parts._replace(netloc=host)),
+        shown=shown,
+        username=unquote(name) if at_sign else None,
+        password=unquote(user.partition(":")[2]) if at_sign and colon else None,
+    )
+
+
 def _push(url: str, report: Report, labels: int) -> None:
     from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
 
     from shipsure.report.probe_metrics import collector_registry
+
+    gateway = _pushgateway_target(url)
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        if gateway.username is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(
+            url, method, timeout, headers, data, gateway.username, gateway.password
+        )
 
     meta = report.meta.get("probe", {})
     try:
         push_to_gateway(
-            url,
+            gateway.url,
             job="shipsure_probe",
             registry=collector_registry(report, labels),
             grouping_key={"registry": str(meta.get("registry")), "shard": str(meta.get("shard"))},
             timeout=30,
+            handler=handler,
         )
     except OSError as exc:
-        raise CouldNotRunError(f"--pushgateway {url}: {exc}") from None
+        reason = getattr(exc, "reason", None) or exc
+        raise CouldNotRunError(f"--pushgateway {gateway.shown}: {reason}") from None
