@@ -230,6 +230,9 @@ class _Coverage:
     catalog_accessible: bool = True
     catalog_complete: bool = True
     auth_accepted: bool = True
+    # `--repo` globs that matched some catalog name (in any shard): the others are typos
+    # or repositories not pushed yet, which a run must not pass over in silence.
+    globs_matched: set[str] = field(default_factory=set)
 
     def miss(self, repository: str, tags: int, reason: str, *, whole: bool = False) -> None:
         entry = self.unchecked.setdefault(repository, {"tags": 0, "reasons": []})
@@ -280,6 +283,12 @@ def probe(
         "tags": coverage.tags,
         "tags_checked": coverage.tags_checked,
         "unchecked": [{"repository": r, **v} for r, v in sorted(coverage.unchecked.items())],
+        # Only known when the whole catalog was read.
+        "repository_globs_unmatched": [
+            g for g in opts.repositories if g not in coverage.globs_matched
+        ]
+        if coverage.catalog_accessible and coverage.catalog_complete
+        else [],
         "remembered": coverage.remembered,
         "deep": opts.deep,
         "deep_sample_percent": opts.deep_sample,
@@ -380,6 +389,11 @@ class _Probe:
             try:
                 for name in self.registry.catalog(page_size):
                     seen += 1
+                    for glob in self.options.repositories:
+                        if glob not in self.coverage.globs_matched and fnmatch.fnmatchcase(
+                            name, glob
+                        ):
+                            self.coverage.globs_matched.add(glob)
                     if repository_selected(name, self.options):
                         self.coverage.repositories += 1
                         yield name

@@ -103,7 +103,7 @@ def load_state(path: str | Path) -> ProbeState | None:
         registry=str(doc.get("registry") or ""),
         shard=str(doc.get("shard") or ""),
         runs=doc["runs"],
-        last_complete_timestamp=float(last) if _is_time(last) else None,
+        last_complete_timestamp=float(last) if last is not None and _is_time(last) else None,
         findings=dict(doc["findings"]),
         states={str(k): float(v) for k, v in doc["states"].items() if _is_time(v)},
     )

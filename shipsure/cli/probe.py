@@ -209,6 +209,10 @@ def publish(report: Report, args: argparse.Namespace) -> int:
         text = probe_text.render(report)
     sys.stdout.write(text)
     sys.stdout.flush()
+    if args.format != "text":
+        # Text says it in its summary; json and prometheus runs (cron, CI) say it here.
+        for glob in report.meta.get("probe", {}).get("repository_globs_unmatched", []):
+            print(f"shipsure: warning: --repo {glob!r} matched no repository", file=sys.stderr)
     code = int(report.exit_code(args.fail_on))
     try:
         if getattr(args, "textfile", None):
@@ -252,7 +256,7 @@ def _pushgateway_target(text: str) -> _Gateway:
     shown_netloc = f"{name}{':***' if colon else ''}@{host}" if at_sign else host
     shown = urlunsplit(parts._replace(netloc=shown_netloc))
     try:
-        port_ok = parts.port is None or 0 < parts.port
+        port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:

@@ -45,6 +45,8 @@ def render(report: Report) -> str:
             f"catalog {'ok' if meta.get('catalog_accessible') else 'INACCESSIBLE'}, "
             f"auth {'ok' if meta.get('auth_accepted', True) else 'FAILING'}"
         )
+        for glob in meta.get("repository_globs_unmatched", []):
+            out.append(f"  warning: --repo {glob!r} matched no repository in the catalog")
         for entry in meta.get("unchecked", []):
             out.append(
                 f"  not checked: {entry['repository']}: {entry.get('tags', 0)} tag(s) "

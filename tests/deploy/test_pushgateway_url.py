@@ -58,8 +58,7 @@ def test_pushgateway_behind_basic_auth(
         assert main(["probe", "--pushgateway", wrong, fresh_registry.host]) == 3
         out, err = capsys.readouterr()
         assert err == (
-            f"shipsure: --pushgateway http://shipsure:***@127.0.0.1:{gateway.port}: "
-            "Unauthorized\n"
+            f"shipsure: --pushgateway http://shipsure:***@127.0.0.1:{gateway.port}: Unauthorized\n"
         )
         assert "s3cr" not in out + err
     finally:
