@@ -87,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ShipsureError as exc:
-        print(f"shipsure: {exc}", file=sys.stderr)
+        from shipsure.report.terminal import printable
+
+        print(f"shipsure: {printable(exc)}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("shipsure: interrupted", file=sys.stderr)

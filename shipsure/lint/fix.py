@@ -30,6 +30,7 @@ from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.lint.images import ImageUse
 from shipsure.lint.rules import location
+from shipsure.report.terminal import printable
 from shipsure.model import Digest, Reference
 from shipsure.plan import (
     Action,
@@ -98,10 +99,15 @@ class FixPlan:
     def render_text(self) -> str:
         out = [f"fix plan: {len(self.changes)} change(s), {len(self.unresolved)} not fixable"]
         for s in self.changes:
-            via = f"  (edits {s.edits})" if s.edits else ""
-            out.append(f"  {s.file}:{s.line}  {s.old}  ->  {s.new}{via}")
+            via = f"  (edits {printable(s.edits)})" if s.edits else ""
+            out.append(
+                f"  {printable(s.file)}:{s.line}  {printable(s.old)}  ->  {printable(s.new)}{via}"
+            )
         for s in self.unresolved:
-            out.append(f"  {s.file}:{s.line}  {s.old}  NOT FIXED: {s.reason}")
+            out.append(
+                f"  {printable(s.file)}:{s.line}  {printable(s.old)}  NOT FIXED: "
+                f"{printable(s.reason)}"
+            )
         return "\n".join(out) + "\n"
 
     def to_plan(self) -> Plan:
