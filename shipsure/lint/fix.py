@@ -30,7 +30,6 @@ from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.lint.images import ImageUse
 from shipsure.lint.rules import location
-from shipsure.report.terminal import printable
 from shipsure.model import Digest, Reference
 from shipsure.plan import (
     Action,
@@ -45,6 +44,7 @@ from shipsure.plan import (
     apply,
 )
 from shipsure.registry.interface import NotFoundError, Registry, RegistryError
+from shipsure.report.terminal import printable
 
 WRITER = "lint-fix"
 PIN_OP = "pin-images"

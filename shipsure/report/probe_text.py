@@ -19,8 +19,8 @@ def render(report: Report) -> str:
             since = f.details.get("since", "")
             note = "NEW" if change == "new" else f"since {since}"
             where = f.repository or meta.get("registry", "")
-            state = printable(f.details.get("state", ""))
-            lines.append(f"[{note}] {printable(f.kind)} {printable(where)} {state}".rstrip())
+            noted = printable(f.details.get("state", ""))
+            lines.append(f"[{note}] {printable(f.kind)} {printable(where)} {noted}".rstrip())
     body = text_format.render(report)
     out = [body.rstrip("\n")]
     if lines:
