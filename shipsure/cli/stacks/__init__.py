@@ -7,6 +7,7 @@ described in `shipsure.stacks.config` (and in `shipsure stacks --help`).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,23 @@ examples:
   shipsure stacks locks break live/prod/app --apply    # breaks it, journaled"""
 
 
+class _TrailingStacks(argparse.ArgumentParser):
+    """Stacks named anywhere on the line. argparse (before 3.12) fills `STACK...`
+    (nargs='*') with nothing as soon as it meets the action word, so `run plan --parallel 2
+    live/a` or `drift --format json live/a` failed with "unrecognized arguments: live/a".
+    Left-over words that are not options are taken as stacks, in order."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if isinstance(getattr(parsed, "stacks", None), list):
+            words = [e for e in extras if not e.startswith("-")]
+            parsed.stacks += words
+            extras = [e for e in extras if e.startswith("-")]
+        return parsed, extras
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stacks",
@@ -97,7 +115,11 @@ def add_parser(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="stacks_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(
+        dest="stacks_command",
+        metavar="SUBCOMMAND",
+        parser_class=type("StacksParser", (_TrailingStacks, type(parser)), {}),
+    )
     sub.required = True
 
     common = argparse.ArgumentParser(add_help=False)
