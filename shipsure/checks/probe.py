@@ -30,6 +30,7 @@ from typing import Any
 
 from shipsure.checks.scan.shard import Shard
 from shipsure.checks.verify import TAG_NOT_FOUND, CheckedKey, VerifyOptions, walk
+from shipsure.errors import InvalidReferenceError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.model import Descriptor, Digest, Reference
 from shipsure.registry.interface import (
@@ -416,6 +417,10 @@ class _Probe:
         """Run on a lister thread: the selected tags, or why they could not be listed."""
         try:
             tags = list(self.registry.tags(repository))
+        except InvalidReferenceError:
+            # The catalog's own answer named it: a broken or hostile registry, not a typo of
+            # the user's; the other repositories are still probed.
+            return ProtocolError(f"the catalog lists an invalid repository name {repository!r}")
         except NotFoundError:
             # Deleted since the catalog was read (or the catalog lists a repository whose
             # tags are all gone): nothing a pull could ask for.
