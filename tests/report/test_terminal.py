@@ -4,10 +4,12 @@ and a newline in a file name forged a line of `shipsure lint` output."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
+from shipsure.cli.common import Progress
 from shipsure.cli.main import main
 from shipsure.findings import Finding, Report, Severity
 from shipsure.report import probe_text, text_format
@@ -60,3 +62,29 @@ def test_error_line_escapes_the_input(capsys: pytest.CaptureFixture[str]) -> Non
     assert (
         capsys.readouterr().err == "shipsure: /nonexistent/\\x1b[31mx: no such file or directory\n"
     )
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_is_escaped_and_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    stream = _Tty()
+    progress = Progress("lint", stream)
+    progress.update("evil\x1b[2J/" + "x" * 100 + "/Dockerfile")
+    written = stream.getvalue()
+    assert written.startswith("\r") and written.endswith("\x1b[K")
+    line = written[1 : -len("\x1b[K")]
+    assert "\x1b" not in line
+    assert line.startswith("lint: evil\\x1b[2J/")
+    assert len(line) == 39
+
+
+def test_progress_is_silent_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress("probe", stream)
+    progress.update("team/app")
+    progress.done()
+    assert stream.getvalue() == ""
