@@ -60,3 +60,18 @@ def fsync_dir(folder: str | Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of the regular file at `path` (links followed), so the
+    caller can tell "over the limit" from "exactly the limit".
+
+    The file is opened non-blocking and checked before reading: a FIFO would wait for a
+    writer forever and a device (/dev/zero) never ends. Raises OSError (EINVAL, "not a
+    regular file") for those, and the open's own OSError otherwise.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        return handle.read(limit + 1)

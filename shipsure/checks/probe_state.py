@@ -22,7 +22,7 @@ from typing import Any
 
 from shipsure.checks.verify import BLOB_DIGEST_MISMATCH, BLOB_SIZE_MISMATCH, BLOB_TRUNCATED
 from shipsure.errors import BadInputError, CouldNotRunError
-from shipsure.fileio import write_atomic
+from shipsure.fileio import read_regular, write_atomic
 from shipsure.findings import Finding, Report
 
 STATE_VERSION = 1
@@ -73,8 +73,7 @@ def load_state(path: str | Path) -> ProbeState | None:
     Raises BadInputError for a file that is not a probe state (the user named it).
     """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_STATE_BYTES + 1)
+        raw = read_regular(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:

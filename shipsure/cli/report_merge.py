@@ -10,6 +10,7 @@ from shipsure.checks.probe_merge import is_probe_report, merge_probe_reports
 from shipsure.checks.scan.merge import merge_reports
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 
 # A shard report lists every digest its repositories reference: large, but bounded.
 MAX_REPORT_BYTES = 1 << 30
@@ -53,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = []
     for name in args.files:
         try:
-            with open(name, "rb") as f:
-                raw = f.read(MAX_REPORT_BYTES + 1)
+            raw = read_regular(name, MAX_REPORT_BYTES)
         except OSError as exc:
             raise BadInputError(f"{name}: {exc.strerror or exc}") from None
         if len(raw) > MAX_REPORT_BYTES:

@@ -8,9 +8,7 @@ walk goes on.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,6 +17,7 @@ from typing import Any
 import yaml
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report
 from shipsure.lint import compose, dockerfile, pins
 from shipsure.lint.config import LintConfig, load_config
@@ -126,19 +125,17 @@ def _config_folder(start: Path) -> Path:
 
 def _read(path: Path, shown: str) -> str | Finding:
     try:
-        # O_NONBLOCK: opening a FIFO named like a Dockerfile must not wait for a writer;
-        # only regular files are read, and never more than the limit (a link to /dev/zero).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return check_error(shown, 1, "could not check: not a regular file")
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        # A FIFO named like a Dockerfile must not wait for a writer, nor a link to
+        # /dev/zero be read forever: only regular files, never more than the limit.
+        raw = read_regular(path, MAX_FILE_BYTES)
         if len(raw) > MAX_FILE_BYTES:
             return check_error(shown, 1, f"could not check: larger than {MAX_FILE_BYTES} bytes")
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return check_error(shown, 1, "could not check: not UTF-8 text")
     except OSError as exc:
+        if exc.strerror == "not a regular file":
+            return check_error(shown, 1, "could not check: not a regular file")
         return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
 
 

@@ -5,6 +5,7 @@ walked; never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,18 @@ def test_merge_of_a_probe_and_a_scan_names_the_odd_one(
     assert err == (
         f"shipsure: {b}: not a probe report like {a}: merge the shards of one scan or one probe\n"
     )
+
+
+@pytest.mark.parametrize("command", ["state", "merge"])
+def test_a_fifo_is_refused_not_waited_on(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "p.json"
+    os.mkfifo(fifo)
+    if command == "state":
+        code, _, err = _run(capsys, "probe", "--state", str(fifo), NOWHERE)
+        assert err == f"shipsure: --state {fifo}: not a regular file\n"
+    else:
+        code, _, err = _run(capsys, "report", "merge", str(fifo))
+        assert err == f"shipsure: {fifo}: not a regular file\n"
+    assert code == 2

@@ -59,3 +59,32 @@ def test_named_path_that_is_no_file(
     assert code == 2
     assert out == ""
     assert err == f"shipsure: {path}: {want}\n"
+
+
+def test_config_that_is_a_fifo_is_refused_not_waited_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM alpine:3.20.3\n")
+    fifo = tmp_path / "lint.yaml"
+    os.mkfifo(fifo)
+    code, out, err = _lint(capsys, "--config", str(fifo), str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err == f"shipsure: {fifo}: cannot read: not a regular file\n"
+
+
+@pytest.mark.parametrize("name", ["pod.yaml", ".woodpecker.yaml", "compose.yml"])
+def test_yaml_nested_too_deep_is_a_check_error(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PyYAML recurses per level: this ended in RecursionError and a traceback.
+    (tmp_path / name).write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    code, out, err = _lint(capsys, str(tmp_path))
+    assert err == ""
+    if name == "pod.yaml":
+        # Any other YAML that does not parse is not ours to judge (Helm templates): skipped.
+        assert code == 0
+        assert out.endswith("; checked 1 skipped\n")
+    else:
+        # Woodpecker: WP001 (the file cannot be read as a pipeline); compose: check-error.
+        assert code == (1 if name.startswith(".woodpecker") else 3)
+        assert "nested too deeply to read" in out

@@ -47,3 +47,13 @@ def test_drift_takes_stacks_after_options(repo: Path, capsys: pytest.CaptureFixt
     code = main(["stacks", "drift", "--format", "json", "modules/greet", "--repo", str(repo)])
     assert code == 2
     assert "modules/greet" in capsys.readouterr().err
+
+
+def test_settings_nested_too_deep_are_a_usage_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / ".shipsure").mkdir(exist_ok=True)
+    (repo / ".shipsure" / "stacks.yaml").write_text("watch: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["stacks", "changed", "--all", "--repo", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("stacks.yaml: not valid YAML: nested too deeply to read\n")
