@@ -27,6 +27,9 @@ from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.report import json_format, probe_text
 
+# Read through this name so tests can set the hour.
+_clock = time.time
+
 EPILOG = """\
 what it checks:
   every repository of the catalog (following its pagination), every tag, and each tag's
@@ -158,7 +161,14 @@ def run(args: argparse.Namespace) -> int:
     if args.pushgateway:
         _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
     previous = load_state(args.state) if args.state else None
-    run_number = previous.runs if previous is not None else int(time.time() // 3600)
+    # With --state, runs are counted from 0 in the state, so consecutive runs take
+    # consecutive buckets. (A first run numbered by the hour, then 1, 2, ...: at an odd
+    # hour the first two runs took the same bucket and half the blobs waited a run more
+    # than the promised ceil(100/PERCENT).) Without a state, the hour stands in for it.
+    if previous is not None:
+        run_number = previous.runs
+    else:
+        run_number = 0 if args.state else int(_clock() // 3600)
     options = ProbeOptions(
         repositories=tuple(args.repo),
         tag_pattern=pattern,
