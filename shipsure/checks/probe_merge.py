@@ -35,6 +35,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
     started: list[float] = []
     finished: list[float] = []
     last_complete: list[float | None] = []
+    unmatched: list[set[str]] = []
     for name, doc in reports:
         probe = doc.get("probe") if is_probe_report(doc) else None
         if not isinstance(probe, Mapping):
@@ -59,6 +60,9 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         for key in ("complete", "catalog_accessible", "auth_accepted"):
             meta[key] = meta[key] and bool(probe.get(key, True))
         meta["unchecked"] += list(probe.get("unchecked") or [])
+        # Every shard matches the globs against the whole catalog: unmatched in all is
+        # unmatched (a shard that could not read the catalog lists none).
+        unmatched.append({str(g) for g in probe.get("repository_globs_unmatched") or []})
         for method, n_requests in (probe.get("requests") or {}).items():
             requests[str(method)] = requests.get(str(method), 0) + int(n_requests)
         started.append(float(probe.get("started_timestamp") or 0))
@@ -86,6 +90,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         duration_seconds=round(max(finished) - min(started), 3),
         requests=requests,
         merged_shards=count,
+        repository_globs_unmatched=sorted(set.intersection(*unmatched)),
         state={"last_complete_timestamp": min(known) if len(known) == count else None},
     )
     merged.meta["probe"] = meta
@@ -110,6 +115,8 @@ def _check_shape(name: str, doc: Mapping[str, Any], probe: Mapping[str, Any]) ->
             raise bad(f"probe.{key}", "a time in Unix seconds")
     if not isinstance(probe.get("unchecked") or [], list):
         raise bad("probe.unchecked", "a list")
+    if not isinstance(probe.get("repository_globs_unmatched") or [], list):
+        raise bad("probe.repository_globs_unmatched", "a list")
     requests = probe.get("requests") or {}
     if not isinstance(requests, Mapping) or not all(number(v) for v in requests.values()):
         raise bad("probe.requests", "an object of counts")

@@ -80,6 +80,7 @@ def _report(index: int, **changes: Any) -> dict[str, Any]:
         "tags_checked": 2,
         "unchecked": [],
         "requests": {"GET": 4},
+        "repository_globs_unmatched": [],
         "state": {},
     }
     doc: dict[str, Any] = {
@@ -103,11 +104,13 @@ def _write(tmp_path: Path, name: str, doc: Any) -> str:
 
 
 def test_merge_of_good_probe_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = _write(tmp_path, "a.json", _report(0))
-    b = _write(tmp_path, "b.json", _report(1))
+    a = _write(tmp_path, "a.json", _report(0, repository_globs_unmatched=["tem/*", "x"]))
+    b = _write(tmp_path, "b.json", _report(1, repository_globs_unmatched=["tem/*"]))
     code, out, _ = _run(capsys, "report", "merge", "--format", "json", a, b)
     assert code == 0
-    assert json.loads(out)["probe"]["tags_checked"] == 4
+    merged = json.loads(out)["probe"]
+    assert merged["tags_checked"] == 4
+    assert merged["repository_globs_unmatched"] == ["tem/*"]
 
 
 @pytest.mark.parametrize(
