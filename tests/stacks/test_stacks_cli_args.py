@@ -57,3 +57,14 @@ def test_settings_nested_too_deep_are_a_usage_error(
     assert main(["stacks", "changed", "--all", "--repo", str(repo)]) == 2
     err = capsys.readouterr().err
     assert err.endswith("stacks.yaml: not valid YAML: nested too deeply to read\n")
+
+
+@pytest.mark.parametrize("ttl", ["0", "9.5"])
+def test_a_lock_ttl_too_short_to_hold_is_refused(
+    ttl: str, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TTL 0 renewed in a busy loop and was stale as soon as written: no lock at all.
+    with pytest.raises(SystemExit) as exited:
+        main(["stacks", "run", "plan", "--all", "--lock-ttl", ttl, "--repo", str(repo)])
+    assert exited.value.code == 2
+    assert f"expected at least 10 seconds, not '{ttl}'" in capsys.readouterr().err

@@ -137,10 +137,11 @@ def add_parser(subparsers: Any) -> None:
     )
     locks.add_argument(
         "--lock-ttl",
-        type=_seconds,
+        type=_lock_ttl,
         default=DEFAULT_TTL_SECONDS,
         metavar="SECONDS",
-        help="lock TTL; renewed every TTL/3 while a stack runs (default: 1800)",
+        help=f"lock TTL, at least {MIN_LOCK_TTL_SECONDS:g}; renewed every TTL/3 while a stack "
+        "runs (default: 1800)",
     )
 
     baseline = argparse.ArgumentParser(add_help=False)
@@ -248,6 +249,21 @@ def _positive(text: str) -> int:
         return positive_int(int(text), "value")
     except (ValueError, BadInputError):
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, not {text!r}") from None
+
+
+# A TTL of 0 renewed in a busy loop and was stale the moment it was written, so a second
+# runner took the lock over at once. Below a few of the holder's 2 s checks, one slow
+# renewal loses the lock.
+MIN_LOCK_TTL_SECONDS = 10.0
+
+
+def _lock_ttl(text: str) -> float:
+    value = _seconds(text)
+    if value < MIN_LOCK_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected at least {MIN_LOCK_TTL_SECONDS:g} seconds, not {text!r}"
+        )
+    return value
 
 
 def _seconds(text: str) -> float:
