@@ -30,3 +30,12 @@ def printable(text: object) -> str:
     """`text` as a string with every control or bidi character written as `\\xNN` or
     `\\uNNNN` (a tab too: it would misalign columns)."""
     return _UNSAFE.sub(_escape, str(text))
+
+
+def one_line(text: object, limit: int = 1000) -> str:
+    """`printable(text)` cut to about `limit` characters, saying how much was cut: an error
+    line echoes its input, and an input can be 100 KB."""
+    shown = printable(text)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}… ({len(shown) - limit} more characters)"

@@ -88,3 +88,14 @@ def test_progress_is_silent_off_a_terminal() -> None:
     progress.update("team/app")
     progress.done()
     assert stream.getvalue() == ""
+
+
+def test_error_line_is_cut_to_a_readable_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 100 KB argument was echoed whole in its one-line error.
+    assert main(["lint", "/nonexistent/" + "a" * 100_000]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shipsure: /nonexistent/aaa")
+    assert err.endswith(" more characters)\n")
+    assert len(err) < 1100
