@@ -83,6 +83,13 @@ def _display(path: str) -> str:
 
 def _resolve_root(argument: str, options: LintOptions) -> _Root:
     path = Path(argument)
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        # ENAMETOOLONG, ELOOP in a parent, EACCES: is_dir() would raise them as tracebacks.
+        raise BadInputError(f"{argument}: {exc.strerror or exc}") from None
     if path.is_dir():
         config = load_config(path, options.config, options.secrets)
         return _Root(path, _display(argument), list(walk(path)), config, path)

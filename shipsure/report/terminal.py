@@ -33,9 +33,11 @@ def printable(text: object) -> str:
 
 
 def one_line(text: object, limit: int = 1000) -> str:
-    """`printable(text)` cut to about `limit` characters, saying how much was cut: an error
-    line echoes its input, and an input can be 100 KB."""
+    """`printable(text)` cut to about `limit` characters in the middle, saying how much was
+    cut: an error line echoes its input, an input can be 100 KB, and the reason is at the
+    end."""
     shown = printable(text)
     if len(shown) <= limit:
         return shown
-    return f"{shown[:limit]}… ({len(shown) - limit} more characters)"
+    half = limit // 2
+    return f"{shown[:half]}…({len(shown) - 2 * half} characters)…{shown[-half:]}"

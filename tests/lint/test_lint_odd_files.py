@@ -88,3 +88,13 @@ def test_yaml_nested_too_deep_is_a_check_error(
         # Woodpecker: WP001 (the file cannot be read as a pipeline); compose: check-error.
         assert code == (1 if name.startswith(".woodpecker") else 3)
         assert "nested too deeply to read" in out
+
+
+def test_a_path_too_long_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Path.is_dir() raised ENAMETOOLONG: a traceback.
+    code, out, err = _lint(capsys, str(tmp_path / ("a" * 5000)))
+    assert (code, out) == (2, "")
+    assert err.startswith("shipsure: ") and "File name too long" in err
+    assert len(err) < 1100  # the echoed name is cut

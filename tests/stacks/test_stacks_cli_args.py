@@ -68,3 +68,12 @@ def test_a_lock_ttl_too_short_to_hold_is_refused(
         main(["stacks", "run", "plan", "--all", "--lock-ttl", ttl, "--repo", str(repo)])
     assert exited.value.code == 2
     assert f"expected at least 10 seconds, not '{ttl}'" in capsys.readouterr().err
+
+
+def test_a_repo_path_too_long_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Path.exists() raised ENAMETOOLONG: a traceback.
+    long = str(tmp_path / ("a" * 5000))
+    assert main(["stacks", "changed", "--all", "--repo", long]) == 2
+    assert "File name too long" in capsys.readouterr().err
