@@ -160,6 +160,13 @@ def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
     if args.pushgateway:
         _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
+    if args.textfile and not args.textfile.endswith(".prom"):
+        # The collector reads *.prom only: any other name is written and never scraped.
+        print(
+            f"shipsure: warning: --textfile {args.textfile}: node-exporter's textfile "
+            "collector reads only *.prom files",
+            file=sys.stderr,
+        )
     previous = load_state(args.state) if args.state else None
     # With --state, runs are counted from 0 in the state, so consecutive runs take
     # consecutive buckets. (A first run numbered by the hour, then 1, 2, ...: at an odd

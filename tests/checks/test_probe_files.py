@@ -173,3 +173,17 @@ def test_a_fifo_is_refused_not_waited_on(
         code, _, err = _run(capsys, "report", "merge", str(fifo))
         assert err == f"shipsure: {fifo}: not a regular file\n"
     assert code == 2
+
+
+def test_textfile_not_named_prom_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written, never scraped: node-exporter's collector reads *.prom only.
+    target = tmp_path / "metrics.txt"
+    code, _, err = _run(capsys, "probe", "--textfile", str(target), NOWHERE)
+    assert code == 3  # nothing listens: could not check
+    assert err.startswith(
+        f"shipsure: warning: --textfile {target}: node-exporter's textfile collector reads "
+        "only *.prom files\n"
+    )
+    assert target.exists()
