@@ -194,11 +194,27 @@ class CountingRegistry:
 _NATURAL_RE = re.compile(r"(\d+)")
 
 
-def natural_key(tag: str) -> tuple[tuple[int, int | str], ...]:
-    """Version-aware order: `1.9` < `1.10`, digits compared as numbers."""
-    return tuple(
+_VERSION_TAG_RE = re.compile(r"[vV]?[0-9]")
+# cosign and the OCI referrers tag schema: `sha256-<hex>` with `.sig`, `.att`, `.sbom`...
+_REFERRER_TAG_RE = re.compile(r"sha256-[0-9a-f]{64}(?:\.[A-Za-z0-9_.-]*)?")
+
+
+def natural_key(tag: str) -> tuple[int, tuple[tuple[int, int | str], ...]]:
+    """Version-aware order: `1.9` < `1.10`, digits compared as numbers; versions (`1.2`,
+    `v2.0`) above other names (`latest`, `main`), and signature/attestation tags
+    (`sha256-<hex>.sig`) below all. Without the ranks, any name sorted above every number,
+    and `--max-tags 20` of a signed image took its signature tags instead of its releases.
+    """
+    if _REFERRER_TAG_RE.fullmatch(tag):
+        rank = 0
+    elif _VERSION_TAG_RE.match(tag):
+        rank = 2
+    else:
+        rank = 1
+    parts = tuple(
         (0, int(part)) if part.isdigit() else (1, part) for part in _NATURAL_RE.split(tag) if part
     )
+    return rank, parts
 
 
 def select_tags(tags: Sequence[str], options: ProbeOptions) -> list[str]:
