@@ -62,7 +62,8 @@ up to --parallel at a time. Logs: <log dir>/<stack with / as __>.log. After an a
 (<state dir>/last-applied), the baseline of `stacks changed --since-last-apply`.
 
 exit codes: 0 every stack succeeded; 1 a stack failed or was locked; 2 bad input;
-3 could not run (binary or lock backend unavailable); 130 interrupted.
+3 could not run (binary or lock backend unavailable); 128 + the signal when cancelled
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 examples:
   shipsure stacks run plan --changed --base origin/main --parallel 4
@@ -77,7 +78,8 @@ changes (newly drifted, resolved, error). If the alert cannot be delivered the s
 not saved, so the next run alerts again.
 
 exit codes: 0 no drift; 1 a stack drifted; 3 otherwise, when a stack could not be checked
-(error, skipped) or the alert could not be delivered.
+(error, skipped) or the alert could not be delivered; 128 + the signal when cancelled
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 examples:
   shipsure stacks drift --webhook https://hooks.slack.com/services/T/B/X
