@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from shipsure.errors import BadInputError, InvalidDigestError, InvalidReferenceError
+from shipsure.errors import BadInputError, InvalidDigestError, InvalidReferenceError, ShipsureError
 from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.lint.images import ImageUse
@@ -44,6 +44,7 @@ from shipsure.plan import (
     apply,
 )
 from shipsure.registry.interface import NotFoundError, Registry, RegistryError
+from shipsure.registry.wire import InvalidURL
 from shipsure.report.terminal import printable
 
 WRITER = "lint-fix"
@@ -139,6 +140,16 @@ def _pinned_text(use: ImageUse, ref: Reference, digest: Digest) -> str:
     return f"{text}@{digest}"
 
 
+def _open(open_registry: Callable[[str], Registry], host: str) -> Registry:
+    """The registry of a reference a file names. A host no request can go to (port 99999:
+    a traceback from the URL check) is that reference's problem, reported as not fixed,
+    never the end of the run."""
+    try:
+        return open_registry(host)
+    except (ShipsureError, InvalidURL) as exc:
+        raise RegistryError(str(exc)) from None
+
+
 def _resolve(registry: Registry, ref: Reference) -> Digest:
     tag = ref.tag or "latest"
     head = registry.head_manifest(ref.repository, tag)
@@ -193,7 +204,7 @@ def plan_fixes(
             if key not in resolved:
                 try:
                     if ref.registry not in registries:
-                        registries[ref.registry] = open_registry(ref.registry)
+                        registries[ref.registry] = _open(open_registry, ref.registry)
                     resolved[key] = _resolve(registries[ref.registry], ref)
                 except NotFoundError:
                     resolved[key] = f"the registry has no tag {ref.tag or 'latest'!r} in {ref.name}"

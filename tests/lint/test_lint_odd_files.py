@@ -98,3 +98,15 @@ def test_a_path_too_long_is_a_usage_error(
     assert (code, out) == (2, "")
     assert err.startswith("shipsure: ") and "File name too long" in err
     assert len(err) < 1100  # the echoed name is cut
+
+
+def test_fix_of_a_reference_no_request_can_reach_is_not_fixed_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 99999 parses as a reference but no URL can hold it: the URL check's ValueError
+    # ended `lint --fix` in a traceback.
+    (tmp_path / "Dockerfile").write_text("FROM 127.0.0.1:99999/team/app:3\n")
+    code, out, err = _lint(capsys, "--fix", str(tmp_path))
+    assert code == 3
+    assert "127.0.0.1:99999/team/app:3  NOT FIXED: could not ask 127.0.0.1:99999: " in out
+    assert "Traceback" not in err
