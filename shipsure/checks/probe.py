@@ -402,10 +402,17 @@ class _Probe:
         """
         page_size: int | None = self.options.page_size
         seen = 0
+        previous: str | None = None
         while True:
             try:
                 for name in self.registry.catalog(page_size):
                     seen += 1
+                    if name == previous:
+                        # A page that starts again at its `last` (a proxy that includes it):
+                        # walked once. Distribution lists names sorted, so a repeat is
+                        # adjacent, and no set of every name is kept.
+                        continue
+                    previous = name
                     for glob in self.options.repositories:
                         if glob not in self.coverage.globs_matched and fnmatch.fnmatchcase(
                             name, glob

@@ -217,3 +217,19 @@ def test_invalid_names_in_the_catalog_or_a_tag_list_are_could_not_check() -> Non
     assert meta["tags_checked"] == 2  # latest of app0 and app1
     assert meta["complete"] is False
     assert int(report.exit_code()) == 3
+
+
+def test_a_catalog_page_repeating_its_last_name_walks_it_once() -> None:
+    def repeat(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != "/v2/_catalog":
+            return None
+        last = request.url.params.get("last")
+        if last is None:
+            headers = {"Link": '</v2/_catalog?last=team/app1>; rel="next"'}
+            return httpx.Response(200, json={"repositories": REPOS[:2]}, headers=headers)
+        return httpx.Response(200, json={"repositories": [last, *REPOS[2:4]]})
+
+    report, asked = _run(repeat)
+    assert report.findings == []
+    assert report.meta["probe"]["repositories"] == 4
+    assert len([a for a in asked if a == "GET /v2/team/app1/tags/list"]) == 1
