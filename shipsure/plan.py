@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -234,8 +236,11 @@ class Journal:
         try:
             created = not self.path.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # O_NONBLOCK: a FIFO as journal fails at once instead of waiting for a reader.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
                 # One write() of one line with O_APPEND: concurrent appenders never interleave
                 # inside a line on a local filesystem.
                 os.write(fd, line.encode())
@@ -257,10 +262,16 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from None
         with handle:
-            for raw in handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                # /dev/zero or /dev/full is an endless line: reading it never ends.
+                raise JournalError(f"journal {self.path}: not a regular file")
+            while raw := handle.readline(_MAX_JOURNAL_LINE + 1):
                 if len(raw) > _MAX_JOURNAL_LINE:
+                    # Never held whole: skip the rest of an over-long line in bounded reads.
+                    while raw and not raw.endswith(b"\n"):
+                        raw = handle.readline(_MAX_JOURNAL_LINE + 1)
                     continue
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValueError, RecursionError):
                     entry = json.loads(raw)
                     if isinstance(entry, dict):
                         yield entry

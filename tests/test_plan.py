@@ -192,3 +192,27 @@ def test_state_dir_is_never_the_current_directory() -> None:
     assert p.state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}) == Path("/x/shipsure")
     # A relative XDG_STATE_HOME is invalid by the specification: ignored.
     assert p.state_dir({"XDG_STATE_HOME": "rel", "HOME": "/h"}) == Path("/h/.local/state/shipsure")
+
+
+@pytest.mark.parametrize("device", ["/dev/full", "/dev/zero"])
+def test_a_device_as_journal_is_refused_not_read_forever(device: str) -> None:
+    # `--journal /dev/full` read an endless line of zeros: a hang with unbounded memory.
+    with pytest.raises(p.JournalError, match=f"journal {device}: not a regular file"):
+        p.Journal(device).open_intents("w")
+    with pytest.raises(p.JournalError, match=f"journal {device}: not a regular file"):
+        p.Journal(device).record("w", "id", "intent", p.Action("op", "t"))
+
+
+def test_a_fifo_as_journal_fails_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "j.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(p.JournalError, match=r"j\.jsonl"):
+        p.Journal(fifo).record("w", "id", "intent", p.Action("op", "t"))
+
+
+def test_an_over_long_line_is_skipped_in_bounded_reads(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    with journal.open("wb") as handle:
+        handle.write(b"x" * (3 * p._MAX_JOURNAL_LINE + 5) + b"\n")
+    p.Journal(journal).record("w", "id", "intent", p.Action("op", "t"))
+    assert [a.key for a in p.Journal(journal).open_intents("w")] == ["op t"]

@@ -30,6 +30,7 @@ from typing import Any
 
 from shipsure.checks.scan.shard import Shard
 from shipsure.checks.verify import TAG_NOT_FOUND, CheckedKey, VerifyOptions, walk
+from shipsure.errors import InvalidReferenceError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
 from shipsure.model import Descriptor, Digest, Reference
 from shipsure.registry.interface import (
@@ -193,11 +194,27 @@ class CountingRegistry:
 _NATURAL_RE = re.compile(r"(\d+)")
 
 
-def natural_key(tag: str) -> tuple[tuple[int, int | str], ...]:
-    """Version-aware order: `1.9` < `1.10`, digits compared as numbers."""
-    return tuple(
+_VERSION_TAG_RE = re.compile(r"[vV]?[0-9]")
+# cosign and the OCI referrers tag schema: `sha256-<hex>` with `.sig`, `.att`, `.sbom`...
+_REFERRER_TAG_RE = re.compile(r"sha256-[0-9a-f]{64}(?:\.[A-Za-z0-9_.-]*)?")
+
+
+def natural_key(tag: str) -> tuple[int, tuple[tuple[int, int | str], ...]]:
+    """Version-aware order: `1.9` < `1.10`, digits compared as numbers; versions (`1.2`,
+    `v2.0`) above other names (`latest`, `main`), and signature/attestation tags
+    (`sha256-<hex>.sig`) below all. Without the ranks, any name sorted above every number,
+    and `--max-tags 20` of a signed image took its signature tags instead of its releases.
+    """
+    if _REFERRER_TAG_RE.fullmatch(tag):
+        rank = 0
+    elif _VERSION_TAG_RE.match(tag):
+        rank = 2
+    else:
+        rank = 1
+    parts = tuple(
         (0, int(part)) if part.isdigit() else (1, part) for part in _NATURAL_RE.split(tag) if part
     )
+    return rank, parts
 
 
 def select_tags(tags: Sequence[str], options: ProbeOptions) -> list[str]:
@@ -230,6 +247,9 @@ class _Coverage:
     catalog_accessible: bool = True
     catalog_complete: bool = True
     auth_accepted: bool = True
+    # `--repo` globs that matched some catalog name (in any shard): the others are typos
+    # or repositories not pushed yet, which a run must not pass over in silence.
+    globs_matched: set[str] = field(default_factory=set)
 
     def miss(self, repository: str, tags: int, reason: str, *, whole: bool = False) -> None:
         entry = self.unchecked.setdefault(repository, {"tags": 0, "reasons": []})
@@ -280,6 +300,12 @@ def probe(
         "tags": coverage.tags,
         "tags_checked": coverage.tags_checked,
         "unchecked": [{"repository": r, **v} for r, v in sorted(coverage.unchecked.items())],
+        # Only known when the whole catalog was read.
+        "repository_globs_unmatched": [
+            g for g in opts.repositories if g not in coverage.globs_matched
+        ]
+        if coverage.catalog_accessible and coverage.catalog_complete
+        else [],
         "remembered": coverage.remembered,
         "deep": opts.deep,
         "deep_sample_percent": opts.deep_sample,
@@ -376,10 +402,22 @@ class _Probe:
         """
         page_size: int | None = self.options.page_size
         seen = 0
+        previous: str | None = None
         while True:
             try:
                 for name in self.registry.catalog(page_size):
                     seen += 1
+                    if name == previous:
+                        # A page that starts again at its `last` (a proxy that includes it):
+                        # walked once. Distribution lists names sorted, so a repeat is
+                        # adjacent, and no set of every name is kept.
+                        continue
+                    previous = name
+                    for glob in self.options.repositories:
+                        if glob not in self.coverage.globs_matched and fnmatch.fnmatchcase(
+                            name, glob
+                        ):
+                            self.coverage.globs_matched.add(glob)
                     if repository_selected(name, self.options):
                         self.coverage.repositories += 1
                         yield name
@@ -402,6 +440,10 @@ class _Probe:
         """Run on a lister thread: the selected tags, or why they could not be listed."""
         try:
             tags = list(self.registry.tags(repository))
+        except InvalidReferenceError:
+            # The catalog's own answer named it: a broken or hostile registry, not a typo of
+            # the user's; the other repositories are still probed.
+            return ProtocolError(f"the catalog lists an invalid repository name {repository!r}")
         except NotFoundError:
             # Deleted since the catalog was read (or the catalog lists a repository whose
             # tags are all gone): nothing a pull could ask for.

@@ -35,6 +35,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
     started: list[float] = []
     finished: list[float] = []
     last_complete: list[float | None] = []
+    unmatched: list[set[str]] = []
     for name, doc in reports:
         probe = doc.get("probe") if is_probe_report(doc) else None
         if not isinstance(probe, Mapping):
@@ -53,17 +54,21 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         if index in shards:
             raise BadInputError(f"{name}: shard {index}/{n} is also in {shards[index]}")
         shards[index] = name
+        _check_shape(name, doc, probe)
         for key in _SUMMED:
             meta[key] += int(probe.get(key) or 0)
         for key in ("complete", "catalog_accessible", "auth_accepted"):
             meta[key] = meta[key] and bool(probe.get(key, True))
         meta["unchecked"] += list(probe.get("unchecked") or [])
+        # Every shard matches the globs against the whole catalog: unmatched in all is
+        # unmatched (a shard that could not read the catalog lists none).
+        unmatched.append({str(g) for g in probe.get("repository_globs_unmatched") or []})
         for method, n_requests in (probe.get("requests") or {}).items():
             requests[str(method)] = requests.get(str(method), 0) + int(n_requests)
         started.append(float(probe.get("started_timestamp") or 0))
         finished.append(float(probe.get("finished_timestamp") or 0))
         state = probe.get("state") or {}
-        last = state.get("last_complete_timestamp") if state else None
+        last = state.get("last_complete_timestamp")
         if last is None and probe.get("complete"):
             last = probe.get("finished_timestamp")
         last_complete.append(float(last) if last is not None else None)
@@ -85,10 +90,44 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         duration_seconds=round(max(finished) - min(started), 3),
         requests=requests,
         merged_shards=count,
+        repository_globs_unmatched=sorted(set.intersection(*unmatched)),
         state={"last_complete_timestamp": min(known) if len(known) == count else None},
     )
     merged.meta["probe"] = meta
     return merged
+
+
+def _check_shape(name: str, doc: Mapping[str, Any], probe: Mapping[str, Any]) -> None:
+    """Raise BadInputError naming the file and field when a report's fields do not have
+    the types `shipsure probe --format json` writes (a hand-edited or truncated report)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    def bad(field: str, want: str) -> BadInputError:
+        return BadInputError(f"{name}: {field} is not {want}")
+
+    for key in _SUMMED:
+        if probe.get(key) is not None and not (number(probe[key]) and probe[key] >= 0):
+            raise bad(f"probe.{key}", "a count")
+    for key in ("started_timestamp", "finished_timestamp"):
+        if probe.get(key) is not None and not number(probe[key]):
+            raise bad(f"probe.{key}", "a time in Unix seconds")
+    if not isinstance(probe.get("unchecked") or [], list):
+        raise bad("probe.unchecked", "a list")
+    if not isinstance(probe.get("repository_globs_unmatched") or [], list):
+        raise bad("probe.repository_globs_unmatched", "a list")
+    requests = probe.get("requests") or {}
+    if not isinstance(requests, Mapping) or not all(number(v) for v in requests.values()):
+        raise bad("probe.requests", "an object of counts")
+    state = probe.get("state") or {}
+    last = state.get("last_complete_timestamp") if isinstance(state, Mapping) else None
+    if not isinstance(state, Mapping) or (last is not None and not number(last)):
+        raise bad("probe.state", "an object with last_complete_timestamp in Unix seconds")
+    if not isinstance(doc.get("checked") or {}, Mapping):
+        raise bad("checked", "an object of counts")
+    if not isinstance(doc.get("findings") or [], list):
+        raise bad("findings", "a list")
 
 
 _FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")

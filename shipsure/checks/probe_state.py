@@ -22,7 +22,7 @@ from typing import Any
 
 from shipsure.checks.verify import BLOB_DIGEST_MISMATCH, BLOB_SIZE_MISMATCH, BLOB_TRUNCATED
 from shipsure.errors import BadInputError, CouldNotRunError
-from shipsure.fileio import write_atomic
+from shipsure.fileio import read_regular, write_atomic
 from shipsure.findings import Finding, Report
 
 STATE_VERSION = 1
@@ -73,15 +73,14 @@ def load_state(path: str | Path) -> ProbeState | None:
     Raises BadInputError for a file that is not a probe state (the user named it).
     """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_STATE_BYTES + 1)
+        raw = read_regular(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise BadInputError(f"--state {path}: {exc.strerror or exc}") from None
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadInputError(f"--state {path}: not a probe state file (not JSON)") from None
     if (
         len(raw) > MAX_STATE_BYTES
@@ -93,14 +92,42 @@ def load_state(path: str | Path) -> ProbeState | None:
     ):
         raise BadInputError(f"--state {path}: not a probe state file of version {STATE_VERSION}")
     last = doc.get("last_complete_timestamp")
+    for key, entry in doc["findings"].items():
+        # Checked here, before the registry is walked: a bad entry found after the walk
+        # would waste the run and end in a traceback.
+        problem = _entry_problem(entry)
+        if problem:
+            raise BadInputError(f"--state {path}: finding {key!r}: {problem}")
     return ProbeState(
         registry=str(doc.get("registry") or ""),
         shard=str(doc.get("shard") or ""),
         runs=doc["runs"],
-        last_complete_timestamp=float(last) if isinstance(last, int | float) else None,
-        findings={str(k): v for k, v in doc["findings"].items() if isinstance(v, dict)},
-        states={str(k): float(v) for k, v in doc["states"].items() if isinstance(v, int | float)},
+        last_complete_timestamp=float(last) if last is not None and _is_time(last) else None,
+        findings=dict(doc["findings"]),
+        states={str(k): float(v) for k, v in doc["states"].items() if _is_time(v)},
     )
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e11
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why a saved finding cannot be used, or None: the shape `advance` writes."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    for name in ("first_seen", "last_seen"):
+        if not _is_time(entry.get(name)):
+            return f"{name} is not a time in Unix seconds"
+    if not isinstance(entry.get("kind"), str):
+        return "kind is not a string"
+    for name in ("repository", "digest"):
+        if entry.get(name) is not None and not isinstance(entry.get(name), str):
+            return f"{name} is not a string"
+    tags = entry.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return "tags is not a list of strings"
+    return None
 
 
 def save_state(path: str | Path, state: ProbeState) -> None:

@@ -4,6 +4,7 @@ progress on stderr."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,7 +131,15 @@ class Progress:
 
     def update(self, text: str) -> None:
         if self.enabled:
-            self.stream.write(f"\r{self.label}: {text}\x1b[K")
+            from shipsure.report.terminal import printable
+
+            # One line that fits: a longer one wraps, and `\r` then rewrites only its last
+            # row, leaving the rest on screen. Names are escaped (a file name with ESC).
+            width = shutil.get_terminal_size().columns - 1
+            line = f"{self.label}: {printable(text)}"
+            if len(line) > width > 1:
+                line = line[: width - 1] + "…"
+            self.stream.write(f"\r{line}\x1b[K")
             self.stream.flush()
 
     def done(self) -> None:

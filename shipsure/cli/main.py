@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ShipsureError as exc:
-        print(f"shipsure: {exc}", file=sys.stderr)
+        from shipsure.report.terminal import one_line
+
+        print(f"shipsure: {one_line(exc)}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("shipsure: interrupted", file=sys.stderr)

@@ -6,7 +6,10 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from shipsure.checks.probe import DEFAULT_PAGE_SIZE, ProbeOptions, probe
 from shipsure.checks.probe_state import (
@@ -23,6 +26,9 @@ from shipsure.errors import CouldNotRunError, UsageError
 from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.report import json_format, probe_text
+
+# Read through this name so tests can set the hour.
+_clock = time.time
 
 EPILOG = """\
 what it checks:
@@ -152,14 +158,24 @@ def _regex(text: str | None) -> re.Pattern[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
+    if args.pushgateway:
+        _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
+    if args.textfile and not args.textfile.endswith(".prom"):
+        # The collector reads *.prom only: any other name is written and never scraped.
+        print(
+            f"shipsure: warning: --textfile {args.textfile}: node-exporter's textfile "
+            "collector reads only *.prom files",
+            file=sys.stderr,
+        )
     previous = load_state(args.state) if args.state else None
-    # The rotation must be contiguous: with --state the runs are counted from 0 (a first
-    # run has no state file yet, the next reads runs=1); without it, the hour stands in for
-    # the count, which an hourly schedule advances by one.
-    if args.state:
-        run_number = previous.runs if previous is not None else 0
+    # With --state, runs are counted from 0 in the state, so consecutive runs take
+    # consecutive buckets. (A first run numbered by the hour, then 1, 2, ...: at an odd
+    # hour the first two runs took the same bucket and half the blobs waited a run more
+    # than the promised ceil(100/PERCENT).) Without a state, the hour stands in for it.
+    if previous is not None:
+        run_number = previous.runs
     else:
-        run_number = int(time.time() // 3600)
+        run_number = 0 if args.state else int(_clock() // 3600)
     options = ProbeOptions(
         repositories=tuple(args.repo),
         tag_pattern=pattern,
@@ -210,6 +226,10 @@ def publish(report: Report, args: argparse.Namespace) -> int:
         text = probe_text.render(report)
     sys.stdout.write(text)
     sys.stdout.flush()
+    if args.format != "text":
+        # Text says it in its summary; json and prometheus runs (cron, CI) say it here.
+        for glob in report.meta.get("probe", {}).get("repository_globs_unmatched", []):
+            print(f"shipsure: warning: --repo {glob!r} matched no repository", file=sys.stderr)
     code = int(report.exit_code(args.fail_on))
     try:
         if getattr(args, "textfile", None):
@@ -231,19 +251,68 @@ def _write_textfile(path: str, text: str) -> None:
         raise CouldNotRunError(f"--textfile {path}: {exc.strerror or exc}") from None
 
 
+@dataclass(frozen=True)
+class _Gateway:
+    url: str  # without user info
+    shown: str  # for messages: the password replaced by ***
+    username: str | None
+    password: str | None
+
+
+def _pushgateway_target(text: str) -> _Gateway:
+    """The Pushgateway a `--pushgateway` URL names. `user:password@` in it is sent as HTTP
+    basic auth (a Pushgateway behind a proxy with `basic_auth_users`) and never printed.
+    Like prometheus-client, a URL without a scheme means http://.
+
+    Raises UsageError for anything but an http(s) URL with a host.
+    """
+    raw = text if "://" in text else "http://" + text
+    parts = urlsplit(raw)
+    user, at_sign, host = parts.netloc.rpartition("@")
+    name, colon, _ = user.partition(":")
+    shown_netloc = f"{name}{':***' if colon else ''}@{host}" if at_sign else host
+    shown = urlunsplit(parts._replace(netloc=shown_netloc))
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"--pushgateway {shown}: not an http:// or https:// URL with a host")
+    return _Gateway(
+        url=urlunsplit(parts._replace(netloc=host)),
+        shown=shown,
+        username=unquote(name) if at_sign else None,
+        password=unquote(user.partition(":")[2]) if at_sign and colon else None,
+    )
+
+
 def _push(url: str, report: Report, labels: int) -> None:
     from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
 
     from shipsure.report.probe_metrics import collector_registry
+
+    gateway = _pushgateway_target(url)
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        if gateway.username is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(
+            url, method, timeout, headers, data, gateway.username, gateway.password
+        )
 
     meta = report.meta.get("probe", {})
     try:
         push_to_gateway(
-            url,
+            gateway.url,
             job="shipsure_probe",
             registry=collector_registry(report, labels),
             grouping_key={"registry": str(meta.get("registry")), "shard": str(meta.get("shard"))},
             timeout=30,
+            handler=handler,
         )
     except OSError as exc:
-        raise CouldNotRunError(f"--pushgateway {url}: {exc}") from None
+        reason = getattr(exc, "reason", None) or exc
+        raise CouldNotRunError(f"--pushgateway {gateway.shown}: {reason}") from None

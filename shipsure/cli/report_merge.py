@@ -10,6 +10,7 @@ from shipsure.checks.probe_merge import is_probe_report, merge_probe_reports
 from shipsure.checks.scan.merge import merge_reports
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 
 # A shard report lists every digest its repositories reference: large, but bounded.
 MAX_REPORT_BYTES = 1 << 30
@@ -53,17 +54,23 @@ def run(args: argparse.Namespace) -> int:
     loaded = []
     for name in args.files:
         try:
-            with open(name, "rb") as f:
-                raw = f.read(MAX_REPORT_BYTES + 1)
+            raw = read_regular(name, MAX_REPORT_BYTES)
         except OSError as exc:
             raise BadInputError(f"{name}: {exc.strerror or exc}") from None
         if len(raw) > MAX_REPORT_BYTES:
             raise BadInputError(f"{name}: over {MAX_REPORT_BYTES} bytes")
         try:
             loaded.append((name, json.loads(raw)))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BadInputError(f"{name}: not JSON ({exc})") from None
-    if loaded and all(is_probe_report(doc) for _, doc in loaded):
+    probes = [name for name, doc in loaded if is_probe_report(doc)]
+    if probes and len(probes) != len(loaded):
+        other = next(name for name, doc in loaded if not is_probe_report(doc))
+        raise BadInputError(
+            f"{other}: not a probe report like {probes[0]}: merge the shards of one scan "
+            "or one probe"
+        )
+    if probes:
         from shipsure.cli.probe import publish
 
         return publish(merge_probe_reports(loaded), args)

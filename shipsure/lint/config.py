@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.lint.rules import RULES
 from shipsure.lint.yaml_lines import error_text, load_one
 
@@ -78,10 +79,13 @@ class LintConfig:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        raw = read_regular(path, MAX_CONFIG_BYTES)
+        if len(raw) > MAX_CONFIG_BYTES:
             raise BadInputError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise BadInputError(f"{path}: cannot read: {exc}") from None
     try:
         return load_one(text)

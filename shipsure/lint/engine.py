@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report
 from shipsure.lint import compose, dockerfile, pins
 from shipsure.lint.config import LintConfig, load_config
@@ -82,6 +83,13 @@ def _display(path: str) -> str:
 
 def _resolve_root(argument: str, options: LintOptions) -> _Root:
     path = Path(argument)
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        # ENAMETOOLONG, ELOOP in a parent, EACCES: is_dir() would raise them as tracebacks.
+        raise BadInputError(f"{argument}: {exc.strerror or exc}") from None
     if path.is_dir():
         config = load_config(path, options.config, options.secrets)
         return _Root(path, _display(argument), list(walk(path)), config, path)
@@ -103,6 +111,10 @@ def _resolve_root(argument: str, options: LintOptions) -> _Root:
             )
             files = [f for f in files if classify(f) is FileKind.WOODPECKER]
         return _Root(Path("."), "", files, config, config_base, frozenset({rel}))
+    if path.is_symlink() and not path.exists():
+        raise BadInputError(f"{argument}: a symbolic link to nothing (or a loop of links)")
+    if path.exists():
+        raise BadInputError(f"{argument}: not a regular file or directory")
     raise BadInputError(f"{argument}: no such file or directory")
 
 
@@ -120,13 +132,17 @@ def _config_folder(start: Path) -> Path:
 
 def _read(path: Path, shown: str) -> str | Finding:
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        # A FIFO named like a Dockerfile must not wait for a writer, nor a link to
+        # /dev/zero be read forever: only regular files, never more than the limit.
+        raw = read_regular(path, MAX_FILE_BYTES)
+        if len(raw) > MAX_FILE_BYTES:
             return check_error(shown, 1, f"could not check: larger than {MAX_FILE_BYTES} bytes")
-        return path.read_text(encoding="utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return check_error(shown, 1, "could not check: not UTF-8 text")
     except OSError as exc:
+        if exc.strerror == "not a regular file":
+            return check_error(shown, 1, "could not check: not a regular file")
         return check_error(shown, 1, f"could not check: cannot read: {exc.strerror or exc}")
 
 

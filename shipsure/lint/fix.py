@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from shipsure.errors import BadInputError, InvalidDigestError, InvalidReferenceError
+from shipsure.errors import BadInputError, InvalidDigestError, InvalidReferenceError, ShipsureError
 from shipsure.fileio import write_atomic
 from shipsure.findings import Report
 from shipsure.lint.images import ImageUse
@@ -44,6 +44,8 @@ from shipsure.plan import (
     apply,
 )
 from shipsure.registry.interface import NotFoundError, Registry, RegistryError
+from shipsure.registry.wire import InvalidURL
+from shipsure.report.terminal import printable
 
 WRITER = "lint-fix"
 PIN_OP = "pin-images"
@@ -98,10 +100,15 @@ class FixPlan:
     def render_text(self) -> str:
         out = [f"fix plan: {len(self.changes)} change(s), {len(self.unresolved)} not fixable"]
         for s in self.changes:
-            via = f"  (edits {s.edits})" if s.edits else ""
-            out.append(f"  {s.file}:{s.line}  {s.old}  ->  {s.new}{via}")
+            via = f"  (edits {printable(s.edits)})" if s.edits else ""
+            out.append(
+                f"  {printable(s.file)}:{s.line}  {printable(s.old)}  ->  {printable(s.new)}{via}"
+            )
         for s in self.unresolved:
-            out.append(f"  {s.file}:{s.line}  {s.old}  NOT FIXED: {s.reason}")
+            out.append(
+                f"  {printable(s.file)}:{s.line}  {printable(s.old)}  NOT FIXED: "
+                f"{printable(s.reason)}"
+            )
         return "\n".join(out) + "\n"
 
     def to_plan(self) -> Plan:
@@ -131,6 +138,16 @@ def _pinned_text(use: ImageUse, ref: Reference, digest: Digest) -> str:
     # name implied, then the digest.
     text = use.text if ref.tag is not None else f"{use.text}:latest"
     return f"{text}@{digest}"
+
+
+def _open(open_registry: Callable[[str], Registry], host: str) -> Registry:
+    """The registry of a reference a file names. A host no request can go to (port 99999:
+    a traceback from the URL check) is that reference's problem, reported as not fixed,
+    never the end of the run."""
+    try:
+        return open_registry(host)
+    except (ShipsureError, InvalidURL) as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _resolve(registry: Registry, ref: Reference) -> Digest:
@@ -187,7 +204,7 @@ def plan_fixes(
             if key not in resolved:
                 try:
                     if ref.registry not in registries:
-                        registries[ref.registry] = open_registry(ref.registry)
+                        registries[ref.registry] = _open(open_registry, ref.registry)
                     resolved[key] = _resolve(registries[ref.registry], ref)
                 except NotFoundError:
                     resolved[key] = f"the registry has no tag {ref.tag or 'latest'!r} in {ref.name}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from shipsure.findings import Finding, Report
 from shipsure.lint.rules import location
+from shipsure.report.terminal import printable
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -43,8 +44,9 @@ def render_text(report: Report) -> str:
     lines: list[str] = []
     for f in report.findings:
         file, line, column = location(f)
-        where = f"{file}:{line}:{column}" if column else f"{file}:{line}"
-        lines.append(f"{where}: {f.severity.label} {f.details.get('rule', f.kind)} {f.message}")
+        where = f"{printable(file)}:{line}:{column}" if column else f"{printable(file)}:{line}"
+        rule = printable(f.details.get("rule", f.kind))
+        lines.append(f"{where}: {f.severity.label} {rule} {printable(f.message)}")
     checked = ", ".join(f"{n} {what}" for what, n in report.checked.items())
     summary = (
         f"lint: {len(report.problems)} problem(s), {len(report.check_errors)} could not be checked"

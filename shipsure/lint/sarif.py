@@ -1,15 +1,19 @@
 """SARIF 2.1.0 output, as GitHub code scanning ingests it. Pure.
 
 Every rule is listed in `runs[0].tool.driver.rules` (so `ruleIndex` is stable across runs);
-each finding is a `result` with `physicalLocation.artifactLocation.uri` (relative to the
-repository root, `%SRCROOT%`) and `region.startLine`/`startColumn`. Files that could not be
-checked are `toolExecutionNotifications` of the invocation, not results: they are not rule
-violations.
+each finding is a `result` with `physicalLocation.artifactLocation.uri` and
+`region.startLine`/`startColumn`. The URI is relative to the repository root
+(`%SRCROOT%`: the nearest folder above the file holding `.git`), whatever folder lint ran
+from, since code scanning maps results onto the repository's files; a file in no
+repository gets its absolute `file://` URI. Files that could not be checked are
+`toolExecutionNotifications` of the invocation, not results: they are not rule violations.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -42,17 +46,22 @@ def _rules() -> list[dict[str, Any]]:
     ]
 
 
+def _artifact(file: str) -> dict[str, str]:
+    # Not resolved: a symbolic link is reported where it is, as the repository holds it.
+    path = Path(os.path.abspath(file))
+    for folder in path.parents:
+        if (folder / ".git").exists():
+            rel = path.relative_to(folder).as_posix()
+            return {"uri": quote(rel), "uriBaseId": "%SRCROOT%"}
+    return {"uri": path.as_uri()}
+
+
 def _physical(f: Finding) -> dict[str, Any]:
     file, line, column = location(f)
     region: dict[str, Any] = {"startLine": max(line, 1)}
     if column:
         region["startColumn"] = column
-    return {
-        "physicalLocation": {
-            "artifactLocation": {"uri": quote(file), "uriBaseId": "%SRCROOT%"},
-            "region": region,
-        }
-    }
+    return {"physicalLocation": {"artifactLocation": _artifact(file), "region": region}}
 
 
 def render(report: Report) -> str:

@@ -187,6 +187,10 @@ def load_all(text: str, sequence_merge: bool = False) -> Iterator[Any]:
     try:
         while loader.check_data():  # type: ignore[no-untyped-call]
             yield loader.get_data()
+    except RecursionError:
+        # PyYAML's composer recurses once per level: `[[[[...` a few thousand deep ends
+        # Python's stack. No pipeline or manifest nests like that: malformed input.
+        raise yaml.YAMLError("nested too deeply to read") from None
     finally:
         loader.dispose()
 

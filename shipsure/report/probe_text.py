@@ -7,6 +7,7 @@ from typing import Any
 
 from shipsure.findings import Report
 from shipsure.report import text_format
+from shipsure.report.terminal import printable
 
 
 def render(report: Report) -> str:
@@ -18,21 +19,23 @@ def render(report: Report) -> str:
             since = f.details.get("since", "")
             note = "NEW" if change == "new" else f"since {since}"
             where = f.repository or meta.get("registry", "")
-            lines.append(f"[{note}] {f.kind} {where} {f.details.get('state', '')}".rstrip())
+            noted = printable(f.details.get("state", ""))
+            lines.append(f"[{note}] {printable(f.kind)} {printable(where)} {noted}".rstrip())
     body = text_format.render(report)
     out = [body.rstrip("\n")]
     if lines:
         out += ["", "changes since the previous run:", *("  " + line for line in lines)]
     state = meta.get("state") or {}
     for entry in state.get("recovered", []):
-        what = entry.get("digest") or "tag " + ",".join(entry.get("tags") or [])
+        what = printable(entry.get("digest") or "tag " + ",".join(entry.get("tags") or []))
         out.append(
-            f"  [RECOVERED] {entry['kind']} {entry.get('repository')} {what} "
+            f"  [RECOVERED] {printable(entry['kind'])} {printable(entry.get('repository'))} {what} "
             f"(seen {entry['first_seen']} .. {entry['last_seen']})"
         )
     for entry in state.get("not_checked_again", []):
         out.append(
-            f"  [NOT CHECKED] {entry['kind']} {entry.get('repository')}: could not be checked "
+            f"  [NOT CHECKED] {printable(entry['kind'])} {printable(entry.get('repository'))}: "
+            "could not be checked "
             f"this run (last seen {entry['last_seen']})"
         )
     if meta:
@@ -45,9 +48,14 @@ def render(report: Report) -> str:
             f"catalog {'ok' if meta.get('catalog_accessible') else 'INACCESSIBLE'}, "
             f"auth {'ok' if meta.get('auth_accepted', True) else 'FAILING'}"
         )
-        for entry in meta.get("unchecked", []):
+        for glob in meta.get("repository_globs_unmatched", []):
             out.append(
-                f"  not checked: {entry['repository']}: {entry.get('tags', 0)} tag(s) "
-                f"({'; '.join(entry.get('reasons', []))})"
+                f"  warning: --repo {printable(repr(glob))} matched no repository in the catalog"
+            )
+        for entry in meta.get("unchecked", []):
+            reasons = printable("; ".join(entry.get("reasons", [])))
+            out.append(
+                f"  not checked: {printable(entry['repository'])}: {entry.get('tags', 0)} tag(s) "
+                f"({reasons})"
             )
     return "\n".join(out) + "\n"

@@ -47,6 +47,10 @@ from typing import Any
 import yaml
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
+
+# A settings file is a few hundred bytes; anything near this is not one.
+MAX_CONFIG_BYTES = 1 << 20
 
 CONFIG_FILES = (".shipsure/stacks.yaml", "shipsure.yaml")
 
@@ -98,9 +102,14 @@ def load_config(repo_root: Path, explicit: Path | None = None) -> StacksConfig:
 
 def _from_file(path: Path, key: str | None) -> StacksConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_regular(path, MAX_CONFIG_BYTES)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise BadInputError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+        data = yaml.safe_load(raw.decode("utf-8"))
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    except RecursionError:
+        raise BadInputError(f"{path}: not valid YAML: nested too deeply to read") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadInputError(f"{path}: not valid YAML: {first}") from None

@@ -30,8 +30,13 @@ class Git:
     @classmethod
     def discover(cls, start: Path) -> Git:
         """The repository holding `start`; a bad input error when it is not in one."""
-        if not start.exists():
-            raise BadInputError(f"{start}: no such folder")
+        try:
+            start.stat()
+        except FileNotFoundError:
+            raise BadInputError(f"{start}: no such folder") from None
+        except OSError as exc:
+            # A name too long, a loop of links, no permission: exists() raises some of them.
+            raise BadInputError(f"{start}: {exc.strerror or exc}") from None
         try:
             out = _run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], 30.0)
         except _GitFailed:

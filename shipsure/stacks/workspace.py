@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipsure.fileio import read_regular
 from shipsure.stacks import state
 from shipsure.stacks.baseline import Baseline, choose_baseline
 from shipsure.stacks.changed import ChangedStacks, all_stacks, detect
@@ -46,8 +47,8 @@ class Workspace:
         """A tracked file's text from the work tree; None if unreadable or huge (a
         generated blob is no module)."""
         try:
-            with (self.root / path).open("rb") as handle:
-                raw = handle.read(MAX_HCL_BYTES + 1)
+            # A tracked link may name a FIFO or a device: never block or read forever.
+            raw = read_regular(self.root / path, MAX_HCL_BYTES)
         except OSError:
             return None
         if len(raw) > MAX_HCL_BYTES:

@@ -247,9 +247,15 @@ def test_probe_reports_the_same_faults_on_distribution_v3(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hour", [7, 8])  # the first run once took the hour's bucket
 def test_deep_sample_finds_corruption_within_its_rotation_and_keeps_it(
-    fresh_registry: SandboxRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    hour: int,
+    fresh_registry: SandboxRegistry,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("shipsure.cli.probe._clock", lambda: hour * 3600.0 + 5)
     tree = generate(fresh_registry.root, SyntheticSpec(repositories=2, tags=2, platforms=2))
     corrupted = tree.tag(tree.repositories[1], "v1").children[0].layers[-1]
     faults.corrupt_blob(fresh_registry.root, corrupted)

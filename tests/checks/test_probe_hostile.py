@@ -188,3 +188,48 @@ def test_a_repository_larger_than_a_batch_checks_each_blob_once() -> None:
         len([a for a in asked if a.startswith(f"GET /v2/team/app0/manifests/{Digest.of(CHILD)}")])
         == 1
     )
+
+
+def test_invalid_names_in_the_catalog_or_a_tag_list_are_could_not_check() -> None:
+    # `../../etc` and `Team/App` are no repository names and `../x` no tag: the run used to
+    # stop there with "invalid repository name" (exit 2, as if the user had typed it).
+    def odd(request: httpx.Request) -> httpx.Response | None:
+        path = request.url.path
+        if path == "/v2/_catalog":
+            return httpx.Response(200, json={"repositories": [*REPOS[:2], "../../etc"]})
+        if path == "/v2/team/app1/tags/list":
+            return httpx.Response(
+                200, json={"name": "team/app1", "tags": ["latest", "../x", "\x1b[2J"]}
+            )
+        return None
+
+    report, _ = _run(odd)
+    meta = report.meta["probe"]
+    assert report.problems == []
+    errors = sorted(report.check_errors, key=lambda f: (str(f.repository), f.message))
+    assert [(f.repository, f.details["state"]) for f in errors] == [
+        ("../../etc", "coverage-partial"),
+        ("team/app1", "coverage-partial"),
+        ("team/app1", "coverage-partial"),
+    ]
+    assert "the catalog lists an invalid repository name '../../etc'" in errors[0].message
+    assert errors[1].message == "could not check: invalid tag or digest '../x'"
+    assert meta["tags_checked"] == 2  # latest of app0 and app1
+    assert meta["complete"] is False
+    assert int(report.exit_code()) == 3
+
+
+def test_a_catalog_page_repeating_its_last_name_walks_it_once() -> None:
+    def repeat(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != "/v2/_catalog":
+            return None
+        last = request.url.params.get("last")
+        if last is None:
+            headers = {"Link": '</v2/_catalog?last=team/app1>; rel="next"'}
+            return httpx.Response(200, json={"repositories": REPOS[:2]}, headers=headers)
+        return httpx.Response(200, json={"repositories": [last, *REPOS[2:4]]})
+
+    report, asked = _run(repeat)
+    assert report.findings == []
+    assert report.meta["probe"]["repositories"] == 4
+    assert len([a for a in asked if a == "GET /v2/team/app1/tags/list"]) == 1

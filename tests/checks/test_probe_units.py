@@ -30,6 +30,19 @@ def test_tags_by_regex_then_the_greatest_in_version_order() -> None:
     assert select_tags(tags, ProbeOptions()) == tags
 
 
+def test_max_tags_takes_releases_before_names_and_signatures() -> None:
+    # A signed image has one `sha256-<digest>.sig` tag per release: they, and `latest`, all
+    # sorted above every number, so --max-tags took them instead of the newest releases.
+    releases = [f"1.{i}.0" for i in range(30)]
+    signatures = [f"sha256-{i:064x}.sig" for i in range(30)]
+    tags = ["latest", "main", *signatures, *releases, "v2.0.0"]
+    assert select_tags(tags, ProbeOptions(max_tags=3)) == ["1.28.0", "1.29.0", "v2.0.0"]
+    # Then other names, signatures last.
+    assert select_tags(tags, ProbeOptions(max_tags=33)) == ["latest", "main", *releases, "v2.0.0"]
+    order = sorted(["latest", "sha256-" + "a" * 64 + ".sig", "1.0", "main"], key=natural_key)
+    assert order == ["sha256-" + "a" * 64 + ".sig", "latest", "main", "1.0"]
+
+
 def test_repositories_by_glob_and_shard() -> None:
     names = [f"team{i % 3}/app{i}" for i in range(60)]
     options = ProbeOptions(repositories=("team1/*",))

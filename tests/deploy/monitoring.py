@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, args: list[str], port: int, ready_path: str, log: Path) -> None:
+    def __init__(
+        self, args: list[str], port: int, ready_path: str, log: Path, ready_on_401: bool = False
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
@@ -45,6 +48,9 @@ class Server:
                 with urllib.request.urlopen(self.url + ready_path, timeout=2) as answer:
                     if answer.status == 200:
                         return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and ready_on_401:
+                    return
             except OSError:
                 pass
             if time.monotonic() > deadline:
@@ -80,19 +86,25 @@ def start_node_exporter(workdir: Path, textfiles: Path) -> Server:
     )
 
 
-def start_pushgateway(workdir: Path) -> Server:
+def start_pushgateway(workdir: Path, web_config: Path | None = None) -> Server:
+    """`web_config`: the exporter-toolkit web config (e.g. `basic_auth_users`); its
+    readiness path then needs the same credentials, so it is checked on /-/healthy's
+    401 being anything but a refused connection."""
     assert PUSHGATEWAY is not None
     port = free_port()
+    extra = [f"--web.config.file={web_config}"] if web_config else []
     return Server(
         [
             PUSHGATEWAY,
             f"--web.listen-address=127.0.0.1:{port}",
             # Debian's build persists pushed metrics under /var/lib by default.
             f"--persistence.file={workdir / 'pushgateway.data'}",
+            *extra,
         ],
         port,
         "/-/ready",
         workdir / "pushgateway.log",
+        ready_on_401=web_config is not None,
     )
 
 

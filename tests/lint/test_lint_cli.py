@@ -99,7 +99,8 @@ def test_sarif_is_valid_sarif_2_1_0(in_examples: Path, capsys: pytest.CaptureFix
         assert not location["artifactLocation"]["uri"].startswith("/")
         assert location["region"]["startLine"] >= 1
     first = results[-1]["locations"][0]["physicalLocation"]
-    assert first["artifactLocation"]["uri"] == "incident/docker-compose.yml"
+    # Relative to the repository holding the examples, not to the folder lint ran from.
+    assert first["artifactLocation"]["uri"] == "tests/lint/examples/incident/docker-compose.yml"
     assert first["region"] == {"startLine": 4, "startColumn": 12}
     schema = _sarif_schema()
     if schema is None:
@@ -108,6 +109,35 @@ def test_sarif_is_valid_sarif_2_1_0(in_examples: Path, capsys: pytest.CaptureFix
 
     errors = [e.message for e in Draft4Validator(schema).iter_errors(log)]
     assert errors == []
+
+
+@pytest.mark.parametrize("run_from", ["root", "sub"])
+def test_sarif_uris_are_relative_to_the_repository_root(
+    run_from: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub dir").mkdir()
+    (repo / "sub dir" / "Dockerfile").write_text("FROM alpine\n")
+    before = Path.cwd()
+    os.chdir(repo if run_from == "root" else repo / "sub dir")
+    try:
+        assert main(["lint", "--format", "sarif", "."]) == 1
+    finally:
+        os.chdir(before)
+    [result] = json.loads(capsys.readouterr().out)["runs"][0]["results"]
+    artifact = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": "sub%20dir/Dockerfile", "uriBaseId": "%SRCROOT%"}
+
+
+def test_sarif_uri_outside_any_repository_is_absolute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM alpine\n")
+    assert main(["lint", "--format", "sarif", str(tmp_path)]) == 1
+    [result] = json.loads(capsys.readouterr().out)["runs"][0]["results"]
+    artifact = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": (tmp_path / "Dockerfile").as_uri()}
 
 
 def test_config_disables_rules_per_path(lint_tree: LintTree) -> None:

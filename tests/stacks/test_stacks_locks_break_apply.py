@@ -82,3 +82,45 @@ def test_break_writes_nothing_into_the_current_folder(lock_repo: Path, tmp_path:
         backend.close()
     assert list(cwd.iterdir()) == []
     assert main(["stacks", "locks", "list", "--repo", str(lock_repo), "--lock-url", url]) == 0
+
+
+def test_an_unreadable_lock_file_is_broken_as_the_error_advises(
+    lock_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The error said "remove it with `shipsure stacks locks break`", which refused it too.
+    locks = lock_repo / ".shipsure" / "locks"
+    locks.mkdir(parents=True)
+    bad = locks / "stacks%2Fa.lock.json"
+    bad.write_bytes(b"\x00garbage\xff")
+    argv = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo)]
+    assert main(["stacks", "locks", "list", "--repo", str(lock_repo)]) == 3
+    assert "locks break KEY --apply" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("would break unreadable lock 'stacks/a': ")
+    assert bad.exists()
+    assert main([*argv, "--apply"]) == 0
+    assert capsys.readouterr().out.startswith("broke unreadable lock 'stacks/a': ")
+    assert not bad.exists()
+    assert main(["stacks", "locks", "list", "--repo", str(lock_repo)]) == 0
+
+
+def test_an_unreadable_lock_replaced_by_a_live_one_is_not_broken(lock_repo: Path) -> None:
+    from shipsure.stacks.locks.breaking import BreakWriter, plan_break
+    from shipsure.stacks.locks.interface import LockUnreadable
+
+    locks = lock_repo / ".shipsure" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "stacks%2Fa.lock.json").write_text("not json")
+    backend = open_backend(f"file://{locks}")
+    try:
+        with pytest.raises(LockUnreadable) as unreadable:
+            backend.get("stacks/a")
+        planned = plan_break("stacks/a", unreadable.value)
+        (locks / "stacks%2Fa.lock.json").unlink()
+        backend.acquire("stacks/a", "runner-1", ttl=600)
+        (outcome,) = plan.apply(planned, BreakWriter(backend), plan.Journal(lock_repo / "j"))
+        assert outcome.result is plan.Result.REFUSED and "runner-1" in outcome.reason
+        info = backend.get("stacks/a")
+        assert info is not None and info.owner == "runner-1"
+    finally:
+        backend.close()

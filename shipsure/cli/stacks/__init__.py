@@ -7,6 +7,7 @@ described in `shipsure.stacks.config` (and in `shipsure stacks --help`).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ up to --parallel at a time. Logs: <log dir>/<stack with / as __>.log. After an a
 (<state dir>/last-applied), the baseline of `stacks changed --since-last-apply`.
 
 exit codes: 0 every stack succeeded; 1 a stack failed or was locked; 2 bad input;
-3 could not run (binary or lock backend unavailable); 130 interrupted.
+3 could not run (binary or lock backend unavailable); 128 + the signal when cancelled
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 examples:
   shipsure stacks run plan --changed --base origin/main --parallel 4
@@ -76,7 +78,8 @@ changes (newly drifted, resolved, error). If the alert cannot be delivered the s
 not saved, so the next run alerts again.
 
 exit codes: 0 no drift; 1 a stack drifted; 3 otherwise, when a stack could not be checked
-(error, skipped) or the alert could not be delivered.
+(error, skipped) or the alert could not be delivered; 128 + the signal when cancelled
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 examples:
   shipsure stacks drift --webhook https://hooks.slack.com/services/T/B/X
@@ -89,6 +92,23 @@ examples:
   shipsure stacks locks break live/prod/app --apply    # breaks it, journaled"""
 
 
+class _TrailingStacks(argparse.ArgumentParser):
+    """Stacks named anywhere on the line. argparse (before 3.12) fills `STACK...`
+    (nargs='*') with nothing as soon as it meets the action word, so `run plan --parallel 2
+    live/a` or `drift --format json live/a` failed with "unrecognized arguments: live/a".
+    Left-over words that are not options are taken as stacks, in order."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if isinstance(getattr(parsed, "stacks", None), list):
+            words = [e for e in extras if not e.startswith("-")]
+            parsed.stacks += words
+            extras = [e for e in extras if e.startswith("-")]
+        return parsed, extras
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stacks",
@@ -97,7 +117,11 @@ def add_parser(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="stacks_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(
+        dest="stacks_command",
+        metavar="SUBCOMMAND",
+        parser_class=type("StacksParser", (_TrailingStacks, type(parser)), {}),
+    )
     sub.required = True
 
     common = argparse.ArgumentParser(add_help=False)
@@ -115,10 +139,11 @@ def add_parser(subparsers: Any) -> None:
     )
     locks.add_argument(
         "--lock-ttl",
-        type=_seconds,
+        type=_lock_ttl,
         default=DEFAULT_TTL_SECONDS,
         metavar="SECONDS",
-        help="lock TTL; renewed every TTL/3 while a stack runs (default: 1800)",
+        help=f"lock TTL, at least {MIN_LOCK_TTL_SECONDS:g}; renewed every TTL/3 while a stack "
+        "runs (default: 1800)",
     )
 
     baseline = argparse.ArgumentParser(add_help=False)
@@ -226,6 +251,21 @@ def _positive(text: str) -> int:
         return positive_int(int(text), "value")
     except (ValueError, BadInputError):
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, not {text!r}") from None
+
+
+# A TTL of 0 renewed in a busy loop and was stale the moment it was written, so a second
+# runner took the lock over at once. Below a few of the holder's 2 s checks, one slow
+# renewal loses the lock.
+MIN_LOCK_TTL_SECONDS = 10.0
+
+
+def _lock_ttl(text: str) -> float:
+    value = _seconds(text)
+    if value < MIN_LOCK_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected at least {MIN_LOCK_TTL_SECONDS:g} seconds, not {text!r}"
+        )
+    return value
 
 
 def _seconds(text: str) -> float:

@@ -10,7 +10,9 @@ import time
 from shipsure.cli.stacks.common import lock_backend, utc, workspace
 from shipsure.findings import ExitCode
 from shipsure.plan import Journal, Result, apply
+from shipsure.report.terminal import printable
 from shipsure.stacks.locks.breaking import BreakWriter, plan_break
+from shipsure.stacks.locks.interface import LockInfo, LockUnreadable
 
 JOURNAL_NAME = "journal.jsonl"  # in the stacks state folder (--state-dir)
 
@@ -43,8 +45,10 @@ def run_locks_list(args: argparse.Namespace) -> int:
     for i in infos:
         left = i.expires_at - now
         when = f"stale for {-left:.0f}s" if left <= 0 else f"expires in {left:.0f}s"
-        sys.stdout.write(f"{i.key}  {i.owner}  since {utc(i.acquired_at)}  {when}")
-        sys.stdout.write(f"  {i.note}\n" if i.note else "\n")
+        # Owners and notes come from whoever wrote the lock: escaped for the terminal.
+        line = f"{i.key}  {i.owner}  since {utc(i.acquired_at)}  {when}"
+        sys.stdout.write(printable(line))
+        sys.stdout.write(f"  {printable(i.note)}\n" if i.note else "\n")
     return int(ExitCode.CLEAN)
 
 
@@ -52,7 +56,11 @@ def run_locks_break(args: argparse.Namespace) -> int:
     ws = workspace(args)
     backend = lock_backend(ws, args)
     try:
-        plan = plan_break(args.key, backend.get(args.key))
+        try:
+            held: LockInfo | LockUnreadable | None = backend.get(args.key)
+        except LockUnreadable as exc:
+            held = exc
+        plan = plan_break(args.key, held)
         if not args.apply:
             for action in plan.actions:
                 sys.stdout.write(f"would break {action.because}\n")

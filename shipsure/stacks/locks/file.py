@@ -18,7 +18,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shipsure import fileio
-from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.interface import (
+    SYSTEM_CLOCK,
+    Clock,
+    LockError,
+    LockInfo,
+    LockLost,
+    LockUnreadable,
+)
 from shipsure.stacks.locks.record import (
     NOT_A_RECORD,
     NotALockRecord,
@@ -104,6 +111,17 @@ class FileLockBackend:
         with self._guard(create=True):
             return self._unlink(path)
 
+    def break_unreadable(self, key: str) -> bool:
+        """Remove the file of `key` only if it is still not a lock record: under the guard,
+        so a lock taken meanwhile (a record renamed into place) is never removed."""
+        path = self._path(key)
+        with self._guard(create=True):
+            try:
+                self._read(path)
+            except LockUnreadable:
+                return self._unlink(path)
+            return False
+
     def close(self) -> None:
         """Nothing stays open between calls."""
 
@@ -147,9 +165,9 @@ class FileLockBackend:
         except NotALockRecord:
             # Files are only ever renamed into place whole, so this one was written by
             # something else: refuse to guess whether it is a live lock.
-            raise LockError(
+            raise LockUnreadable(
                 f"lock file {path} is {NOT_A_RECORD}; inspect it, then remove it "
-                "with `shipsure stacks locks break`"
+                "with `shipsure stacks locks break KEY --apply`"
             ) from None
 
     def _write(self, path: Path, info: LockInfo) -> None:

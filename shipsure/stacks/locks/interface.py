@@ -59,6 +59,11 @@ class LockLost(LockError):
     """A renew or release found the lock no longer ours (expired and taken over)."""
 
 
+class LockUnreadable(LockError):
+    """What the backend stores under a key is not a shipsure lock record (written by
+    something else, or damaged): nobody can tell whether it is a live lock."""
+
+
 class LockHeld(ShipsureError):
     """Someone else holds a live lock; `info` says who, since when and until when."""
 

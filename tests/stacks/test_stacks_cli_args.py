@@ -1,0 +1,79 @@
+"""Stacks named after options: `stacks run plan --parallel 2 stacks/s1` and
+`stacks drift --format json stacks/s1` were refused ("unrecognized arguments") because
+argparse fills `STACK...` at the action word; unknown options are still refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipsure.cli.main import main
+from tests.stacks.conftest import make_tf_repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_tf_repo(tmp_path / "infra", ["s1", "s2", "s3"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--dry-run", "--parallel", "2", "stacks/s1", "stacks/s3"],
+        ["plan", "stacks/s1", "--dry-run", "stacks/s3"],
+        ["apply", "--dry-run", "stacks/s1", "--parallel", "2", "stacks/s3"],
+    ],
+)
+def test_run_takes_stacks_anywhere(
+    argv: list[str], repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stacks", "run", *argv, "--repo", str(repo)]) == 0
+    out = capsys.readouterr().out
+    assert "on 2 stack(s)" in out
+    assert out.index("stacks/s1: init") < out.index("stacks/s3: init")
+    assert "stacks/s2" not in out
+
+
+def test_unknown_option_is_still_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["stacks", "run", "plan", "--dry-run", "--bogus", "stacks/s1", "--repo", str(repo)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith("unrecognized arguments: --bogus\n")
+
+
+def test_drift_takes_stacks_after_options(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A stack that is not one is refused by name: the word reached the stack list.
+    code = main(["stacks", "drift", "--format", "json", "modules/greet", "--repo", str(repo)])
+    assert code == 2
+    assert "modules/greet" in capsys.readouterr().err
+
+
+def test_settings_nested_too_deep_are_a_usage_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / ".shipsure").mkdir(exist_ok=True)
+    (repo / ".shipsure" / "stacks.yaml").write_text("watch: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["stacks", "changed", "--all", "--repo", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("stacks.yaml: not valid YAML: nested too deeply to read\n")
+
+
+@pytest.mark.parametrize("ttl", ["0", "9.5"])
+def test_a_lock_ttl_too_short_to_hold_is_refused(
+    ttl: str, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TTL 0 renewed in a busy loop and was stale as soon as written: no lock at all.
+    with pytest.raises(SystemExit) as exited:
+        main(["stacks", "run", "plan", "--all", "--lock-ttl", ttl, "--repo", str(repo)])
+    assert exited.value.code == 2
+    assert f"expected at least 10 seconds, not '{ttl}'" in capsys.readouterr().err
+
+
+def test_a_repo_path_too_long_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Path.exists() raised ENAMETOOLONG: a traceback.
+    long = str(tmp_path / ("a" * 5000))
+    assert main(["stacks", "changed", "--all", "--repo", long]) == 2
+    assert "File name too long" in capsys.readouterr().err
