@@ -142,7 +142,7 @@ class Reference:
             if not _TAG_RE.fullmatch(tag):
                 raise InvalidReferenceError(f"invalid reference {original!r}: bad tag {tag!r}")
         registry, repository = _split_domain(text)
-        if not _DOMAIN_RE.fullmatch(registry):
+        if not is_host(registry):
             raise InvalidReferenceError(
                 f"invalid reference {original!r}: bad registry host {registry!r}"
             )
@@ -196,8 +196,15 @@ def is_manifest_reference(text: str) -> bool:
 
 
 def is_host(text: str) -> bool:
-    """`host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 one (ASCII only)."""
-    return _DOMAIN_RE.fullmatch(text) is not None
+    """`host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 one (ASCII only), and a
+    port, when given, from 1 to 65535 (a URL with another port cannot be built)."""
+    m = _DOMAIN_RE.fullmatch(text)
+    if m is None:
+        return False
+    _, colon, port = text.rpartition(":")
+    if colon and not text.endswith("]") and port.isdigit() and "]" not in port:
+        return 0 < int(port) <= 65535
+    return True
 
 
 def mask_userinfo(text: str) -> str:

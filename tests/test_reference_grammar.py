@@ -128,3 +128,23 @@ def test_platforms_match_as_containerd_normalises(wanted: str, child: Platform) 
 )
 def test_platforms_that_differ_do_not_match(wanted: str, child: Platform) -> None:
     assert not Platform.parse(wanted).matches(child)
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("127.0.0.1:5000", True),
+        ("registry.example.com:65535", True),
+        ("[::1]:5000", True),
+        ("[::1]", True),
+        ("127.0.0.1:99999", False),
+        ("host:0", False),
+        ("[::1]:70000", False),
+    ],
+)
+def test_a_port_outside_1_to_65535_is_no_host(host: str, ok: bool) -> None:
+    """A URL cannot be built with such a port: a usage error (exit 2), never a traceback."""
+    assert is_host(host) is ok
+    if not ok:
+        with pytest.raises(InvalidReferenceError):
+            Reference.parse(f"{host}/app:1")
