@@ -96,9 +96,19 @@ def start_runner(
 def state_lock(repo: Path) -> Iterator[None]:
     """Hold stacks/s1's Terraform state lock, so `terraform apply -lock-timeout` waits."""
     path = repo / "stacks" / "s1" / "terraform.tfstate"
+    # Held as Terraform's local backend holds it: an fcntl lock on the state and the lock
+    # info file beside it. Without the info file, Terraform 1.0 fails at once ("open
+    # .terraform.tfstate.lock.info: no such file") instead of waiting out -lock-timeout.
+    info = path.with_name(".terraform.tfstate.lock.info")
     with path.open("a+b") as handle:
         fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
+        info.write_text(
+            json.dumps({"ID": "held-by-test", "Operation": "OperationTypeApply", "Who": "test"})
+        )
+        try:
+            yield
+        finally:
+            info.unlink(missing_ok=True)
 
 
 def fake_terraform(tmp_path: Path, terraform_bin: str) -> Path:
