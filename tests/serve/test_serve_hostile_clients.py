@@ -68,3 +68,34 @@ def test_idle_connections_beyond_the_limit_do_not_stop_answers_or_sigterm(
         for sock in held:
             sock.close()
         serve.stop()
+
+
+def test_a_utf8_shared_secret_is_accepted_as_the_registry_sends_it(tmp_path: Path) -> None:
+    """read_token takes any UTF-8 token; the registry sends the header's bytes as written
+    in its config, so serve must compare those bytes, not a re-encoding of them."""
+    token = "clé-secrète-✓"
+    token_file = tmp_path / "utf8-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    serve = _serve(tmp_path, "--notifications-token-file", str(token_file))
+    try:
+        body = b'{"events": []}'
+        header = b"Bearer " + token.encode("utf-8")
+        with socket.create_connection(("127.0.0.1", serve.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: serve\r\n"
+                b"Content-Type: application/vnd.docker.distribution.events.v1+json\r\n"
+                b"Authorization: " + header + b"\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                b"Connection: close\r\n\r\n" + body
+            )
+            answer = sock.makefile("rb").readline()
+        assert answer.split()[1] == b"202", answer
+        wrong = httpx.post(
+            f"{serve.url}/notifications",
+            content=body,
+            headers={"Authorization": "Bearer cl\u00e9-secr\u00e8te-x"},
+            timeout=10,
+        )
+        assert wrong.status_code == 401
+    finally:
+        serve.stop()
