@@ -81,7 +81,9 @@ class App:
         token alone (Harbor's "auth header" is sent verbatim); compared in constant time."""
         if self._token is None or header is None:
             return False
-        given = header.strip().encode("utf-8", "replace")
+        # http.server decodes header bytes as ISO-8859-1; encoding back that way gives the
+        # bytes the registry sent (a UTF-8 token as written in its config).
+        given = header.strip().encode("latin-1", "replace")
         bearer = b"Bearer " + self._token
         # Both comparisons always run: the time taken does not say which form was close.
         as_bearer = hmac.compare_digest(given, bearer)

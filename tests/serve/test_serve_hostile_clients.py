@@ -93,7 +93,7 @@ def test_a_utf8_shared_secret_is_accepted_as_the_registry_sends_it(tmp_path: Pat
         wrong = httpx.post(
             f"{serve.url}/notifications",
             content=body,
-            headers={"Authorization": "Bearer cl\u00e9-secr\u00e8te-x"},
+            headers={"Authorization": b"Bearer " + "clé-secrète-x".encode()},
             timeout=10,
         )
         assert wrong.status_code == 401
