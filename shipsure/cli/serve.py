@@ -154,7 +154,43 @@ def add_parser(sub: Any) -> None:
         help="least severe log level shown (default: info; debug logs every request)",
     )
     add_registry_options(parser)
+    _record_given_options(parser)
     parser.set_defaults(run=run, serve_parser=parser)
+
+
+# The namespace attribute naming the options given on the command line: --config fills
+# only the others, whatever value a given flag has (its default included).
+_GIVEN = "_given_options"
+
+
+def _record_given_options(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:  # argparse keeps no public list of its options
+        if action.option_strings and action.dest != "help":
+            action.__class__ = _recording(type(action))
+
+
+def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: Any,
+            option_string: str | None = None,
+        ) -> None:
+            super().__call__(parser, namespace, values, option_string)
+            given = getattr(namespace, _GIVEN, None) or set()
+            given.add(self.dest)
+            setattr(namespace, _GIVEN, given)
+
+    Recording.__name__ = base.__name__
+    return Recording
+
+
+def _given_on_command_line(args: argparse.Namespace, action: argparse.Action) -> bool:
+    if not action.option_strings:  # the REGISTRY positional: given when not None
+        return getattr(args, action.dest) is not None
+    return action.dest in (getattr(args, _GIVEN, None) or set())
 
 
 def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -188,8 +224,8 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         action = by_name.get(name) or actions.get(str(key).replace("-", "_"))
         if action is None:
             raise BadInputError(f"--config {path}: unknown option {key!r}")
-        if getattr(args, action.dest) != parser.get_default(action.dest):
-            continue  # given on the command line
+        if _given_on_command_line(args, action):
+            continue
         setattr(args, action.dest, _config_value(path, str(key), action, value))
 
 
