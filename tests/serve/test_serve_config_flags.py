@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shipsure.cli.main import build_parser
 from shipsure.cli.serve import apply_config
+from shipsure.errors import BadInputError
 
 
 def test_a_flag_given_with_its_default_value_still_wins(tmp_path: Path) -> None:
@@ -29,3 +32,12 @@ def test_the_file_still_fills_what_the_command_line_left_out(tmp_path: Path) -> 
     args = build_parser("serve").parse_args(["serve", "--config", str(config)])
     apply_config(args, args.serve_parser)
     assert (args.registry, args.probe_interval, args.referrers) == ("from-config:5000", 900, False)
+
+
+def test_a_config_file_over_the_limit_is_refused_not_cut(tmp_path: Path) -> None:
+    """Cut at 1 MiB, a file could parse as valid YAML without its last options."""
+    config = tmp_path / "serve.yaml"
+    config.write_text("# " + "x" * (1024 * 1024) + "\nprobe-interval: 900\n")
+    args = build_parser("serve").parse_args(["serve", "--config", str(config), "r:5000"])
+    with pytest.raises(BadInputError, match="over"):
+        apply_config(args, args.serve_parser)
