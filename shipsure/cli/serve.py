@@ -45,6 +45,7 @@ exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad option or config, 3 could not sta
 (address in use, state file unusable)."""
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def add_parser(sub: Any) -> None:
@@ -204,11 +205,17 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
     path = args.config
     try:
         with open(path, "rb") as handle:
-            doc = yaml.safe_load(handle.read(1024 * 1024))
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            # Cut short, the rest could still parse, without its last options.
+            raise BadInputError(f"--config {path}: over {MAX_CONFIG_BYTES} bytes")
+        doc = yaml.safe_load(raw)
     except OSError as exc:
         raise BadInputError(f"--config {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise BadInputError(f"--config {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise BadInputError(f"--config {path}: not YAML (nested too deep)") from None
     if doc is None:
         return
     if not isinstance(doc, Mapping):

@@ -41,3 +41,11 @@ def test_a_config_file_over_the_limit_is_refused_not_cut(tmp_path: Path) -> None
     args = build_parser("serve").parse_args(["serve", "--config", str(config), "r:5000"])
     with pytest.raises(BadInputError, match="over"):
         apply_config(args, args.serve_parser)
+
+
+def test_a_config_file_nested_too_deep_is_bad_input(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("listen: " + "[" * 50_000 + "\n")
+    args = build_parser("serve").parse_args(["serve", "--config", str(config), "r:5000"])
+    with pytest.raises(BadInputError, match="not YAML"):
+        apply_config(args, args.serve_parser)
