@@ -24,5 +24,6 @@ def test_a_closed_stdout_keeps_the_exit_code_of_the_report() -> None:
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # the reader is gone before anything is written
     err = process.stderr.read().decode()
+    process.stderr.close()
     assert process.wait(timeout=120) == 3, err
     assert "Traceback" not in err
