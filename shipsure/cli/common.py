@@ -64,14 +64,22 @@ def journal_path(args: argparse.Namespace, name: str) -> Path:
     return (args.state_dir or plan.state_dir()) / name
 
 
+# Every numeric option is a count of seconds, hours, days, percent or requests per second;
+# a clock, socket timeout or sleep holds at most about 9.2e9 seconds (int64 nanoseconds),
+# and a rate is turned into a pause of 1/rate seconds. These bounds keep both well inside.
+NUMBER_MAX = 1e9
+NUMBER_SMALLEST = 1e-6
+
+
 def number(
     *, minimum: float = 0.0, above: bool = False, maximum: float | None = None
 ) -> Callable[[str], float]:
     """An argparse type for a finite number of at least (or, with `above`, above)
-    `minimum` and at most `maximum`, with a message naming the text given."""
+    `minimum` and at most `maximum` (at most NUMBER_MAX whatever `maximum` says), and
+    either 0 or at least NUMBER_SMALLEST, with a message naming the text given."""
+    ceiling = min(maximum, NUMBER_MAX) if maximum is not None else NUMBER_MAX
     bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
-    if maximum is not None:
-        bound += f" and at most {maximum:g}"
+    bound += f" and at most {ceiling:g}"
 
     def parse(text: str) -> float:
         try:
@@ -79,13 +87,12 @@ def number(
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         too_low = value <= minimum if above else value < minimum
-        if (
-            value != value
-            or value == float("inf")
-            or too_low
-            or (maximum is not None and value > maximum)
-        ):
+        if value != value or too_low or value > ceiling:
             raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+        if value != 0 and abs(value) < NUMBER_SMALLEST:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be 0 or at least {NUMBER_SMALLEST:g} (too small to act on)"
+            )
         return value
 
     return parse

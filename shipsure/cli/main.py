@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, TextIO, cast
 
 from shipsure import __version__
 from shipsure.errors import ShipsureError
@@ -89,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen_command(arguments))
     args = parser.parse_args(arguments)
+    stdout = sys.stdout
+    sys.stdout = cast(TextIO, _ReaderMayLeave(stdout))
     try:
         return int(args.run(args))
     except ShipsureError as exc:
@@ -101,6 +105,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        sys.stdout = stdout
+
+
+class _ReaderMayLeave:
+    """stdout for a reader that may stop early (`shipsure verify ... | head -1`): once
+    the pipe is broken, the rest of the output is dropped and the command runs to its
+    end, so its exit code is still the verdict (a broken pipe used to end it with 0)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._broken = False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._break()
+
+    def _break(self) -> None:
+        self._broken = True
+        # What is still buffered would fail again when the interpreter flushes stdout at
+        # exit (turning the exit code into 120): point the descriptor at /dev/null.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's capture): nothing is flushed at exit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def entry() -> None:

@@ -45,6 +45,7 @@ exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad option or config, 3 could not sta
 (address in use, state file unusable)."""
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def add_parser(sub: Any) -> None:
@@ -154,7 +155,43 @@ def add_parser(sub: Any) -> None:
         help="least severe log level shown (default: info; debug logs every request)",
     )
     add_registry_options(parser)
+    _record_given_options(parser)
     parser.set_defaults(run=run, serve_parser=parser)
+
+
+# The namespace attribute naming the options given on the command line: --config fills
+# only the others, whatever value a given flag has (its default included).
+_GIVEN = "_given_options"
+
+
+def _record_given_options(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:  # argparse keeps no public list of its options
+        if action.option_strings and action.dest != "help":
+            action.__class__ = _recording(type(action))
+
+
+def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: Any,
+            option_string: str | None = None,
+        ) -> None:
+            super().__call__(parser, namespace, values, option_string)
+            given = getattr(namespace, _GIVEN, None) or set()
+            given.add(self.dest)
+            setattr(namespace, _GIVEN, given)
+
+    Recording.__name__ = base.__name__
+    return Recording
+
+
+def _given_on_command_line(args: argparse.Namespace, action: argparse.Action) -> bool:
+    if not action.option_strings:  # the REGISTRY positional: given when not None
+        return getattr(args, action.dest) is not None
+    return action.dest in (getattr(args, _GIVEN, None) or set())
 
 
 def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -168,11 +205,17 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
     path = args.config
     try:
         with open(path, "rb") as handle:
-            doc = yaml.safe_load(handle.read(1024 * 1024))
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            # Cut short, the rest could still parse, without its last options.
+            raise BadInputError(f"--config {path}: over {MAX_CONFIG_BYTES} bytes")
+        doc = yaml.safe_load(raw)
     except OSError as exc:
         raise BadInputError(f"--config {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise BadInputError(f"--config {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise BadInputError(f"--config {path}: not YAML (nested too deep)") from None
     if doc is None:
         return
     if not isinstance(doc, Mapping):
@@ -188,8 +231,8 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         action = by_name.get(name) or actions.get(str(key).replace("-", "_"))
         if action is None:
             raise BadInputError(f"--config {path}: unknown option {key!r}")
-        if getattr(args, action.dest) != parser.get_default(action.dest):
-            continue  # given on the command line
+        if _given_on_command_line(args, action):
+            continue
         setattr(args, action.dest, _config_value(path, str(key), action, value))
 
 

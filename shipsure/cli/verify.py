@@ -27,8 +27,9 @@ examples:
   post-push step in CI: fail the pipeline when anything the tag needs cannot be pulled:
     shipsure verify "$IMAGE:$CI_COMMIT_SHA" || exit 1
 
-exit codes: 0 clean, 1 problems found, 2 bad reference or option, 3 could not check
-(unreachable, timeouts, auth refused; never reported as "missing")."""
+exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad reference or option,
+3 could not check (unreachable, timeouts, auth refused; never reported as "missing");
+a real problem wins over "could not check" (exit 1)."""
 
 
 def add_parser(sub: Any) -> None:

@@ -22,7 +22,7 @@ from shipsure.registry.credentials import CredentialProvider, Credentials
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.retry import RetryPolicy
 from shipsure.registry.transport import KeepAliveWire
-from shipsure.registry.wire import Timeouts, Wire, netloc_of, normalize_url
+from shipsure.registry.wire import InvalidURL, Timeouts, Wire, netloc_of, normalize_url
 
 if TYPE_CHECKING:
     import httpx
@@ -145,7 +145,13 @@ def open_registry(
     if policy.retries < 0:
         raise UsageError(f"retries {policy.retries}: must be 0 or more")
     endpoint = resolve_endpoint(host, insecure=insecure)
-    base_url = normalize_url(endpoint.base_url).rstrip("/")
+    try:
+        base_url = normalize_url(endpoint.base_url).rstrip("/")
+    except InvalidURL:
+        # distribution's host grammar takes any digits as a port; a socket does not.
+        raise UsageError(
+            f"registry {host!r}: not a host[:port] a request can go to (ports are 1..65535)"
+        ) from None
     # Our lean wire speaks to the registry directly; with a proxy configured in the
     # environment, httpx's own transport (which knows proxies) takes over.
     use_proxies = transport is None and proxies_configured()

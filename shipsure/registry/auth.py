@@ -310,7 +310,7 @@ class RegistryAuth:
             raise ProtocolError(f"{where} sent a token answer over {MAX_TOKEN_BODY} bytes")
         try:
             doc = json.loads(decoded)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise ProtocolError(f"{where} sent a token answer that is not JSON") from None
         token = None
         if isinstance(doc, dict):

@@ -140,7 +140,7 @@ def _load_config(path: Path) -> dict[str, Any] | None:
         raise CredentialsError(f"{path}: over {_MAX_CONFIG_BYTES} bytes, not a docker config")
     try:
         config = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         # The position only: the message of a JSON error can quote the file's text.
         where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise CredentialsError(f"{path}: not valid JSON{where}") from None
@@ -220,7 +220,7 @@ def run_helper(
         )
     try:
         answer = json.loads(done.stdout)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CredentialsError(f"credential helper {program} did not answer JSON") from None
     if not isinstance(answer, dict):
         raise CredentialsError(f"credential helper {program} did not answer a JSON object")

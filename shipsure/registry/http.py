@@ -321,7 +321,7 @@ class HttpRegistry:
                 body = self._read_small(response, MAX_LISTING_BODY, what)
                 try:
                     doc = json.loads(body)
-                except (UnicodeDecodeError, json.JSONDecodeError):
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                     raise ProtocolError(f"{self._host}: {what}: answer is not JSON") from None
                 if not isinstance(doc, dict):
                     raise ProtocolError(f"{self._host}: {what}: answer is not a JSON object")

@@ -111,7 +111,7 @@ def parse_notification(content_type: str | None, body: bytes) -> Notification:
         )
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise NotificationError(400, f"body is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise NotificationError(400, "body is not a JSON object")

@@ -3,7 +3,8 @@
 The standard library is enough here: the traffic is a registry's notifications and a few
 scrapes and page views a minute, each answered from local state in well under a
 millisecond of work; the slow work (walking the registry) runs on the watcher's threads.
-Connections are capped (`max_connections`), each socket has a timeout, and a body is read
+Connections are capped (`max_connections`; one beyond the cap is answered 503 at once,
+without holding up the accept loop), each socket has a timeout, and a body is read
 only after its size and the shared secret were checked.
 
 POST /notifications   distribution's envelope or Harbor's webhook; 202 when taken
@@ -80,7 +81,9 @@ class App:
         token alone (Harbor's "auth header" is sent verbatim); compared in constant time."""
         if self._token is None or header is None:
             return False
-        given = header.strip().encode("utf-8", "replace")
+        # http.server decodes header bytes as ISO-8859-1; encoding back that way gives the
+        # bytes the registry sent (a UTF-8 token as written in its config).
+        given = header.strip().encode("latin-1", "replace")
         bearer = b"Bearer " + self._token
         # Both comparisons always run: the time taken does not say which form was close.
         as_bearer = hmac.compare_digest(given, bearer)
@@ -338,7 +341,14 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.slots.acquire()
+        # Never wait for a slot here: this is the accept loop, and a wait would leave every
+        # later client (a liveness probe, a scrape) and SIGTERM's shutdown behind the held
+        # connections until their socket timeouts. A client beyond the limit gets a short
+        # 503 and the connection is closed.
+        if not self.slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -354,6 +364,27 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
+
+
+BUSY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: 22\r\n"
+    b"\r\n"
+    b"too many connections\r\n"
+)
+
+
+def _refuse_busy(request: socket.socket) -> None:
+    """Answer 503 without reading the request; a client that does not take the bytes at
+    once gets a closed connection instead (the accept loop does not wait for it)."""
+    try:
+        request.setblocking(False)
+        request.send(BUSY_ANSWER)
+    except OSError:
+        pass
 
 
 def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
