@@ -125,6 +125,12 @@ class Reference:
                 f"invalid reference {original!r}: non-ASCII character "
                 f"{next(c for c in text if not c.isascii())!r} (names are ASCII only)"
             )
+        if "://" in text:
+            rest = text.partition("://")[2]
+            raise InvalidReferenceError(
+                f"invalid reference {original!r}: a reference takes no scheme (write "
+                f"{rest!r}; plain HTTP is chosen by --insecure, or by itself for localhost)"
+            )
         digest: Digest | None = None
         if "@" in text:
             text, _, digest_text = text.partition("@")
@@ -383,6 +389,8 @@ def parse_manifest(
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the parser goes: no manifest is
+        raise ManifestError("manifest is not valid JSON: nested too deep") from None
     if not isinstance(doc, dict):
         raise ManifestError("manifest is not a JSON object")
     declared = doc.get("mediaType")
@@ -569,7 +577,7 @@ def schema1_contents(raw: bytes) -> Contents:
     try:
         doc = json.loads(raw)
         sums = [Digest.parse(item["blobSum"]) for item in doc["fsLayers"]]
-    except (ValueError, KeyError, TypeError, InvalidDigestError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, InvalidDigestError) as exc:
         raise ManifestError(f"schema1 manifest without readable fsLayers: {exc}") from None
     blobs = tuple(Descriptor(mt.DOCKER_SCHEMA1_LAYER, d, -1) for d in dict.fromkeys(sums))
     return Contents(blobs=blobs)

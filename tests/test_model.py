@@ -182,3 +182,9 @@ def test_platform_filter_matching() -> None:
     assert not Platform.parse("linux/arm/v6").matches(Platform("linux", "arm", "v7"))
     with pytest.raises(InvalidReferenceError):
         Platform.parse("linux")
+
+
+def test_a_manifest_nested_deeper_than_the_parser_goes_is_invalid_not_a_crash() -> None:
+    raw = b'{"schemaVersion": 2, "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with pytest.raises(ManifestError, match="nested too deep"):
+        parse_manifest(raw)

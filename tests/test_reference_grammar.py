@@ -148,3 +148,9 @@ def test_a_port_outside_1_to_65535_is_no_host(host: str, ok: bool) -> None:
     if not ok:
         with pytest.raises(InvalidReferenceError):
             Reference.parse(f"{host}/app:1")
+
+
+@pytest.mark.parametrize("text", ["http://127.0.0.1:5000/app:1", "https://registry.example.com/a"])
+def test_a_url_is_no_reference_and_the_error_says_so(text: str) -> None:
+    with pytest.raises(InvalidReferenceError, match="takes no scheme"):
+        Reference.parse(text)

@@ -103,10 +103,14 @@ def test_a_path_too_long_is_a_usage_error(
 def test_fix_of_a_reference_no_request_can_reach_is_not_fixed_not_a_crash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Port 99999 parses as a reference but no URL can hold it: the URL check's ValueError
-    # ended `lint --fix` in a traceback.
+    # Port 99999: no URL can hold it. It once parsed as a reference and ended `lint --fix`
+    # in a traceback; the reference grammar now refuses it, so it is reported as a
+    # reference that is not one (PIN005) and --fix plans nothing for it.
     (tmp_path / "Dockerfile").write_text("FROM 127.0.0.1:99999/team/app:3\n")
     code, out, err = _lint(capsys, "--fix", str(tmp_path))
-    assert code == 3
-    assert "127.0.0.1:99999/team/app:3  NOT FIXED: could not ask 127.0.0.1:99999: " in out
+    assert code == 0
+    assert "0 change(s)" in out
+    assert "Traceback" not in err
+    code, out, err = _lint(capsys, str(tmp_path))
+    assert "PIN005" in out and "bad registry host '127.0.0.1:99999'" in out
     assert "Traceback" not in err
