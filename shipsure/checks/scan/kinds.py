@@ -29,6 +29,8 @@ MALFORMED_LINK = kind("malformed-link").id
 LAYER_LINK_DANGLING = kind("layer-link-dangling").id
 BLOB_UNREFERENCED = kind("blob-unreferenced").id
 UPLOAD_STALE = kind("upload-stale").id
+LINK_OUTSIDE_ROOT = kind("link-outside-root").id
+TEMP_FILE_STALE = kind("temp-file-stale").id
 
 # Kinds that mean the tag itself no longer resolves.
 TAG_LEVEL = frozenset({TAG_REVISION_MISSING, TAG_MANIFEST_MISSING, TAG_LINK_MISSING})

@@ -125,7 +125,11 @@ class RepositoryWalk:
             self.faults[key].remedy = remedy
         return key
 
-    def _check_error(self, path_on_disk: str, message: str, path: tuple[str, ...]) -> _Key:
+    def _check_error(
+        self, path_on_disk: str, message: str, path: tuple[str, ...], link: str = ""
+    ) -> _Key:
+        if link:
+            return self._link_outside(link, message, path)
         key = (CHECK_ERROR, path_on_disk, None, None)
         if key not in self.faults:
             self.faults[key] = Candidate(
@@ -140,12 +144,20 @@ class RepositoryWalk:
             )
         return key
 
+    def _link_outside(self, link: str, message: str, path: tuple[str, ...]) -> _Key:
+        # One finding per link, however many reads it stopped. No evidence to re-check and
+        # no remedy: removing a link someone placed is the operator's call.
+        key = (k.LINK_OUTSIDE_ROOT, None, None, link)
+        if key not in self.faults:
+            self.faults[key] = link_outside_candidate(self.repo, link, message, path)
+        return key
+
     # --- the walk ---------------------------------------------------------------------
 
     def run(self) -> WalkResult:
         inv = self.inv
         for problem in inv.errors:
-            self._check_error(problem.path, problem.message, ())
+            self._check_error(problem.path, problem.message, (), problem.link)
         tagged: set[str] = set()
         for tag in sorted(inv.tags):
             keys = self._tag(tag, inv.tags[tag])
@@ -246,8 +258,12 @@ class RepositoryWalk:
             (LinkReads(tag_link.path, tag_link.raw),) if tag_link is not None else ()
         )
         if m.state is ManifestState.UNREADABLE:
-            return [self._check_error(data, m.message, path)]
+            return [self._check_error(data, m.message, path, m.link)]
         node_path = (*path, m.node.label) if via == ROOT_TAG and m.node else path
+        if rev is None and self.inv.uncertain(rev_path):
+            # The link could not be read (reported as such): not "missing". What the data
+            # names is still walked, so its blobs count as referenced.
+            return self._walk_node(m.node, node_path) if m.node is not None else []
         if rev is None:
             relinkable = m.state is ManifestState.OK
             state = "present and verified" if relinkable else _data_state(m.state)
@@ -369,8 +385,8 @@ class RepositoryWalk:
         data = layout.blob_data(digest)
         link_path = layout.layer_link(self.repo, digest)
         match st:
-            case Unreadable(why):
-                keys.append(self._check_error(data, why, path))
+            case Unreadable(why, outside):
+                keys.append(self._check_error(data, why, path, outside))
             case Missing():
                 has_link = link is not None
                 keys.append(
@@ -402,7 +418,7 @@ class RepositoryWalk:
                     )
                 elif verify:
                     keys += self._verify(digest, size, path)
-                if link is None:
+                if link is None and not self.inv.uncertain(link_path):
                     keys.append(
                         self._fault(
                             k.LAYER_LINK_MISSING,
@@ -425,8 +441,8 @@ class RepositoryWalk:
         match self.blobs.content_hash(digest, size):
             case Missing():  # vanished since the stat: the re-check decides
                 return []
-            case Unreadable(why):
-                return [self._check_error(data, why, path)]
+            case Unreadable(why, link):
+                return [self._check_error(data, why, path, link)]
             case Hashed(actual):
                 algorithm, _, hex_ = digest.partition(":")
                 if actual == hex_:
@@ -491,8 +507,8 @@ class RepositoryWalk:
                         remedy=RemoveDanglingLayerLink(self.repo, digest),
                         storage_path=link.path,
                     )
-                case Unreadable(why):
-                    self._check_error(layout.blob_data(digest), why, where)
+                case Unreadable(why, outside):
+                    self._check_error(layout.blob_data(digest), why, where, outside)
 
     def _uploads(self) -> None:
         for upload in self.inv.uploads:
@@ -514,6 +530,22 @@ class RepositoryWalk:
                 bytes=upload.size,
                 age_days=round(age / 86400, 2),
             )
+
+
+def link_outside_candidate(
+    repository: str | None, link: str, message: str, path: tuple[str, ...] = ()
+) -> Candidate:
+    """The `link-outside-root` fault of the symlink at `link` (storage-relative)."""
+    return Candidate(
+        k.LINK_OUTSIDE_ROOT,
+        repository,
+        None,
+        None,
+        f"{message}: nothing behind it is read or repaired",
+        path,
+        (),
+        {"storage_path": link},
+    )
 
 
 def _meant(link: Link) -> str:
