@@ -98,6 +98,9 @@ class RepositoryInventory:
     errors: list[ReadProblem] = field(default_factory=list)
     # Folders under revisions/ and _layers/ whose names are not digests (never served).
     stray: list[str] = field(default_factory=list)
+    # Temp files of interrupted writes (`layout.is_temp_name`) in link folders whose link is
+    # missing: a write cut short before its rename leaves exactly that.
+    temp_files: list[str] = field(default_factory=list)
 
     def uncertain(self, path: str) -> bool:
         """Whether `path`, or a folder above it, could not be read: its absence from this
@@ -210,12 +213,29 @@ def _read_digest_links(
         raws = storage.read_many(folder, names, "link", layout.LINK_READ_LIMIT)
         for hex_, raw in zip(names, raws, strict=True):
             if isinstance(raw, StorageMissingError):
-                continue  # a folder without a link is not served: as if absent
+                # A folder without a link is not served: as if absent. Rare, so only here
+                # is the folder listed, for what an interrupted link write left.
+                inv.temp_files += temp_files_in(storage, f"{folder}/{hex_}")
+                continue
             path = f"{folder}/{hex_}/link"
             if isinstance(raw, StorageError):
                 inv.errors.append(ReadProblem.of(path, raw))
                 continue
             into[f"{algorithm}:{hex_}"] = Link(path, layout.parse_link(raw), raw)
+
+
+def temp_files_in(storage: Storage, folder: str) -> list[str]:
+    """Paths of the temp files (`layout.is_temp_name`) directly in `folder`; an unreadable
+    or absent folder has none (its reads report it)."""
+    try:
+        entries = storage.list_dir(folder)
+    except StorageError:
+        return []
+    return [
+        f"{folder}/{e.name}"
+        for e in entries
+        if not e.is_dir and not e.is_link and layout.is_temp_name(e.name)
+    ]
 
 
 def _outside(storage: Storage, inv: RepositoryInventory, path: str) -> bool:
@@ -238,6 +258,9 @@ def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
             inv.tags[tag] = read_link(storage, path)
         except StorageError as exc:
             inv.errors.append(ReadProblem.of(path, exc))
+        else:
+            if inv.tags[tag] is None:
+                inv.temp_files += temp_files_in(storage, f"{base}/{tag}/current")
         history: dict[str, Link] = {}
         _read_digest_links(storage, inv, f"{base}/{tag}/index", history)
         for digest, link in history.items():

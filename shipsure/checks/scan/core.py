@@ -28,7 +28,7 @@ from shipsure.checks.scan.executor import (
 )
 from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
 from shipsure.checks.scan.shard import Shard
-from shipsure.checks.scan.walk import Candidate, link_outside_candidate
+from shipsure.checks.scan.walk import Candidate, link_outside_candidate, temp_file_candidate
 from shipsure.errors import BadInputError
 from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.model import DIGEST_ALGORITHMS
@@ -47,6 +47,7 @@ from shipsure.storage.inventory import (
     BlobStore,
     ReadProblem,
     discover_repositories,
+    temp_files_in,
 )
 
 COMMAND = "scan"
@@ -255,7 +256,12 @@ def _unreferenced(
     found = []
     for digest in present.difference(referenced):
         match blobs.stat(digest):
-            case Missing():  # a blob folder without data: nothing to reclaim or serve
+            case Missing():  # a blob folder without data: nothing to reclaim or serve...
+                # ...but maybe what an interrupted write of it left (rare: listed only here).
+                for path in temp_files_in(blobs.storage, layout.blob_dir(digest)):
+                    fault = temp_file_candidate(blobs.storage, None, path, now)
+                    if fault is not None:
+                        found.append(fault)
                 continue
             case Unreadable(why, link):
                 problems.append(ReadProblem(layout.blob_data(digest), why, link))
@@ -312,7 +318,7 @@ def to_finding(c: Candidate) -> Finding:
     tags = sorted(c.tags)
     severity = k.severity(c.kind, len(tags), breaks_tag=c.breaks_tag)
     details = dict(c.details)
-    if c.kind != CHECK_ERROR and c.kind not in (k.BLOB_UNREFERENCED, k.UPLOAD_STALE):
+    if c.kind != CHECK_ERROR and c.kind not in k.NOT_TAGGED:
         details["tags"] = tags
     if tags and c.kind not in k.TAG_LEVEL:
         message = f"{c.message}; breaks {_tag_list(tags)}"

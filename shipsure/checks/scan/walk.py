@@ -25,17 +25,19 @@ from shipsure.checks.scan.remedy import (
     RelinkRevision,
     Remedy,
     RemoveDanglingLayerLink,
+    RemoveTempFile,
     RemoveUpload,
 )
 from shipsure.findings import CHECK_ERROR
 from shipsure.storage import layout
 from shipsure.storage.graph import ManifestNode, Ref
-from shipsure.storage.interface import FileInfo, Hashed, Missing, Unreadable
+from shipsure.storage.interface import FileInfo, Hashed, Missing, Storage, Unreadable
 from shipsure.storage.inventory import (
     BlobStore,
     Link,
     ManifestState,
     RepositoryInventory,
+    stat_state,
 )
 
 ROOT_TAG = "tag"
@@ -181,6 +183,10 @@ class RepositoryWalk:
         self._tag_history()
         self._layer_links()
         self._uploads()
+        for path in self.inv.temp_files:
+            fault = temp_file_candidate(self.blobs.storage, self.repo, path, self.now)
+            if fault is not None:
+                self.faults[(k.TEMP_FILE_STALE, None, None, path)] = fault
         counts = {
             "repositories": 1,
             "tags": len(inv.tags),
@@ -530,6 +536,29 @@ class RepositoryWalk:
                 bytes=upload.size,
                 age_days=round(age / 86400, 2),
             )
+
+
+def temp_file_candidate(
+    storage: Storage, repository: str | None, path: str, now: float
+) -> Candidate | None:
+    """The `temp-file-stale` fault of the temp file at `path`, or None when it is young (a
+    write may be under way), gone, or not a regular file (never read, never removed)."""
+    match stat_state(storage, path):
+        case FileInfo(size, mtime) if now - mtime >= layout.TEMP_MAX_AGE:
+            age = now - mtime
+            return Candidate(
+                k.TEMP_FILE_STALE,
+                repository,
+                None,
+                None,
+                f"{path} is a temp file an interrupted write left {age / 3600:.1f} hours ago "
+                f"({size} bytes)",
+                (f"temp file {path.rpartition('/')[2]}",),
+                (Present(path),),
+                {"storage_path": path, "bytes": size},
+                remedy=RemoveTempFile(repository, path),
+            )
+    return None
 
 
 def link_outside_candidate(
