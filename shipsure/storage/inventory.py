@@ -173,13 +173,27 @@ def read_repository(storage: Storage, name: str) -> RepositoryInventory:
 
 
 def _list(storage: Storage, inv: RepositoryInventory, path: str) -> list[Entry]:
+    """The entries of a layout folder. A symlink that is not a folder (dangling, a loop, or
+    leaving the root) is recorded and left out: skipping it silently would make what it
+    stands for look absent, and a repair would be planned into it."""
     try:
-        return storage.list_dir(path)
+        entries = storage.list_dir(path)
     except StorageMissingError:
         return []
     except StorageError as exc:
         inv.errors.append(ReadProblem.of(path, exc))
         return []
+    odd = [e for e in entries if e.is_link and not e.is_dir]
+    for e in odd:
+        if not _outside(storage, inv, f"{path}/{e.name}"):
+            inv.errors.append(
+                ReadProblem(
+                    f"{path}/{e.name}",
+                    "a symbolic link to no folder (dangling or a loop); distribution never "
+                    "creates links",
+                )
+            )
+    return [e for e in entries if not (e.is_link and not e.is_dir)] if odd else entries
 
 
 def read_link(storage: Storage, path: str) -> Link | None:
