@@ -49,6 +49,9 @@ _NOFOLLOW_FLAGS = _OPEN_FLAGS | os.O_NOFOLLOW
 # Folders known to be inside the root (no symlink on their way leaves it); bounded, since a
 # store has a folder per blob. Cleared when full: a miss only costs one lstat again.
 _CHECKED_FOLDERS_MAX = 65536
+# "Could not list": a marker no listing equals (no file name holds a NUL).
+_UNLISTED: frozenset[str] = frozenset({"\0"})
+_LSTATS_BEFORE_LISTING = 4
 
 _FILE_TYPES = {
     stat.S_IFDIR: "a folder",
@@ -103,11 +106,15 @@ class FilesystemStorage:
         self._prefix = self.root.rstrip("/") + "/"
         self._real_root = os.path.realpath(self.root)
         self._inside: set[str] = {""}
+        self._links_in: dict[str, frozenset[str]] = {}
+        self._asked: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, object]:
         # Worker processes get the storage pickled: the cache is rebuilt there.
         state = dict(self.__dict__)
         state["_inside"] = {""}
+        state["_links_in"] = {}
+        state["_asked"] = {}
         return state
 
     # --- nothing outside the root is read ----------------------------------------------
@@ -126,29 +133,65 @@ class FilesystemStorage:
 
     def _check_folder(self, folder: str) -> None:
         """Raise StorageLinkOutsideError when `folder` or a folder above it is a symlink that
-        resolves outside the root. Costs one lstat per folder not seen before (the parents
-        of a blob's folder are seen once per scan)."""
+        resolves outside the root. One lstat per folder not seen before, or for a parent asked
+        about often, one listing of it (256 listings cover every blob's folder)."""
         if folder in self._inside:
             return
-        parent = folder.rpartition("/")[0]
-        self._check_folder(parent)
-        try:
-            st = os.lstat(self._prefix + folder)
-        except OSError:
-            return  # absent or unreadable: the read itself says so
-        if stat.S_ISLNK(st.st_mode):
+        parent, _, name = folder.rpartition("/")
+        if parent not in self._inside:
+            self._check_folder(parent)
+        links = self._links_in.get(parent)
+        if links is None:
+            # A folder asked about often (a blob prefix folder: one child per blob) is
+            # listed once; a few children (a tag's `current` and `index`) are lstat'ed.
+            asked = self._asked[parent] = self._asked.get(parent, 0) + 1
+            links = _UNLISTED
+            if asked > _LSTATS_BEFORE_LISTING:
+                links = self._links_in[parent] = self._list_links(parent)
+        if name in links or (links is _UNLISTED and self._is_link(folder)):
             target = self._link_target(folder)
             if target is not None:
                 raise self._outside(folder, target)
         if len(self._inside) >= _CHECKED_FOLDERS_MAX:
             self._inside.clear()
             self._inside.add("")
+            self._links_in.clear()
+            self._asked.clear()
         self._inside.add(folder)
+
+    def _list_links(self, folder: str) -> frozenset[str]:
+        """The names of the symlinks in `folder` (d_type from the listing: no stat per name);
+        _UNLISTED when it cannot be listed, so each name is lstat'ed instead."""
+        try:
+            with os.scandir(self._abs(folder)) as it:
+                return frozenset(e.name for e in it if e.is_symlink())
+        except OSError:
+            return _UNLISTED
+
+    def _is_link(self, path: str) -> bool:
+        try:
+            return stat.S_ISLNK(os.lstat(self._abs(path)).st_mode)
+        except OSError:
+            return False  # absent or unreadable: the read itself says so
 
     def _check_path(self, path: str) -> None:
         """`_check_folder` for the folders above `path`; the last component is the caller's
         (opened without following, or lstat'ed)."""
-        self._check_folder(path.rpartition("/")[0])
+        folder = path.rpartition("/")[0]
+        if folder in self._inside:
+            return
+        # The hot case, a blob's folder in an already listed prefix folder: no call, and
+        # not remembered (one entry per blob would only churn the cache).
+        parent, _, name = folder.rpartition("/")
+        links = self._links_in.get(parent)
+        if (
+            links is not None
+            and name not in links
+            and links is not _UNLISTED
+            and parent in self._inside
+        ):
+            return
+        self._check_folder(folder)
 
     def _open_checked(self, path: str) -> int:
         self._check_path(path)
