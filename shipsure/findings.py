@@ -244,6 +244,20 @@ KINDS: tuple[Kind, ...] = (
         SCAN,
     ),
     _kind("upload-stale", _W, "an unfinished upload older than `--upload-max-age`", SCAN),
+    _kind(
+        "link-outside-root",
+        _E,
+        "a symlink in the layout that resolves outside the storage root (distribution makes "
+        "none): nothing behind it is read, and `--apply` never acts on it",
+        SCAN,
+    ),
+    _kind(
+        "temp-file-stale",
+        _W,
+        "a temp file an interrupted write left in the layout, older than an hour "
+        "(`--apply` removes it)",
+        SCAN,
+    ),
     # gc-check: what a registry's own garbage collection would do to tags that need things.
     _kind(
         "gc-breaks-tag",

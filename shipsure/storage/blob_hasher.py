@@ -38,30 +38,50 @@ ERROR = "error"
 
 
 def _digest_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str, str, str]]:
-    """(algorithm, hex, data path) of every digest folder; OSError if a folder is unreadable."""
+    """(algorithm, hex, data path) of every digest folder; OSError if a folder is unreadable
+    or a folder above the digest folders is a symlink (the scan then hashes in-process, where
+    links are checked against the storage root). A digest folder that is a symlink comes
+    with path "" so the caller names it for the scan to hash."""
     base = os.path.join(root, BLOBS)
+    real_root = os.path.realpath(root)
+    if not os.path.realpath(base).startswith(real_root.rstrip("/") + "/"):
+        raise OSError(errno.ELOOP, f"{base} resolves outside the storage root")
     try:
-        present = sorted(os.listdir(base))
+        present = sorted(_folders(base))
     except FileNotFoundError:
         return
     for algorithm in present:
         length = algorithms.get(algorithm)
         if length is None:
             continue
-        for prefix in sorted(os.listdir(os.path.join(base, algorithm))):
+        for prefix in sorted(_folders(os.path.join(base, algorithm))):
             folder = os.path.join(base, algorithm, prefix)
-            if not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
-                if len(name) == length and name.startswith(prefix) and _HEX.issuperset(name):
-                    yield algorithm, name, os.path.join(folder, name, "data")
+            with os.scandir(folder) as entries:
+                for e in entries:
+                    name = e.name
+                    if len(name) == length and name.startswith(prefix) and _HEX.issuperset(name):
+                        linked = e.is_symlink()
+                        yield algorithm, name, "" if linked else os.path.join(folder, name, "data")
+
+
+def _folders(path: str) -> list[str]:
+    """The folders in `path`; OSError for a symlink among them (distribution makes none)."""
+    found = []
+    with os.scandir(path) as entries:
+        for e in entries:
+            if e.is_symlink():
+                raise OSError(errno.ELOOP, f"{e.path} is a symbolic link")
+            if e.is_dir(follow_symlinks=False):
+                found.append(e.name)
+    return found
 
 
 def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | None:
     """(hex, size) of the file, or None when it is not there. OSError when it is not a
-    regular file: a FIFO would block the open (hence O_NONBLOCK) and a device never end."""
+    regular file: a FIFO would block the open (hence O_NONBLOCK) and a device never end;
+    a symlink is not followed (O_NOFOLLOW): the scan checks where it leads."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
     try:
@@ -80,6 +100,9 @@ def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | No
 def hash_store(root: str, algorithms: dict[str, int], out: TextIO) -> None:
     buffer = memoryview(bytearray(_CHUNK))
     for algorithm, hex_, path in _digest_folders(root, algorithms):
+        if not path:
+            out.write(f"{ERROR}\t{algorithm}:{hex_}\ta symbolic link: hashed by the scan\n")
+            continue
         try:
             got = _hash(path, algorithm, buffer)
         except OSError as exc:

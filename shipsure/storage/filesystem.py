@@ -15,11 +15,12 @@ import stat
 import threading
 
 from shipsure import fileio
-from shipsure.storage.confine import escape
+from shipsure.storage.confine import escape, inside
 from shipsure.storage.interface import (
     Entry,
     FileInfo,
     StorageError,
+    StorageLinkOutsideError,
     StorageMissingError,
     StorageOutsideRootError,
     StorageReadError,
@@ -42,6 +43,15 @@ def _thread_buffer() -> memoryview:
 # O_NONBLOCK: opening a FIFO for reading waits for a writer, forever; with it, the open
 # returns at once and the file type check below refuses it.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK
+# O_NOFOLLOW: a file that is itself a symlink fails with ELOOP instead of being read; only
+# then is the link resolved and checked (links are rare: distribution never makes any).
+_NOFOLLOW_FLAGS = _OPEN_FLAGS | os.O_NOFOLLOW
+# Folders known to be inside the root (no symlink on their way leaves it); bounded, since a
+# store has a folder per blob. Cleared when full: a miss only costs one lstat again.
+_CHECKED_FOLDERS_MAX = 65536
+# "Could not list": a marker no listing equals (no file name holds a NUL).
+_UNLISTED: frozenset[str] = frozenset({"\0"})
+_LSTATS_BEFORE_LISTING = 4
 
 _FILE_TYPES = {
     stat.S_IFDIR: "a folder",
@@ -63,9 +73,10 @@ def _not_regular(mode: int, path: str) -> StorageReadError | None:
 
 
 def _open_regular(abs_path: str, path: str, dir_fd: int | None = None) -> int:
-    """A read-only descriptor of a regular file; StorageError for anything else."""
+    """A read-only descriptor of a regular file; StorageError for anything else. The last
+    component is opened without following a symlink: callers check a link first."""
     try:
-        fd = os.open(abs_path, _OPEN_FLAGS, dir_fd=dir_fd)
+        fd = os.open(abs_path, _NOFOLLOW_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise _error(exc, path) from None
     try:
@@ -93,6 +104,119 @@ class FilesystemStorage:
         self.root = os.path.abspath(os.fspath(root))
         self.local_root: str | None = self.root
         self._prefix = self.root.rstrip("/") + "/"
+        self._real_root = os.path.realpath(self.root)
+        self._inside: set[str] = {""}
+        self._links_in: dict[str, frozenset[str]] = {}
+        self._asked: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        # Worker processes get the storage pickled: the cache is rebuilt there.
+        state = dict(self.__dict__)
+        state["_inside"] = {""}
+        state["_links_in"] = {}
+        state["_asked"] = {}
+        return state
+
+    # --- nothing outside the root is read ----------------------------------------------
+
+    def _link_target(self, path: str) -> str | None:
+        """Where the symlink at `path` resolves when that is outside the root, else None."""
+        resolved = os.path.realpath(self._abs(path))
+        return None if inside(self._real_root, resolved) else resolved
+
+    def _outside(self, path: str, target: str) -> StorageLinkOutsideError:
+        return StorageLinkOutsideError(
+            f"{path} is a symlink to {target}, outside the storage root",
+            path=path,
+            link=path,
+        )
+
+    def _check_folder(self, folder: str) -> None:
+        """Raise StorageLinkOutsideError when `folder` or a folder above it is a symlink that
+        resolves outside the root. One lstat per folder not seen before, or for a parent asked
+        about often, one listing of it (256 listings cover every blob's folder)."""
+        if folder in self._inside:
+            return
+        parent, _, name = folder.rpartition("/")
+        if parent not in self._inside:
+            self._check_folder(parent)
+        links = self._links_in.get(parent)
+        if links is None:
+            # A folder asked about often (a blob prefix folder: one child per blob) is
+            # listed once; a few children (a tag's `current` and `index`) are lstat'ed.
+            asked = self._asked[parent] = self._asked.get(parent, 0) + 1
+            links = _UNLISTED
+            if asked > _LSTATS_BEFORE_LISTING:
+                links = self._links_in[parent] = self._list_links(parent)
+        if name in links or (links is _UNLISTED and self._is_link(folder)):
+            target = self._link_target(folder)
+            if target is not None:
+                raise self._outside(folder, target)
+        if len(self._inside) >= _CHECKED_FOLDERS_MAX:
+            self._inside.clear()
+            self._inside.add("")
+            self._links_in.clear()
+            self._asked.clear()
+        self._inside.add(folder)
+
+    def _list_links(self, folder: str) -> frozenset[str]:
+        """The names of the symlinks in `folder` (d_type from the listing: no stat per name);
+        _UNLISTED when it cannot be listed, so each name is lstat'ed instead."""
+        try:
+            with os.scandir(self._abs(folder)) as it:
+                return frozenset(e.name for e in it if e.is_symlink())
+        except OSError:
+            return _UNLISTED
+
+    def _is_link(self, path: str) -> bool:
+        try:
+            return stat.S_ISLNK(os.lstat(self._abs(path)).st_mode)
+        except OSError:
+            return False  # absent or unreadable: the read itself says so
+
+    def _check_path(self, path: str) -> None:
+        """`_check_folder` for the folders above `path`; the last component is the caller's
+        (opened without following, or lstat'ed)."""
+        folder = path.rpartition("/")[0]
+        if folder in self._inside:
+            return
+        # The hot case, a blob's folder in an already listed prefix folder: no call, and
+        # not remembered (one entry per blob would only churn the cache).
+        parent, _, name = folder.rpartition("/")
+        links = self._links_in.get(parent)
+        if (
+            links is not None
+            and name not in links
+            and links is not _UNLISTED
+            and parent in self._inside
+        ):
+            return
+        self._check_folder(folder)
+
+    def _open_checked(self, path: str) -> int:
+        self._check_path(path)
+        try:
+            return _open_regular(self._abs(path), path)
+        except StorageReadError as refused:
+            # _open_regular refuses a symlink as ELOOP ("too many levels..."): look again.
+            try:
+                st = os.lstat(self._abs(path))
+            except OSError:
+                raise refused from None
+            if not stat.S_ISLNK(st.st_mode):
+                raise
+        target = self._link_target(path)
+        if target is not None:
+            raise self._outside(path, target)
+        try:
+            fd = os.open(self._abs(path), _OPEN_FLAGS)
+        except OSError as exc:
+            raise _error(exc, path) from None
+        odd = _not_regular(os.fstat(fd).st_mode, path)
+        if odd is not None:
+            os.close(fd)
+            raise odd
+        return fd
 
     def describe(self) -> str:
         return self.root
@@ -112,6 +236,7 @@ class FilesystemStorage:
             raise StorageReadError(f"storage root {self.root}: permission denied")
 
     def list_dir(self, path: str) -> list[Entry]:
+        self._check_folder(path)
         try:
             with os.scandir(self._abs(path)) as it:
                 # is_dir() and is_symlink() answer from the directory entry's type: no
@@ -121,7 +246,7 @@ class FilesystemStorage:
             raise _error(exc, path) from None
 
     def read(self, path: str, limit: int) -> bytes:
-        fd = _open_regular(self._abs(path), path)
+        fd = self._open_checked(path)
         try:
             # A modest first read: asking os.read for a 4 MiB manifest limit would allocate
             # (and map) 4 MiB per file. A short read of a regular file means end of file, so
@@ -151,6 +276,10 @@ class FilesystemStorage:
         """`read(folder/name/suffix, limit)` for each name, errors as values. Opens relative to
         the folder, so the kernel resolves two path components per file instead of a dozen."""
         try:
+            self._check_folder(folder)
+        except StorageError as exc:
+            return [exc for _ in names]
+        try:
             dfd = os.open(self._abs(folder), os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             error = _error(exc, folder)
@@ -161,9 +290,15 @@ class FilesystemStorage:
             for name in names:
                 rel = f"{name}/{suffix}"
                 try:
-                    fd = os.open(rel, _OPEN_FLAGS, dir_fd=dfd)
+                    fd = os.open(rel, _NOFOLLOW_FLAGS, dir_fd=dfd)
                 except OSError as exc:
-                    out.append(_error(exc, f"{folder}/{rel}"))
+                    if exc.errno != errno.ELOOP:
+                        out.append(_error(exc, f"{folder}/{rel}"))
+                        continue
+                    try:  # the file is a symlink: rare, read it the checked way
+                        out.append(self.read(f"{folder}/{rel}", limit))
+                    except StorageError as error:
+                        out.append(error)
                     continue
                 try:
                     first = os.read(fd, want)
@@ -191,8 +326,14 @@ class FilesystemStorage:
         return out
 
     def stat(self, path: str) -> FileInfo | None:
+        self._check_path(path)
         try:
-            st = os.stat(self._abs(path))
+            st = os.lstat(self._abs(path))
+            if stat.S_ISLNK(st.st_mode):
+                target = self._link_target(path)
+                if target is not None:
+                    raise self._outside(path, target)
+                st = os.stat(self._abs(path))
         except OSError as exc:
             if exc.errno in _MISSING_ERRNOS:
                 return None
@@ -203,6 +344,7 @@ class FilesystemStorage:
         return FileInfo(st.st_size, st.st_mtime)
 
     def changed_at(self, path: str) -> float | None:
+        self._check_path(path)
         while True:
             try:
                 return os.stat(self._abs(path)).st_mtime
@@ -214,7 +356,7 @@ class FilesystemStorage:
             path = path.rpartition("/")[0]
 
     def hash_file(self, path: str, algorithm: str, size_hint: int = -1) -> tuple[str, int]:
-        fd = _open_regular(self._abs(path), path)
+        fd = self._open_checked(path)
         try:
             h = hashlib.new(algorithm)
             buffer = _thread_buffer()

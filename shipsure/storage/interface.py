@@ -49,6 +49,7 @@ class Unreadable:
     """The path may exist but could not be read; `why` says what the storage answered."""
 
     why: str
+    link: str = ""  # set when a symlink leaving the storage root was in the way
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,16 @@ class StorageMissingError(StorageError):
 
 class StorageReadError(StorageError):
     """The path may exist but could not be read: permission, I/O error, network."""
+
+
+class StorageLinkOutsideError(StorageReadError):
+    """A read refused: `link` (storage-relative) is a symlink on the way to `path` that
+    resolves outside the storage root. Nothing behind it is read: its content is not the
+    registry's (distribution never creates links) and may be anything on the host."""
+
+    def __init__(self, message: str, *, path: str = "", link: str = "") -> None:
+        super().__init__(message, path=path)
+        self.link = link
 
 
 class StorageWriteError(StorageError):
@@ -116,7 +127,11 @@ class Storage(Protocol):
         ...
 
     def list_dir(self, path: str) -> list[Entry]:
-        """Names directly under `path`. Raises StorageMissingError when absent."""
+        """Names directly under `path`. Raises StorageMissingError when absent.
+
+        Every read (listing, read, read_many, stat, hash_file, changed_at) raises
+        StorageLinkOutsideError, reading nothing, when a symlink on the way to the path
+        resolves outside the storage root; links that stay inside are followed."""
         ...
 
     def read(self, path: str, limit: int) -> bytes:
@@ -127,7 +142,9 @@ class Storage(Protocol):
         self, folder: str, names: list[str], suffix: str, limit: int
     ) -> list[bytes | StorageError]:
         """`read(f"{folder}/{name}/{suffix}", limit)` for each name, in order; a failure is
-        returned in that name's place (StorageMissingError when absent), never raised."""
+        returned in that name's place (StorageMissingError when absent), never raised.
+        Each name must be a plain folder (not an `is_link` entry): `folder` and the last
+        component are checked against links leaving the root, the names are not."""
         ...
 
     def stat(self, path: str) -> FileInfo | None:

@@ -22,6 +22,7 @@ from shipsure.storage import layout
 from shipsure.storage.digests import BoundedCache
 from shipsure.storage.graph import ManifestNode, node_from_bytes
 from shipsure.storage.interface import (
+    Entry,
     FileInfo,
     FileState,
     Hashed,
@@ -70,6 +71,13 @@ class ReadProblem:
 
     path: str
     message: str
+    # Set when the reason is a symlink leaving the storage root: the link's storage path
+    # (a `link-outside-root` finding of its own, not a check-error).
+    link: str = ""
+
+    @classmethod
+    def of(cls, path: str, exc: StorageError) -> ReadProblem:
+        return cls(path, str(exc), getattr(exc, "link", ""))
 
 
 @dataclass
@@ -90,6 +98,19 @@ class RepositoryInventory:
     errors: list[ReadProblem] = field(default_factory=list)
     # Folders under revisions/ and _layers/ whose names are not digests (never served).
     stray: list[str] = field(default_factory=list)
+    # Temp files of interrupted writes (`layout.is_temp_name`) in link folders whose link is
+    # missing: a write cut short before its rename leaves exactly that.
+    temp_files: list[str] = field(default_factory=list)
+
+    def uncertain(self, path: str) -> bool:
+        """Whether `path`, or a folder above it, could not be read: its absence from this
+        inventory then proves nothing (no "missing" finding may rest on it)."""
+        unread = {p.path for p in self.errors}
+        while path:
+            if path in unread:
+                return True
+            path = path.rpartition("/")[0]
+        return False
 
 
 # --- discovery ---------------------------------------------------------------------------
@@ -107,7 +128,7 @@ def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[s
         except StorageMissingError:
             continue
         except StorageError as exc:
-            errors.append(ReadProblem(path, str(exc)))
+            errors.append(ReadProblem.of(path, exc))
             continue
         names = {e.name for e in entries if e.is_dir}
         if name and names & layout.REPOSITORY_MARKERS:
@@ -120,6 +141,10 @@ def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[s
             if child in linked:
                 # Distribution never links folders; following one can loop forever
                 # (`loop -> .`) or leave the storage root. Said, never followed.
+                outside = storage.outside_root(f"{path}/{child}")
+                if outside is not None:
+                    errors.append(ReadProblem(f"{path}/{child}", outside, f"{path}/{child}"))
+                    continue
                 errors.append(
                     ReadProblem(
                         f"{path}/{child}",
@@ -147,14 +172,28 @@ def read_repository(storage: Storage, name: str) -> RepositoryInventory:
     return inv
 
 
-def _list(storage: Storage, inv: RepositoryInventory, path: str) -> list[tuple[str, bool]]:
+def _list(storage: Storage, inv: RepositoryInventory, path: str) -> list[Entry]:
+    """The entries of a layout folder. A symlink that is not a folder (dangling, a loop, or
+    leaving the root) is recorded and left out: skipping it silently would make what it
+    stands for look absent, and a repair would be planned into it."""
     try:
-        return [(e.name, e.is_dir) for e in storage.list_dir(path)]
+        entries = storage.list_dir(path)
     except StorageMissingError:
         return []
     except StorageError as exc:
-        inv.errors.append(ReadProblem(path, str(exc)))
+        inv.errors.append(ReadProblem.of(path, exc))
         return []
+    odd = [e for e in entries if e.is_link and not e.is_dir]
+    for e in odd:
+        if not _outside(storage, inv, f"{path}/{e.name}"):
+            inv.errors.append(
+                ReadProblem(
+                    f"{path}/{e.name}",
+                    "a symbolic link to no folder (dangling or a loop); distribution never "
+                    "creates links",
+                )
+            )
+    return [e for e in entries if not (e.is_link and not e.is_dir)] if odd else entries
 
 
 def read_link(storage: Storage, path: str) -> Link | None:
@@ -169,39 +208,73 @@ def read_link(storage: Storage, path: str) -> Link | None:
 def _read_digest_links(
     storage: Storage, inv: RepositoryInventory, base: str, into: dict[str, Link]
 ) -> None:
-    for algorithm, is_dir in _list(storage, inv, base):
-        if not is_dir:
+    for alg_entry in _list(storage, inv, base):
+        if not alg_entry.is_dir:
             continue
+        algorithm = alg_entry.name
         folder = f"{base}/{algorithm}"
         names: list[str] = []
-        for hex_, sub_is_dir in _list(storage, inv, folder):
-            if not sub_is_dir:
+        for entry in _list(storage, inv, folder):
+            hex_ = entry.name
+            if not entry.is_dir:
                 continue
             if not layout.is_digest_folder(algorithm, hex_):
                 inv.stray.append(f"{folder}/{hex_}")
                 continue
+            if entry.is_link and _outside(storage, inv, f"{folder}/{hex_}"):
+                continue  # read_many follows the names it is given: checked here
             names.append(hex_)
         raws = storage.read_many(folder, names, "link", layout.LINK_READ_LIMIT)
         for hex_, raw in zip(names, raws, strict=True):
             if isinstance(raw, StorageMissingError):
-                continue  # a folder without a link is not served: as if absent
+                # A folder without a link is not served: as if absent. Rare, so only here
+                # is the folder listed, for what an interrupted link write left.
+                inv.temp_files += temp_files_in(storage, f"{folder}/{hex_}")
+                continue
             path = f"{folder}/{hex_}/link"
             if isinstance(raw, StorageError):
-                inv.errors.append(ReadProblem(path, str(raw)))
+                inv.errors.append(ReadProblem.of(path, raw))
                 continue
             into[f"{algorithm}:{hex_}"] = Link(path, layout.parse_link(raw), raw)
 
 
+def temp_files_in(storage: Storage, folder: str) -> list[str]:
+    """Paths of the temp files (`layout.is_temp_name`) directly in `folder`; an unreadable
+    or absent folder has none (its reads report it)."""
+    try:
+        entries = storage.list_dir(folder)
+    except StorageError:
+        return []
+    return [
+        f"{folder}/{e.name}"
+        for e in entries
+        if not e.is_dir and not e.is_link and layout.is_temp_name(e.name)
+    ]
+
+
+def _outside(storage: Storage, inv: RepositoryInventory, path: str) -> bool:
+    """Whether the symlink at `path` resolves outside the root (then recorded)."""
+    why = storage.outside_root(path)
+    if why is None:
+        return False
+    inv.errors.append(ReadProblem(path, why, path))
+    return True
+
+
 def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
     base = layout.tags_dir(inv.name)
-    for tag, is_dir in _list(storage, inv, base):
-        if not is_dir:
+    for entry in _list(storage, inv, base):
+        tag = entry.name
+        if not entry.is_dir:
             continue
         path = f"{base}/{tag}/current/link"
         try:
             inv.tags[tag] = read_link(storage, path)
         except StorageError as exc:
-            inv.errors.append(ReadProblem(path, str(exc)))
+            inv.errors.append(ReadProblem.of(path, exc))
+        else:
+            if inv.tags[tag] is None:
+                inv.temp_files += temp_files_in(storage, f"{base}/{tag}/current")
         history: dict[str, Link] = {}
         _read_digest_links(storage, inv, f"{base}/{tag}/index", history)
         for digest, link in history.items():
@@ -218,8 +291,9 @@ def _read_tags(storage: Storage, inv: RepositoryInventory) -> None:
 
 def _read_uploads(storage: Storage, inv: RepositoryInventory) -> None:
     base = layout.uploads_dir(inv.name)
-    for upload_id, is_dir in _list(storage, inv, base):
-        if not is_dir:
+    for entry in _list(storage, inv, base):
+        upload_id = entry.name
+        if not entry.is_dir:
             continue
         inv.uploads.append(read_upload(storage, inv.name, upload_id, inv.errors))
 
@@ -234,12 +308,12 @@ def read_upload(
     except StorageMissingError:
         pass
     except StorageError as exc:
-        errors.append(ReadProblem(f"{path}/startedat", str(exc)))
+        errors.append(ReadProblem.of(f"{path}/startedat", exc))
     data: FileInfo | None = None
     try:
         data = storage.stat(f"{path}/data")
     except StorageError as exc:
-        errors.append(ReadProblem(f"{path}/data", str(exc)))
+        errors.append(ReadProblem.of(f"{path}/data", exc))
     if started is None and data is not None:
         started = data.mtime
     return Upload(upload_id, path, started, data.size if data else 0)
@@ -273,6 +347,7 @@ class ManifestRead:
     node: ManifestNode | None = None
     message: str = ""
     size: int = 0
+    link: str = ""  # UNREADABLE because of this symlink leaving the storage root
 
 
 # Recent results kept for digests shared by several repositories (base layers, promoted
@@ -343,7 +418,7 @@ class BlobStore:
         except StorageMissingError:
             result = Missing()
         except StorageError as exc:
-            result = Unreadable(str(exc))
+            result = Unreadable(str(exc), getattr(exc, "link", ""))
         pending.result = result
         with self._lock:
             self._hashes.put(digest, result)
@@ -357,7 +432,7 @@ def stat_state(storage: Storage, path: str) -> FileState:
     try:
         info = storage.stat(path)
     except StorageError as exc:
-        return Unreadable(str(exc))
+        return Unreadable(str(exc), getattr(exc, "link", ""))
     return info if info is not None else Missing()
 
 
@@ -373,7 +448,9 @@ def read_manifest(storage: Storage, digest: str) -> ManifestRead:
     except StorageMissingError:
         return ManifestRead(digest, ManifestState.MISSING)
     except StorageError as exc:
-        return ManifestRead(digest, ManifestState.UNREADABLE, message=str(exc))
+        return ManifestRead(
+            digest, ManifestState.UNREADABLE, message=str(exc), link=getattr(exc, "link", "")
+        )
     if len(raw) > mt.MAX_MANIFEST_BYTES:
         return ManifestRead(
             digest, ManifestState.INVALID, message="over the 4 MiB manifest limit", size=len(raw)
@@ -401,7 +478,7 @@ def list_blobs(storage: Storage, errors: list[ReadProblem]) -> Iterator[str]:
     except StorageMissingError:
         return
     except StorageError as exc:
-        errors.append(ReadProblem(layout.BLOBS, str(exc)))
+        errors.append(ReadProblem.of(layout.BLOBS, exc))
         return
     for alg in algorithms:
         if not alg.is_dir or alg.name not in layout.ALGORITHMS:
@@ -410,13 +487,13 @@ def list_blobs(storage: Storage, errors: list[ReadProblem]) -> Iterator[str]:
         try:
             prefixes = storage.list_dir(base)
         except StorageError as exc:
-            errors.append(ReadProblem(base, str(exc)))
+            errors.append(ReadProblem.of(base, exc))
             continue
         for prefix in sorted(e.name for e in prefixes if e.is_dir):
             try:
                 entries = storage.list_dir(f"{base}/{prefix}")
             except StorageError as exc:
-                errors.append(ReadProblem(f"{base}/{prefix}", str(exc)))
+                errors.append(ReadProblem.of(f"{base}/{prefix}", exc))
                 continue
             for e in entries:
                 if e.is_dir and layout.is_digest_folder(alg.name, e.name):

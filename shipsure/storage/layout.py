@@ -137,3 +137,22 @@ _HEX_DIGITS = "0123456789abcdef"
 def link_content(digest: str) -> bytes:
     """What distribution writes into a link file: the digest, no newline."""
     return digest.encode()
+
+
+# Temp files of an interrupted write, left beside the file they were to replace:
+# - shipsure's own (`fileio.write_atomic`, tempfile.mkstemp): `.<name>.<8 random>.tmp`;
+# - distribution's filesystem driver (PutContent in registry/storage/driver/filesystem/
+#   driver.go, 3.x): `<name>.<uuid>.tmp`.
+_TEMP_NAME = re.compile(
+    r"\.[^/]+\.[a-z0-9_]{8}\.tmp|[^/]+\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+    r"[0-9a-f]{12}\.tmp",
+    re.ASCII,
+)
+# Older than this, no write is still under way (a link or manifest write takes
+# milliseconds): the file is a leftover that `scan --apply` may remove.
+TEMP_MAX_AGE = 3600.0
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one an interrupted atomic write leaves behind."""
+    return _TEMP_NAME.fullmatch(name) is not None

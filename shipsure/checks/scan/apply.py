@@ -13,6 +13,8 @@ Then, per operation:
   upload's data goes first and `startedat` last, so a removal cut short still reads as the
   same stale upload and the next run finishes it.
 - `remove-layer-link`: gone -> done; else the blob data must still be missing.
+- `remove-temp-file`: gone -> done; else it must still be a regular file (not a link
+  leaving the root) with a temp file's name, unchanged for `layout.TEMP_MAX_AGE`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterable
 from shipsure.checks.scan import repair
 from shipsure.plan import Action, AlreadyDone, Plan, Precondition, Ready, Refused
 from shipsure.storage import layout
-from shipsure.storage.interface import Storage, StorageMissingError
+from shipsure.storage.interface import Storage, StorageError, StorageMissingError
 from shipsure.storage.inventory import ManifestState, read_link, read_manifest, read_upload
 
 WRITER = "scan-repair"
@@ -55,6 +57,8 @@ class RepairWriter:
         if outside is not None:
             return Refused(outside)
         repo, subject = str(action.facts["repository"]), str(action.facts["subject"])
+        if action.op == repair.REMOVE_TEMP_FILE:
+            return self._check_temp_file(action.target)
         if action.op != repair.REMOVE_UPLOAD:
             # The evidence (the manifest's or blob's data) must be read inside the root too.
             outside = self.storage.outside_root(layout.blob_data(subject))
@@ -89,6 +93,19 @@ class RepairWriter:
             return Ready()
         return Refused(f"unknown operation {action.op}")
 
+    def _check_temp_file(self, path: str) -> Precondition:
+        if not layout.is_temp_name(path.rpartition("/")[2]):
+            return Refused("not a temp file name")
+        try:
+            info = self.storage.stat(path)
+        except StorageError as exc:  # a folder, FIFO, device, or a link leaving the root
+            return Refused(f"not a regular file inside the root: {exc}")
+        if info is None:
+            return AlreadyDone("temp file is gone")
+        if self.now - info.mtime < layout.TEMP_MAX_AGE:
+            return Refused("temp file changed recently: a write may be under way")
+        return Ready()
+
     def run(self, action: Action) -> None:
         subject = str(action.facts["subject"])
         if action.op in (repair.LINK_REVISION, repair.LINK_LAYER):
@@ -98,7 +115,7 @@ class RepairWriter:
                 if name != _LAST_IN_UPLOAD:
                     self.storage.remove_tree(f"{action.target}/{name}")
             self.storage.remove_tree(action.target)
-        elif action.op == repair.REMOVE_LAYER_LINK:
+        elif action.op in (repair.REMOVE_LAYER_LINK, repair.REMOVE_TEMP_FILE):
             self.storage.remove_tree(action.target)
 
     def _entries(self, folder: str) -> list[str] | None:

@@ -28,7 +28,7 @@ from shipsure.checks.scan.executor import (
 )
 from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
 from shipsure.checks.scan.shard import Shard
-from shipsure.checks.scan.walk import Candidate
+from shipsure.checks.scan.walk import Candidate, link_outside_candidate, temp_file_candidate
 from shipsure.errors import BadInputError
 from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.model import DIGEST_ALGORITHMS
@@ -39,6 +39,7 @@ from shipsure.storage.interface import (
     Missing,
     Storage,
     StorageError,
+    StorageLinkOutsideError,
     StorageMissingError,
     Unreadable,
 )
@@ -46,6 +47,7 @@ from shipsure.storage.inventory import (
     BlobStore,
     ReadProblem,
     discover_repositories,
+    temp_files_in,
 )
 
 COMMAND = "scan"
@@ -135,6 +137,7 @@ def scan(
                 c.digest: c.details["bytes"] for c in unreferenced if c.digest is not None
             }
     candidates += [_read_problem(p) for p in blob_problems]
+    candidates = _one_per_link(candidates)
     report.extend(_confirmed(storage, candidates, options, executor.workers))
     report.meta.update(
         {
@@ -196,6 +199,8 @@ def _check_root(storage: Storage) -> None:
     storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
     try:
         storage.list_dir(layout.V2)
+    except StorageLinkOutsideError:
+        return  # every read below stops at that link: it is reported as a finding
     except StorageMissingError:
         try:
             entries = storage.list_dir("")
@@ -210,6 +215,8 @@ def _check_root(storage: Storage) -> None:
 
 
 def _read_problem(problem: ReadProblem) -> Candidate:
+    if problem.link:
+        return link_outside_candidate(None, problem.link, problem.message)
     return Candidate(
         CHECK_ERROR,
         None,
@@ -220,6 +227,21 @@ def _read_problem(problem: ReadProblem) -> Candidate:
         (),
         {"storage_path": problem.path},
     )
+
+
+def _one_per_link(candidates: list[Candidate]) -> list[Candidate]:
+    """One `link-outside-root` per link: every repository reading through a linked `blobs`
+    folder stopped at the same link."""
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.kind == k.LINK_OUTSIDE_ROOT:
+            link = c.details["storage_path"]
+            if link in seen:
+                continue
+            seen.add(link)
+        out.append(c)
+    return out
 
 
 def _unreferenced(
@@ -234,10 +256,15 @@ def _unreferenced(
     found = []
     for digest in present.difference(referenced):
         match blobs.stat(digest):
-            case Missing():  # a blob folder without data: nothing to reclaim or serve
+            case Missing():  # a blob folder without data: nothing to reclaim or serve...
+                # ...but maybe what an interrupted write of it left (rare: listed only here).
+                for path in temp_files_in(blobs.storage, layout.blob_dir(digest)):
+                    fault = temp_file_candidate(blobs.storage, None, path, now)
+                    if fault is not None:
+                        found.append(fault)
                 continue
-            case Unreadable(why):
-                problems.append(ReadProblem(layout.blob_data(digest), why))
+            case Unreadable(why, link):
+                problems.append(ReadProblem(layout.blob_data(digest), why, link))
                 continue
             case FileInfo(size, mtime) if now - mtime >= options.unreferenced_min_age:
                 found.append(
@@ -291,7 +318,7 @@ def to_finding(c: Candidate) -> Finding:
     tags = sorted(c.tags)
     severity = k.severity(c.kind, len(tags), breaks_tag=c.breaks_tag)
     details = dict(c.details)
-    if c.kind != CHECK_ERROR and c.kind not in (k.BLOB_UNREFERENCED, k.UPLOAD_STALE):
+    if c.kind != CHECK_ERROR and c.kind not in k.NOT_TAGGED:
         details["tags"] = tags
     if tags and c.kind not in k.TAG_LEVEL:
         message = f"{c.message}; breaks {_tag_list(tags)}"

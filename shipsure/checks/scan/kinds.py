@@ -29,6 +29,11 @@ MALFORMED_LINK = kind("malformed-link").id
 LAYER_LINK_DANGLING = kind("layer-link-dangling").id
 BLOB_UNREFERENCED = kind("blob-unreferenced").id
 UPLOAD_STALE = kind("upload-stale").id
+LINK_OUTSIDE_ROOT = kind("link-outside-root").id
+TEMP_FILE_STALE = kind("temp-file-stale").id
+
+# Kinds about storage no tag leads to: their findings carry no `tags` list.
+NOT_TAGGED = frozenset({BLOB_UNREFERENCED, UPLOAD_STALE, LINK_OUTSIDE_ROOT, TEMP_FILE_STALE})
 
 # Kinds that mean the tag itself no longer resolves.
 TAG_LEVEL = frozenset({TAG_REVISION_MISSING, TAG_MANIFEST_MISSING, TAG_LINK_MISSING})

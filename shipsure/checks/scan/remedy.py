@@ -43,4 +43,12 @@ class RemoveDanglingLayerLink:
     digest: str
 
 
-Remedy = RelinkRevision | RelinkLayer | RemoveUpload | RemoveDanglingLayerLink
+@dataclass(frozen=True, slots=True)
+class RemoveTempFile:
+    """A temp file an interrupted write left, older than `layout.TEMP_MAX_AGE`."""
+
+    repository: str | None
+    path: str
+
+
+Remedy = RelinkRevision | RelinkLayer | RemoveUpload | RemoveDanglingLayerLink | RemoveTempFile

@@ -7,6 +7,8 @@ What may be repaired, and why it is safe:
   manifest of that repository references it.
 - `remove-upload`: remove an unfinished upload older than the threshold, as distribution's
   own upload purging would.
+- `remove-temp-file`: remove a temp file an interrupted write left beside a missing link or
+  blob data, older than an hour (no write takes that long), as the writer would have.
 - `remove-layer-link` (only when asked): remove a `_layers` link whose data is gone, so a
   blob-descriptor cache can no longer answer "200 with 0 bytes": an honest 404 instead.
 
@@ -25,6 +27,7 @@ from shipsure.checks.scan.remedy import (
     RelinkLayer,
     RelinkRevision,
     RemoveDanglingLayerLink,
+    RemoveTempFile,
     RemoveUpload,
 )
 from shipsure.findings import Finding
@@ -34,6 +37,7 @@ LINK_REVISION = "link-revision"
 LINK_LAYER = "link-layer"
 REMOVE_UPLOAD = "remove-upload"
 REMOVE_LAYER_LINK = "remove-layer-link"
+REMOVE_TEMP_FILE = "remove-temp-file"
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +75,9 @@ def plan_repairs(
             case RemoveUpload(repo, upload_id):
                 path = layout.upload_dir(repo, upload_id)
                 actions.add(Action(REMOVE_UPLOAD, repo, upload_id, path, f.kind))
+            case RemoveTempFile(repo, path):
+                name = path.rpartition("/")[2]
+                actions.add(Action(REMOVE_TEMP_FILE, repo or "", name, path, f.kind))
             case RemoveDanglingLayerLink(repo, digest) if remove_dangling_layer_links:
                 path = layout.layer_link_dir(repo, digest)
                 actions.add(Action(REMOVE_LAYER_LINK, repo, digest, path, f.kind))

@@ -25,17 +25,19 @@ from shipsure.checks.scan.remedy import (
     RelinkRevision,
     Remedy,
     RemoveDanglingLayerLink,
+    RemoveTempFile,
     RemoveUpload,
 )
 from shipsure.findings import CHECK_ERROR
 from shipsure.storage import layout
 from shipsure.storage.graph import ManifestNode, Ref
-from shipsure.storage.interface import FileInfo, Hashed, Missing, Unreadable
+from shipsure.storage.interface import FileInfo, Hashed, Missing, Storage, Unreadable
 from shipsure.storage.inventory import (
     BlobStore,
     Link,
     ManifestState,
     RepositoryInventory,
+    stat_state,
 )
 
 ROOT_TAG = "tag"
@@ -125,7 +127,11 @@ class RepositoryWalk:
             self.faults[key].remedy = remedy
         return key
 
-    def _check_error(self, path_on_disk: str, message: str, path: tuple[str, ...]) -> _Key:
+    def _check_error(
+        self, path_on_disk: str, message: str, path: tuple[str, ...], link: str = ""
+    ) -> _Key:
+        if link:
+            return self._link_outside(link, message, path)
         key = (CHECK_ERROR, path_on_disk, None, None)
         if key not in self.faults:
             self.faults[key] = Candidate(
@@ -140,12 +146,20 @@ class RepositoryWalk:
             )
         return key
 
+    def _link_outside(self, link: str, message: str, path: tuple[str, ...]) -> _Key:
+        # One finding per link, however many reads it stopped. No evidence to re-check and
+        # no remedy: removing a link someone placed is the operator's call.
+        key = (k.LINK_OUTSIDE_ROOT, None, None, link)
+        if key not in self.faults:
+            self.faults[key] = link_outside_candidate(self.repo, link, message, path)
+        return key
+
     # --- the walk ---------------------------------------------------------------------
 
     def run(self) -> WalkResult:
         inv = self.inv
         for problem in inv.errors:
-            self._check_error(problem.path, problem.message, ())
+            self._check_error(problem.path, problem.message, (), problem.link)
         tagged: set[str] = set()
         for tag in sorted(inv.tags):
             keys = self._tag(tag, inv.tags[tag])
@@ -169,6 +183,10 @@ class RepositoryWalk:
         self._tag_history()
         self._layer_links()
         self._uploads()
+        for path in self.inv.temp_files:
+            fault = temp_file_candidate(self.blobs.storage, self.repo, path, self.now)
+            if fault is not None:
+                self.faults[(k.TEMP_FILE_STALE, None, None, path)] = fault
         counts = {
             "repositories": 1,
             "tags": len(inv.tags),
@@ -246,8 +264,12 @@ class RepositoryWalk:
             (LinkReads(tag_link.path, tag_link.raw),) if tag_link is not None else ()
         )
         if m.state is ManifestState.UNREADABLE:
-            return [self._check_error(data, m.message, path)]
+            return [self._check_error(data, m.message, path, m.link)]
         node_path = (*path, m.node.label) if via == ROOT_TAG and m.node else path
+        if rev is None and self.inv.uncertain(rev_path):
+            # The link could not be read (reported as such): not "missing". What the data
+            # names is still walked, so its blobs count as referenced.
+            return self._walk_node(m.node, node_path) if m.node is not None else []
         if rev is None:
             relinkable = m.state is ManifestState.OK
             state = "present and verified" if relinkable else _data_state(m.state)
@@ -369,8 +391,8 @@ class RepositoryWalk:
         data = layout.blob_data(digest)
         link_path = layout.layer_link(self.repo, digest)
         match st:
-            case Unreadable(why):
-                keys.append(self._check_error(data, why, path))
+            case Unreadable(why, outside):
+                keys.append(self._check_error(data, why, path, outside))
             case Missing():
                 has_link = link is not None
                 keys.append(
@@ -402,7 +424,7 @@ class RepositoryWalk:
                     )
                 elif verify:
                     keys += self._verify(digest, size, path)
-                if link is None:
+                if link is None and not self.inv.uncertain(link_path):
                     keys.append(
                         self._fault(
                             k.LAYER_LINK_MISSING,
@@ -425,8 +447,8 @@ class RepositoryWalk:
         match self.blobs.content_hash(digest, size):
             case Missing():  # vanished since the stat: the re-check decides
                 return []
-            case Unreadable(why):
-                return [self._check_error(data, why, path)]
+            case Unreadable(why, link):
+                return [self._check_error(data, why, path, link)]
             case Hashed(actual):
                 algorithm, _, hex_ = digest.partition(":")
                 if actual == hex_:
@@ -491,8 +513,8 @@ class RepositoryWalk:
                         remedy=RemoveDanglingLayerLink(self.repo, digest),
                         storage_path=link.path,
                     )
-                case Unreadable(why):
-                    self._check_error(layout.blob_data(digest), why, where)
+                case Unreadable(why, outside):
+                    self._check_error(layout.blob_data(digest), why, where, outside)
 
     def _uploads(self) -> None:
         for upload in self.inv.uploads:
@@ -514,6 +536,45 @@ class RepositoryWalk:
                 bytes=upload.size,
                 age_days=round(age / 86400, 2),
             )
+
+
+def temp_file_candidate(
+    storage: Storage, repository: str | None, path: str, now: float
+) -> Candidate | None:
+    """The `temp-file-stale` fault of the temp file at `path`, or None when it is young (a
+    write may be under way), gone, or not a regular file (never read, never removed)."""
+    match stat_state(storage, path):
+        case FileInfo(size, mtime) if now - mtime >= layout.TEMP_MAX_AGE:
+            age = now - mtime
+            return Candidate(
+                k.TEMP_FILE_STALE,
+                repository,
+                None,
+                None,
+                f"{path} is a temp file an interrupted write left {age / 3600:.1f} hours ago "
+                f"({size} bytes)",
+                (f"temp file {path.rpartition('/')[2]}",),
+                (Present(path),),
+                {"storage_path": path, "bytes": size},
+                remedy=RemoveTempFile(repository, path),
+            )
+    return None
+
+
+def link_outside_candidate(
+    repository: str | None, link: str, message: str, path: tuple[str, ...] = ()
+) -> Candidate:
+    """The `link-outside-root` fault of the symlink at `link` (storage-relative)."""
+    return Candidate(
+        k.LINK_OUTSIDE_ROOT,
+        repository,
+        None,
+        None,
+        f"{message}: nothing behind it is read or repaired",
+        path,
+        (),
+        {"storage_path": link},
+    )
 
 
 def _meant(link: Link) -> str:
