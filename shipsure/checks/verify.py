@@ -22,6 +22,7 @@ from typing import Any
 from shipsure import mediatypes as mt
 from shipsure.errors import (
     BadInputError,
+    InvalidReferenceError,
     ManifestError,
     ShipsureError,
     UnsupportedManifestError,
@@ -277,6 +278,12 @@ class _Walker:
             return self._check_blob(registry, node)
         except RegistryError as exc:
             return _Outcome(problems=[_registry_problem(node, exc)])
+        except InvalidReferenceError as exc:
+            # The user's references were parsed before the walk; a name refused here came
+            # from the registry (a tags list or catalog holding `../x`): that object could
+            # not be checked, the rest of the walk goes on.
+            digest = None if node.role == "tag" else node.identifier
+            return _Outcome(problems=[_Problem(CHECK_ERROR, f"could not check: {exc}", digest)])
         except BadInputError:
             # The user's own input is bad (a malformed docker config.json, read on the
             # first challenge): no object can be checked with it; the run stops, exit 2.
