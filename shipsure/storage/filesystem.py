@@ -241,9 +241,13 @@ class FilesystemStorage:
             with os.scandir(self._abs(path)) as it:
                 # is_dir() and is_symlink() answer from the directory entry's type: no
                 # extra stat per name.
-                return [Entry(e.name, e.is_dir(), e.is_symlink()) for e in it]
+                entries = [Entry(e.name, e.is_dir(), e.is_symlink()) for e in it]
         except OSError as exc:
             raise _error(exc, path) from None
+        # The listing already says which names are links: later checks of folders below
+        # this one need no lstat (the walk lists before it reads).
+        self._links_in[path] = frozenset(e.name for e in entries if e.is_link)
+        return entries
 
     def read(self, path: str, limit: int) -> bytes:
         fd = self._open_checked(path)
