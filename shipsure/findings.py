@@ -349,6 +349,24 @@ class Finding:
             **{k: v for k, v in self.details.items() if k not in _RESERVED},
         }
 
+    @classmethod
+    def from_dict(cls, item: Any) -> Finding:
+        """The finding a `to_dict` (a report's JSON) holds; unknown keys become `details`.
+        Raises ValueError when `item` is not an object with a kind and a known severity."""
+        if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+            raise ValueError("a finding is not an object with a kind")
+        path = item.get("path")
+        return cls(
+            kind=item["kind"],
+            severity=Severity.parse(str(item.get("severity"))),
+            message=str(item.get("message") or ""),
+            repository=item.get("repository"),
+            reference=item.get("reference"),
+            digest=item.get("digest"),
+            path=tuple(str(p) for p in path) if isinstance(path, list) else (),
+            details={k: v for k, v in item.items() if k not in _RESERVED},
+        )
+
 
 _RESERVED = frozenset({"kind", "severity", "repository", "reference", "digest", "message", "path"})
 

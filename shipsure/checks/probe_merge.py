@@ -12,7 +12,7 @@ from typing import Any
 
 from shipsure.checks.scan.shard import Shard
 from shipsure.errors import BadInputError, UsageError
-from shipsure.findings import Finding, Report, Severity
+from shipsure.findings import Finding, Report
 
 _SUMMED = ("repositories", "repositories_unchecked", "tags", "tags_checked")
 
@@ -130,24 +130,8 @@ def _check_shape(name: str, doc: Mapping[str, Any], probe: Mapping[str, Any]) ->
         raise bad("findings", "a list")
 
 
-_FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")
-
-
 def _finding(name: str, item: Any) -> Finding:
-    if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
-        raise BadInputError(f"{name}: a finding is not an object with a kind")
     try:
-        severity = Severity.parse(str(item.get("severity")))
+        return Finding.from_dict(item)
     except ValueError as exc:
         raise BadInputError(f"{name}: {exc}") from None
-    path = item.get("path")
-    return Finding(
-        kind=item["kind"],
-        severity=severity,
-        message=str(item.get("message") or ""),
-        repository=item.get("repository"),
-        reference=item.get("reference"),
-        digest=item.get("digest"),
-        path=tuple(str(p) for p in path) if isinstance(path, list) else (),
-        details={k: v for k, v in item.items() if k not in _FIELDS},
-    )

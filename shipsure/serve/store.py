@@ -584,9 +584,6 @@ def _path_tags(finding: Finding) -> list[str]:
     return sorted({h[4:] for h in heads if h.startswith("tag ")})
 
 
-_FINDING_FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")
-
-
 def report_from_dict(doc: Mapping[str, Any]) -> Report:
     """The `Report` a `Report.to_dict()` came from (findings, counts, run facts)."""
     report = Report(command=str(doc.get("command", "")))
@@ -595,16 +592,7 @@ def report_from_dict(doc: Mapping[str, Any]) -> Report:
         if key not in ("command", "checked", "findings"):
             report.meta[key] = value
     for item in doc.get("findings") or []:
-        report.add(
-            Finding(
-                kind=str(item["kind"]),
-                severity=Severity.parse(str(item["severity"])),
-                message=str(item.get("message", "")),
-                repository=item.get("repository"),
-                reference=item.get("reference"),
-                digest=item.get("digest"),
-                path=tuple(item.get("path") or ()),
-                details={k: v for k, v in item.items() if k not in _FINDING_FIELDS},
-            )
-        )
+        # Written by this process from a Report: a finding that does not read back is a
+        # bug, so ValueError is not caught here.
+        report.add(Finding.from_dict(item))
     return report

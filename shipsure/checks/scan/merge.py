@@ -13,10 +13,8 @@ from typing import Any
 from shipsure.checks.scan import kinds as k
 from shipsure.checks.scan.shard import Shard
 from shipsure.errors import BadInputError, UsageError
-from shipsure.findings import Finding, Report, Severity
+from shipsure.findings import Finding, Report
 from shipsure.storage import layout
-
-_FINDING_FIELDS = ("kind", "severity", "repository", "reference", "digest", "message", "path")
 
 
 def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
@@ -95,20 +93,7 @@ def _shard(name: str, text: str) -> tuple[int, int]:
 
 
 def _finding(name: str, item: Any) -> Finding:
-    if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
-        raise BadInputError(f"{name}: a finding is not an object with a kind")
     try:
-        severity = Severity.parse(str(item.get("severity")))
+        return Finding.from_dict(item)
     except ValueError as exc:
         raise BadInputError(f"{name}: {exc}") from None
-    path = item.get("path") or []
-    return Finding(
-        kind=item["kind"],
-        severity=severity,
-        message=str(item.get("message") or ""),
-        repository=item.get("repository"),
-        reference=item.get("reference"),
-        digest=item.get("digest"),
-        path=tuple(str(p) for p in path) if isinstance(path, list) else (),
-        details={key: v for key, v in item.items() if key not in _FINDING_FIELDS},
-    )
