@@ -10,7 +10,7 @@ before it reports them: the child only says where to look.
 The digest algorithms to hash come on the command line (`sha256=64,sha512=128`: name and
 hex length), from `model.DIGEST_ALGORITHMS` in the parent, the one list of them.
 
-Output lines (tab-separated): `mismatch DIGEST ACTUAL_HEX SIZE` and `error DIGEST MESSAGE`.
+Output lines (tab-separated): `mismatch DIGEST ACTUAL_HEX` and `error DIGEST MESSAGE`.
 A blob folder without data is skipped (the walk reports missing data). Exit status 0 means
 every blob folder was listed; anything else means the answer is incomplete and the caller
 falls back to hashing in-process.
@@ -21,27 +21,28 @@ Standard library only, and no other shipsure module, so the child starts in mill
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TextIO
 
 BLOBS = "docker/registry/v2/blobs"
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
 MISMATCH = "mismatch"
 ERROR = "error"
 
 
-def _digest_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str, str, str]]:
-    """(algorithm, hex, data path) of every digest folder; OSError if a folder is unreadable
-    or a folder above the digest folders is a symlink (the scan then hashes in-process, where
-    links are checked against the storage root). A digest folder that is a symlink comes
-    with path "" so the caller names it for the scan to hash."""
+def _prefix_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str, int, str]]:
+    """(algorithm, hex length, path) of every prefix folder (`blobs/sha256/ab`); OSError if
+    a folder is unreadable or a folder above the digest folders is a symlink (the scan then
+    hashes in-process, where links are checked against the storage root)."""
     base = os.path.join(root, BLOBS)
     real_root = os.path.realpath(root)
     if not os.path.realpath(base).startswith(real_root.rstrip("/") + "/"):
@@ -52,16 +53,9 @@ def _digest_folders(root: str, algorithms: dict[str, int]) -> Iterator[tuple[str
         return
     for algorithm in present:
         length = algorithms.get(algorithm)
-        if length is None:
-            continue
-        for prefix in sorted(_folders(os.path.join(base, algorithm))):
-            folder = os.path.join(base, algorithm, prefix)
-            with os.scandir(folder) as entries:
-                for e in entries:
-                    name = e.name
-                    if len(name) == length and name.startswith(prefix) and _HEX.issuperset(name):
-                        linked = e.is_symlink()
-                        yield algorithm, name, "" if linked else os.path.join(folder, name, "data")
+        if length is not None:
+            for prefix in sorted(_folders(os.path.join(base, algorithm))):
+                yield algorithm, length, os.path.join(base, algorithm, prefix)
 
 
 def _folders(path: str) -> list[str]:
@@ -76,40 +70,68 @@ def _folders(path: str) -> list[str]:
     return found
 
 
-def _hash(path: str, algorithm: str, buffer: memoryview) -> tuple[str, int] | None:
-    """(hex, size) of the file, or None when it is not there. OSError when it is not a
-    regular file: a FIFO would block the open (hence O_NONBLOCK) and a device never end;
-    a symlink is not followed (O_NOFOLLOW): the scan checks where it leads."""
+def _hash(
+    folder_fd: int, name: str, new: Callable[[], hashlib._Hash], buffer: memoryview
+) -> str | None:
+    """The hex digest of `name/data` in the open folder, or None when it is not there.
+    Opened relative to the prefix folder: the kernel resolves two names, not a dozen.
+    OSError when it is not a regular file: a FIFO would block the open (hence O_NONBLOCK)
+    and a device never end; a symlink is not followed (O_NOFOLLOW): the scan checks where
+    it leads."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = os.open(f"{name}/data", _OPEN_FLAGS, dir_fd=folder_fd)
     except FileNotFoundError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        h = hashlib.new(algorithm)
-        size = 0
-        while n := os.readv(fd, [buffer]):
+        h = new()
+        # Ask for one byte more than the file holds: a short read of a regular file is its
+        # end, so a small blob costs one read, not a second one that returns nothing. A
+        # file that grew since the fstat fills the read and is read on to its end.
+        want = min(st.st_size + 1, _CHUNK)
+        while n := os.readv(fd, [buffer[:want]]):
             h.update(buffer[:n])
-            size += n
-        return h.hexdigest(), size
+            if n < want:
+                break
+            want = _CHUNK
+        return h.hexdigest()
     finally:
         os.close(fd)
 
 
 def hash_store(root: str, algorithms: dict[str, int], out: TextIO) -> None:
     buffer = memoryview(bytearray(_CHUNK))
-    for algorithm, hex_, path in _digest_folders(root, algorithms):
-        if not path:
-            out.write(f"{ERROR}\t{algorithm}:{hex_}\ta symbolic link: hashed by the scan\n")
-            continue
+    for algorithm, length, folder in _prefix_folders(root, algorithms):
+        # The named constructor (hashlib.sha256) skips hashlib.new's lookup on every blob.
+        new = getattr(hashlib, algorithm, None) or functools.partial(hashlib.new, algorithm)
+        prefix = os.path.basename(folder)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
-            got = _hash(path, algorithm, buffer)
-        except OSError as exc:
-            out.write(f"{ERROR}\t{algorithm}:{hex_}\t{path}: {exc.strerror or exc}\n")
-            continue
-        if got is not None and got[0] != hex_:
-            out.write(f"{MISMATCH}\t{algorithm}:{hex_}\t{got[0]}\t{got[1]}\n")
+            with os.scandir(folder_fd) as entries:
+                # (name, is a symlink) of each digest folder; other names are the walk's.
+                digests = [
+                    (e.name, e.is_symlink())
+                    for e in entries
+                    if len(e.name) == length
+                    and e.name.startswith(prefix)
+                    and _HEX.issuperset(e.name)
+                ]
+            for hex_, linked in digests:
+                if linked:
+                    out.write(f"{ERROR}\t{algorithm}:{hex_}\ta symbolic link: hashed by the scan\n")
+                    continue
+                try:
+                    got = _hash(folder_fd, hex_, new, buffer)
+                except OSError as exc:
+                    where = os.path.join(folder, hex_, "data")
+                    out.write(f"{ERROR}\t{algorithm}:{hex_}\t{where}: {exc.strerror or exc}\n")
+                    continue
+                if got is not None and got != hex_:
+                    out.write(f"{MISMATCH}\t{algorithm}:{hex_}\t{got}\n")
+        finally:
+            os.close(folder_fd)
 
 
 def main(argv: list[str]) -> int:
@@ -146,7 +168,7 @@ class BackgroundHasher:
         self._out = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "shipsure.storage.blob_hasher", root, listed],
+                [sys.executable, "-S", "-m", "shipsure.storage.blob_hasher", root, listed],
                 env={**os.environ, "PYTHONPATH": python_path},
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
