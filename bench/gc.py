@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from installed import byte_compile
+
 from shipsure.sandbox.synthetic import SyntheticSpec, generate
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +90,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--only", choices=sorted(TREES))
     args = parser.parse_args()
+    byte_compile()
     versions = [v for v, b in BINARIES.items() if b.is_file()]
     for missing in sorted(set(BINARIES) - set(versions)):
         print(f"skipping distribution {missing}: {BINARIES[missing]} is absent", file=sys.stderr)

@@ -46,6 +46,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from installed import byte_compile
+
 from shipsure.sandbox.registry import SandboxRegistry
 from shipsure.sandbox.synthetic import SyntheticSpec, generate
 
@@ -361,6 +363,7 @@ def main() -> int:
     parser.add_argument("--serve-tags", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    byte_compile()
     if args.serve_tags:
         serve_tags(args.serve_tags, args.port)
         return 0

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from installed import byte_compile
 
 from shipsure.sandbox.registry import SandboxRegistry, registry_available
 from shipsure.sandbox.synthetic import SyntheticSpec, generate
@@ -147,6 +148,7 @@ def main() -> int:
     parser.add_argument("--tags", type=int, default=3)
     parser.add_argument("--layer-kib", type=int, default=16)
     args = parser.parse_args()
+    byte_compile()
     if not registry_available() or shutil.which("skopeo") is None:
         print("bench: needs docker-registry and skopeo (scripts/setup.sh)", file=sys.stderr)
         return 3

@@ -9,7 +9,8 @@ bench/out/ (kept for later runs; written again when its spec changes).
     scan                 vs  docker-registry garbage-collect --dry-run   (target <= 0.5x)
     scan                 vs  find ROOT -type f | wc -l                  (target <= 1.5x)
     scan --verify-content vs sha256sum of every data file             (target <= 1.3x)
-and the peak memory (max RSS, from /usr/bin/time) of each. Medians of --runs runs.
+and the peak memory (max RSS, from /usr/bin/time) of each. Medians of --runs rounds, each
+round running every command once in turn.
 
     .venv/bin/python bench/scan.py [--runs 3] [--only 1x|10x|lost]
 """
@@ -26,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from installed import byte_compile
 
 from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate
 
@@ -89,20 +92,31 @@ def spec_text(name: str) -> str:
     )
 
 
-def measure(command: str, runs: int) -> tuple[float, int]:
-    """Median wall seconds and max peak RSS (KiB) of a shell command."""
-    walls, peaks = [], []
+def run_once(command: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run of a shell command."""
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", "sh", "-c", command + " >/dev/null"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall, peak = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(peak)
+
+
+def measure(commands: dict[str, str], runs: int) -> dict[str, tuple[float, int]]:
+    """Median wall seconds and max peak RSS (KiB) of each command over `runs` rounds.
+
+    Each round runs every command once, in turn, so a burst of load elsewhere on the
+    machine falls on the anchors and on shipsure alike instead of on one of them."""
+    walls: dict[str, list[float]] = {label: [] for label in commands}
+    peaks: dict[str, list[int]] = {label: [] for label in commands}
     for _ in range(runs):
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "sh", "-c", command + " >/dev/null"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        wall, peak = done.stderr.strip().splitlines()[-1].split()
-        walls.append(float(wall))
-        peaks.append(int(peak))
-    return statistics.median(walls), max(peaks)
+        for label, command in commands.items():
+            wall, peak = run_once(command)
+            walls[label].append(wall)
+            peaks[label].append(peak)
+    return {label: (statistics.median(walls[label]), max(peaks[label])) for label in commands}
 
 
 def gc_config(root: Path) -> Path:
@@ -118,14 +132,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=sorted(TREES))
     args = parser.parse_args()
+    byte_compile()
     env_note = "env -u AWS_CA_BUNDLE"
     for name in [args.only] if args.only else list(TREES):
         root = tree(name)
         scan = f"{PYTHON} -m shipsure scan {root} --fail-on critical"
         if name in DAMAGED:
             gc = f"{env_note} docker-registry garbage-collect --dry-run {gc_config(root)}"
-            measure(f"find {root} -type f | wc -l", 1)  # warm the page cache
-            results = {"gc --dry-run": measure(gc, args.runs), "scan": measure(scan, args.runs)}
+            run_once(f"find {root} -type f | wc -l")  # warm the page cache
+            results = measure({"gc --dry-run": gc, "scan": scan}, args.runs)
             made = json.loads((root / ".complete").read_text())
             print(f"\n== tree {name}: {made['files']} files, {spec_text(name)}, lost layer")
             for label, (wall, peak) in results.items():
@@ -144,8 +159,8 @@ def main() -> int:
             ),
             "scan --verify-content": f"{scan} --verify-content",
         }
-        measure(commands["find"], 1)  # warm the page cache
-        results = {label: measure(cmd, args.runs) for label, cmd in commands.items()}
+        run_once(commands["find"])  # warm the page cache
+        results = measure(commands, args.runs)
         made = json.loads((root / ".complete").read_text())
         print(f"\n== tree {name}: {made['files']} files, {made['blobs']} blobs, {spec_text(name)}")
         for label, (wall, peak) in results.items():

@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 import yaml
+from installed import byte_compile
 
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import (
@@ -389,6 +390,7 @@ def main() -> int:
         "--anchor-pushes", type=int, default=20, help="pushes the curl walk re-checks"
     )
     args = parser.parse_args()
+    byte_compile()
     for tool in ("curl", "jq", "sha256sum"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} not found (scripts/setup.sh installs it)")

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from installed import byte_compile
+
 STACKS = 500
 MODULES = 25
 COMMITS = 5000
@@ -128,6 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    byte_compile()
     if not (OUT / ".git").is_dir():
         print(f"generating {STACKS} stacks x {COMMITS} commits in {OUT} ...", file=sys.stderr)
         start = time.perf_counter()

@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from installed import byte_compile
+
 from shipsure.sandbox import images, peers
 from shipsure.sandbox.registry import (
     FLAVOUR_NAMES,
@@ -297,6 +299,7 @@ def main() -> int:
         "--registry", choices=("2.8", "3", "both"), default="both", help="which registry"
     )
     args = parser.parse_args()
+    byte_compile()
     for tool in ("curl", "jq", "skopeo"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} not found (scripts/setup.sh installs it)")
