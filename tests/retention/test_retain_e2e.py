@@ -1,4 +1,4 @@
-"""retain --apply then gc --apply against a real registry: every kept tag still passes
+"""retain --apply then gc --apply against a real registry (2.8 and v3): every kept tag still passes
 `shipsure verify --deep` and a real `skopeo copy --all`, and what was dropped is gone."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from shipsure.cli.main import main
 from shipsure.gc.safe import plan_gc
 from shipsure.sandbox import faults
 from shipsure.sandbox.images import push_artifact, push_image, push_index, referrers_tag
-from shipsure.sandbox.registry import SandboxRegistry, registry_available
+from shipsure.sandbox.registry import Flavour, SandboxRegistry, registry_available
 from shipsure.storage.filesystem import FilesystemStorage
+from tests.conftest import require_registry
 
 pytestmark = pytest.mark.skipif(
     not registry_available() or shutil.which("skopeo") is None,
@@ -73,14 +74,18 @@ def _pin(root: Path, repo: str, digest: str) -> None:
         path.write_text(data)
 
 
+@pytest.mark.both_registries
 @pytest.mark.parametrize("where", ["api", "storage"])
-def test_retain_then_gc_keeps_every_kept_tag_pullable(tmp_path: Path, where: str) -> None:
+def test_retain_then_gc_keeps_every_kept_tag_pullable(
+    tmp_path: Path, where: str, registry_flavour: Flavour
+) -> None:
+    require_registry(registry_flavour)
     root = tmp_path / "storage"
     root.mkdir()
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     state = tmp_path / "state"
-    with SandboxRegistry(root) as registry:
+    with SandboxRegistry(root, flavour=registry_flavour) as registry:
         s = _seed(registry.url)
         repo = str(s["repo"])
         child = s["child"].digest  # type: ignore[attr-defined]
