@@ -22,21 +22,14 @@ and the caller decides whether to start again. Memory is bounded by the chunk si
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import IO
 from urllib.parse import urlencode
 
 from shipsure.errors import InvalidDigestError
 from shipsure.model import Digest, is_repository_name, is_tag
-from shipsure.registry.http import HttpRegistry
-from shipsure.registry.interface import (
-    AuthError,
-    NotFoundError,
-    ProtocolError,
-    RegistryError,
-    UnavailableError,
-)
+from shipsure.registry.http import HttpRegistry, error_code, status_error
+from shipsure.registry.interface import ProtocolError, RegistryError, UnavailableError
 from shipsure.registry.wire import (
     CHUNK,
     Disconnected,
@@ -182,16 +175,8 @@ class Pusher:
             raise ProtocolError(f"{self.registry.host}: {what}: invalid Location") from None
 
     def _raise(self, response: Response, what: str) -> None:
-        code = _error_code(_read_error(response))
-        status = response.status
-        detail = f"{self.registry.host}: {what}: HTTP {status}" + (f" {code}" if code else "")
-        if status == 404:
-            raise NotFoundError(detail, status=status, code=code)
-        if status in (401, 403):
-            raise AuthError(detail, status=status, code=code)
-        if status == 429 or status >= 500:
-            raise UnavailableError(detail, status=status, code=code)
-        raise PushError(detail, status=status, code=code)
+        code = error_code(_read_error(response))
+        raise status_error(self.registry.host, what, response.status, code, PushError)
 
 
 def _name(repository: str) -> str:
@@ -233,19 +218,6 @@ def _read_error(response: Response) -> bytes:
 def _bounded(chunks: Iterator[bytes]) -> Iterator[bytes]:
     with contextlib.suppress(Disconnected):
         yield from chunks
-
-
-def _error_code(body: bytes) -> str | None:
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    errors = doc.get("errors") if isinstance(doc, dict) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        code = errors[0].get("code")
-        if isinstance(code, str) and code.isascii() and len(code) <= 64:
-            return code
-    return None
 
 
 @contextlib.contextmanager
