@@ -20,7 +20,7 @@ from shipsure.checks.probe_state import (
     save_state,
 )
 from shipsure.checks.scan.shard import Shard
-from shipsure.cli.common import Progress, add_output_options, whole_number
+from shipsure.cli.common import Progress, add_output_options, shard, whole_number
 from shipsure.cli.registry_options import (
     add_probe_options,
     add_referrers_option,
@@ -86,7 +86,7 @@ def add_parser(sub: Any) -> None:
     add_referrers_option(parser)
     parser.add_argument(
         "--shard",
-        type=_shard,
+        type=shard,
         default=Shard(0, 1),
         metavar="I/N",
         help="probe only the repositories of shard I of N (0-based; by a hash of the name)",
@@ -124,13 +124,6 @@ def add_parser(sub: Any) -> None:
     add_output_options(parser)
     add_registry_options(parser)
     parser.set_defaults(run=run)
-
-
-def _shard(text: str) -> Shard:
-    try:
-        return Shard.parse(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _regex(text: str | None) -> re.Pattern[str] | None:
