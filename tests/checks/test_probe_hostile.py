@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from shipsure import mediatypes as mt
 from shipsure.checks.probe import AUTH_FAILING, CATALOG_INACCESSIBLE, ProbeOptions, probe
@@ -195,3 +196,35 @@ def test_a_catalog_page_repeating_its_last_name_walks_it_once() -> None:
     assert report.findings == []
     assert report.meta["probe"]["repositories"] == 4
     assert len([a for a in asked if a == "GET /v2/team/app1/tags/list"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "reason"),
+    [
+        ("/v2/team/app3/tags/list", 403, {"errors": [{"code": "DENIED"}]}, "access refused"),
+        ("/v2/team/app3/tags/list", 503, None, "registry unavailable (HTTP 503)"),
+        ("/v2/team/app3/tags/list", 200, {"tags": 5}, "unusable answer"),
+        ("/v2/team/app3/manifests/latest", 401, {}, "access refused"),
+        ("/v2/team/app3/manifests/latest", 502, None, "registry unavailable (HTTP 502)"),
+        ("/v2/team/app3/manifests/latest", 200, [], "unusable answer"),
+    ],
+)
+def test_coverage_says_why_a_repository_went_unchecked(
+    path: str, status: int, body: object, reason: str
+) -> None:
+    """Whether its tags could not be listed or their walk could not ask, the reason reads
+    the same: refused, unavailable (with the status) or an unusable answer."""
+
+    def broken(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != path:
+            return None
+        if body is None:
+            return httpx.Response(status)
+        # A manifest answer whose Content-Length is no number is unusable.
+        headers = {"Content-Length": "x"} if body == [] else {}
+        return httpx.Response(status, json=body, headers=headers)
+
+    report, _ = _run(broken)
+    unchecked = report.meta["probe"]["unchecked"]
+    assert [(u["repository"], u["reasons"]) for u in unchecked] == [("team/app3", [reason])]
+    assert report.problems == []
