@@ -32,10 +32,10 @@ from shipsure.registry.http import HttpRegistry, error_code, status_error
 from shipsure.registry.interface import ProtocolError, RegistryError, UnavailableError
 from shipsure.registry.wire import (
     CHUNK,
-    Disconnected,
     InvalidURL,
     Response,
     WireError,
+    capped,
     iter_raw,
     join_url,
 )
@@ -202,21 +202,15 @@ def _read_exactly(content: IO[bytes], size: int, what: str) -> bytes:
 
 
 def _read_error(response: Response) -> bytes:
+    """What arrived of an error body, as sent, up to MAX_ERROR_BODY bytes."""
     if response.method == "HEAD":
         return b""
-    chunks: list[bytes] = []
-    total = 0
+    body, _ = capped(_until_cut(iter_raw(response)), MAX_ERROR_BODY)
+    return body[:MAX_ERROR_BODY]
+
+
+def _until_cut(chunks: Iterator[bytes]) -> Iterator[bytes]:
     with contextlib.suppress(WireError):
-        for chunk in _bounded(iter_raw(response)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > MAX_ERROR_BODY:
-                break
-    return b"".join(chunks)[:MAX_ERROR_BODY]
-
-
-def _bounded(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    with contextlib.suppress(Disconnected):
         yield from chunks
 
 

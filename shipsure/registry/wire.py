@@ -268,14 +268,20 @@ def read_capped(response: Response, cap: int) -> tuple[bytes, bool]:
     token answers): an endless body or a compression bomb costs at most `cap` + CHUNK.
     The wire's deadline bounds how long it may take.
     """
-    chunks: list[bytes] = []
+    return capped(iter_decoded(response), cap)
+
+
+def capped(chunks: Iterable[bytes], cap: int) -> tuple[bytes, bool]:
+    """At most `cap` + 1 bytes of `chunks` (read no further), and whether they went past
+    `cap`."""
+    kept: list[bytes] = []
     total = 0
-    for chunk in iter_decoded(response):
-        chunks.append(chunk)
+    for chunk in chunks:
+        kept.append(chunk)
         total += len(chunk)
         if total > cap:
             break
-    body = b"".join(chunks)
+    body = b"".join(kept)
     return body[: cap + 1], total > cap
 
 
