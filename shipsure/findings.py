@@ -45,13 +45,18 @@ class Severity(enum.IntEnum):
 
 # --- the table of finding kinds -----------------------------------------------------------
 # Stable kebab-case ids: JSON consumers, alert rules and `--fail-on` filters key on them.
-# Every kind verify and scan emit is here, once; the README's tables are checked against it
-# (tests/test_findings.py).
+# Every kind a command emits is here, once, listed under that command; the code and the
+# README's tables are checked against it (tests/test_findings.py).
 
 VERIFY = "verify"
+PROBE = "probe"
+SERVE = "serve"
 SCAN = "scan"
 LINT = "lint"
 GC_CHECK = "gc-check"
+# probe and serve walk with verify's walk, so they emit its kinds; not those that only
+# `--platform` or a `tag@digest` reference can give (neither command takes them).
+_WALK = (VERIFY, PROBE, SERVE)
 
 
 @dataclass(frozen=True)
@@ -94,49 +99,49 @@ KINDS: tuple[Kind, ...] = (
         _E,
         "could not check: timeout, 5xx or 429 after retries, auth refused, unusable answer, "
         "unreadable storage; never counted as missing (exit 3)",
-        VERIFY,
+        *_WALK,
         SCAN,
         LINT,
         GC_CHECK,
     ),
-    # verify: what a pull sees over HTTP.
+    # verify, probe and serve: what a pull sees over HTTP.
     _kind(
         "tag-not-found",
         _E,
         "the tag does not resolve (missing, or it names a manifest whose data is gone)",
-        VERIFY,
+        *_WALK,
     ),
     _kind(
         "repository-not-found",
         _E,
         "the registry does not know the repository (`NAME_UNKNOWN`)",
-        VERIFY,
+        *_WALK,
     ),
-    _kind("manifest-missing", _E, "a manifest the tree references answers 404", VERIFY),
+    _kind("manifest-missing", _E, "a manifest the tree references answers 404", *_WALK),
     _kind(
         "digest-header-mismatch",
         _E,
         "`Docker-Content-Digest` disagrees with the bytes sent",
-        VERIFY,
+        *_WALK,
     ),
     _kind(
-        "manifest-size-mismatch", _E, "manifest length differs from its descriptor's size", VERIFY
+        "manifest-size-mismatch", _E, "manifest length differs from its descriptor's size", *_WALK
     ),
-    _kind("manifest-unsupported", _W, "Docker schema1: recognised, not checked", VERIFY),
+    _kind("manifest-unsupported", _W, "Docker schema1: recognised, not checked", *_WALK),
     _kind("platform-not-found", _E, "`--platform` matched no child of the index", VERIFY),
     _kind(
         "blob-truncated",
         _E,
         "`--deep`: the body ended early (stale cache, truncated answer)",
-        VERIFY,
+        *_WALK,
     ),
     _kind("tag-moved", _I, "a `tag@digest` reference whose tag now points elsewhere", VERIFY),
-    # Both: the same fault seen over HTTP or on storage.
+    # The walk's and scan's: the same fault seen over HTTP or on storage.
     _kind(
         "manifest-digest-mismatch",
         _E,
         "manifest bytes do not hash to their digest",
-        VERIFY,
+        *_WALK,
         SCAN,
         untagged=_W,
     ),
@@ -144,7 +149,7 @@ KINDS: tuple[Kind, ...] = (
         "manifest-invalid",
         _E,
         "the bytes hash right but are not a manifest shipsure can read",
-        VERIFY,
+        *_WALK,
         SCAN,
         untagged=_W,
     ),
@@ -153,7 +158,7 @@ KINDS: tuple[Kind, ...] = (
         _E,
         "a config or layer a manifest names is gone (verify: 404, "
         "`details.role` says which; scan: no data file)",
-        VERIFY,
+        *_WALK,
         SCAN,
         untagged=_W,
     ),
@@ -161,7 +166,7 @@ KINDS: tuple[Kind, ...] = (
         "blob-size-mismatch",
         _E,
         "blob length differs from its descriptor's size",
-        VERIFY,
+        *_WALK,
         SCAN,
         untagged=_W,
     ),
@@ -169,7 +174,7 @@ KINDS: tuple[Kind, ...] = (
         "blob-digest-mismatch",
         _E,
         "`--deep` / `--verify-content`: the bytes are corrupted",
-        VERIFY,
+        *_WALK,
         SCAN,
         untagged=_W,
     ),

@@ -456,7 +456,8 @@ class _Probe:
         state = AUTH_FAILING if isinstance(exc, AuthError) else COVERAGE_PARTIAL
         if isinstance(exc, AuthError):
             self.coverage.auth_accepted = False
-        self.coverage.miss(repository, 0, _reason(exc), whole=True)
+        reason = _reason(isinstance(exc, AuthError), isinstance(exc, ProtocolError), exc.status)
+        self.coverage.miss(repository, 0, reason, whole=True)
         if repository in self.options.remember_tags_of:
             self.coverage.remembered[repository] = {"clean": [], "unchecked": ["*"]}
         self.report.add(
@@ -581,22 +582,17 @@ def _tags_of(finding: Finding) -> list[str]:
     return sorted({p[4:] for p in paths if p.startswith("tag ")})
 
 
-def _reason(exc: RegistryError) -> str:
-    if isinstance(exc, AuthError):
+def _reason(refused: bool, unusable: bool, status: object) -> str:
+    """Why tags could not be checked, as coverage lists it."""
+    if refused:
         return "access refused"
-    status = f" (HTTP {exc.status})" if exc.status else ""
-    if isinstance(exc, ProtocolError):
-        return f"unusable answer{status}"
-    return f"registry unavailable{status}"
+    what = "unusable answer" if unusable else "registry unavailable"
+    return f"{what} (HTTP {status})" if status else what
 
 
 def _error_reason(finding: Finding) -> str:
     status = finding.details.get("status")
-    if status in (401, 403):
-        return "access refused"
-    if "unusable answer" in finding.message:
-        return f"unusable answer (HTTP {status})" if status else "unusable answer"
-    return f"registry unavailable (HTTP {status})" if status else "registry unavailable"
+    return _reason(status in (401, 403), "unusable answer" in finding.message, status)
 
 
 def _with_state(finding: Finding, state: str) -> Finding:

@@ -8,11 +8,15 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from shipsure import plan
+from shipsure.errors import UsageError
 from shipsure.findings import Report, Severity
 from shipsure.report import OutputFormat, render
+
+if TYPE_CHECKING:
+    from shipsure.checks.scan.shard import Shard
 
 SHARED_FORMATS = tuple(fmt.value for fmt in OutputFormat)
 
@@ -96,6 +100,17 @@ def number(
         return value
 
     return parse
+
+
+def shard(text: str) -> Shard:
+    """An argparse type for `--shard I/N` (probe, scan)."""
+    # Imported here: the other commands do not load the scan package.
+    from shipsure.checks.scan.shard import Shard
+
+    try:
+        return Shard.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:

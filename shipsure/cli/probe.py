@@ -20,8 +20,13 @@ from shipsure.checks.probe_state import (
     save_state,
 )
 from shipsure.checks.scan.shard import Shard
-from shipsure.cli.common import Progress, add_output_options, number, whole_number
-from shipsure.cli.registry_options import add_registry_options, registry_from_args
+from shipsure.cli.common import Progress, add_output_options, shard, whole_number
+from shipsure.cli.registry_options import (
+    add_probe_options,
+    add_referrers_option,
+    add_registry_options,
+    registry_from_args,
+)
 from shipsure.errors import CouldNotRunError, UsageError
 from shipsure.fileio import write_atomic
 from shipsure.findings import Report
@@ -77,27 +82,14 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--deep", action="store_true", help="GET and re-hash every blob (default: HEAD)"
     )
-    parser.add_argument(
-        "--deep-sample",
-        type=number(above=True, maximum=100),
-        default=0.0,
-        metavar="PERCENT",
-        help="re-hash this share of blobs per run, rotating so that every blob is re-hashed "
-        "within ceil(100/PERCENT) runs (counted in --state; without it, by the hour)",
-    )
+    add_probe_options(parser)
+    add_referrers_option(parser)
     parser.add_argument(
         "--shard",
-        type=_shard,
+        type=shard,
         default=Shard(0, 1),
         metavar="I/N",
         help="probe only the repositories of shard I of N (0-based; by a hash of the name)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=number(),
-        default=0.0,
-        metavar="PER_SECOND",
-        help="at most this many requests per second (default: no limit; see --concurrency)",
     )
     parser.add_argument(
         "--page-size",
@@ -106,12 +98,6 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help=f"catalog page size asked for (default: {DEFAULT_PAGE_SIZE}); a registry that "
         "refuses it is asked without one",
-    )
-    parser.add_argument(
-        "--no-referrers",
-        dest="referrers",
-        action="store_false",
-        help="do not look up referrers (signatures, SBOMs, attestations)",
     )
     parser.add_argument(
         "--state",
@@ -138,13 +124,6 @@ def add_parser(sub: Any) -> None:
     add_output_options(parser)
     add_registry_options(parser)
     parser.set_defaults(run=run)
-
-
-def _shard(text: str) -> Shard:
-    try:
-        return Shard.parse(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _regex(text: str | None) -> re.Pattern[str] | None:

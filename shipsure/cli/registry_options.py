@@ -1,4 +1,5 @@
-"""Registry connection options shared by every command that talks to a registry."""
+"""Registry connection options shared by every command that talks to a registry, and the
+walk options the commands that walk images share."""
 
 from __future__ import annotations
 
@@ -59,6 +60,40 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"requests in flight at once per registry (default: {DEFAULT_CONCURRENCY})",
+    )
+
+
+def add_referrers_option(parser: argparse.ArgumentParser) -> None:
+    """`--no-referrers`, for the commands that walk images as a pull would."""
+    parser.add_argument(
+        "--no-referrers",
+        dest="referrers",
+        action="store_false",
+        help="do not look up referrers (signatures, SBOMs, attestations)",
+    )
+
+
+def add_probe_options(parser: argparse.ArgumentParser, *, scheduled: bool = False) -> None:
+    """How hard the whole-registry probe works: `--deep-sample` and `--rate` for `probe`;
+    serve takes them for its `scheduled` probe as `--probe-deep-sample`, `--probe-rate`."""
+    prefix, per = ("--probe-", "probe") if scheduled else ("--", "run")
+    parser.add_argument(
+        f"{prefix}deep-sample",
+        # serve's config file may say 0 (none); probe's flag is given only to sample.
+        type=number(above=not scheduled, maximum=100),
+        default=0.0,
+        metavar="PERCENT",
+        help=f"re-hash this share of blobs per {per}, rotating so that every blob is "
+        "re-hashed within ceil(100/PERCENT) runs"
+        + ("" if scheduled else " (counted in --state; without it, by the hour)"),
+    )
+    parser.add_argument(
+        f"{prefix}rate",
+        type=number(),
+        default=0.0,
+        metavar="PER_SECOND",
+        help=f"at most this many {'probe ' if scheduled else ''}requests per second "
+        "(default: no limit; see --concurrency)",
     )
 
 

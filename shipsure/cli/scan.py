@@ -13,7 +13,6 @@ from shipsure.checks.scan import (
     DEFAULT_UPLOAD_MAX_AGE,
     DEFAULT_WORKERS,
     ScanOptions,
-    Shard,
     scan,
 )
 from shipsure.checks.scan.apply import RepairWriter, to_plan
@@ -25,6 +24,7 @@ from shipsure.cli.common import (
     emit,
     journal_path,
     number,
+    shard,
     whole_number,
 )
 from shipsure.errors import BadInputError, UsageError
@@ -111,7 +111,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--shard",
-        type=_shard,
+        type=shard,
         metavar="I/N",
         help="scan only the repositories of shard I of N (0-based); shard 0 also lists "
         "the global blob store; join the JSON reports with `shipsure report merge`",
@@ -148,13 +148,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
     add_output_options(parser)
     parser.set_defaults(run=run)
-
-
-def _shard(text: str) -> Shard:
-    try:
-        return Shard.parse(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def open_storage(args: argparse.Namespace) -> Storage:

@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 
 from shipsure.cli.common import number, whole_number
-from shipsure.cli.registry_options import add_registry_options, registry_from_args
+from shipsure.cli.registry_options import (
+    add_probe_options,
+    add_referrers_option,
+    add_registry_options,
+    registry_from_args,
+)
 from shipsure.errors import BadInputError, UsageError
 
 EPILOG = """\
@@ -86,20 +91,8 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="probe the whole registry this often (default: 3600; 0: never)",
     )
-    parser.add_argument(
-        "--probe-deep-sample",
-        type=number(maximum=100),
-        default=0.0,
-        metavar="PERCENT",
-        help="re-hash this share of blobs per probe, rotating (see `shipsure probe`)",
-    )
-    parser.add_argument(
-        "--probe-rate",
-        type=number(),
-        default=0.0,
-        metavar="PER_SECOND",
-        help="at most this many probe requests per second (default: no limit)",
-    )
+    add_probe_options(parser, scheduled=True)
+    add_referrers_option(parser)
     parser.add_argument(
         "--push-check",
         choices=["deep", "head"],
@@ -135,12 +128,6 @@ def add_parser(sub: Any) -> None:
         default=1024 * 1024,
         metavar="BYTES",
         help="largest notification body accepted (default: 1 MiB)",
-    )
-    parser.add_argument(
-        "--no-referrers",
-        dest="referrers",
-        action="store_false",
-        help="do not look up referrers (signatures, SBOMs, attestations)",
     )
     parser.add_argument(
         "--log-format",

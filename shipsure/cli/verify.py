@@ -8,7 +8,11 @@ from typing import Any
 
 from shipsure.checks.verify import VerifyOptions, verify
 from shipsure.cli.common import Progress, add_output_options, emit
-from shipsure.cli.registry_options import add_registry_options, registry_from_args
+from shipsure.cli.registry_options import (
+    add_referrers_option,
+    add_registry_options,
+    registry_from_args,
+)
 from shipsure.errors import InvalidReferenceError, UsageError
 from shipsure.model import Platform, Reference
 from shipsure.registry.interface import Registry
@@ -55,12 +59,7 @@ def add_parser(sub: Any) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="only check these platforms of an index (repeatable)",
     )
-    parser.add_argument(
-        "--no-referrers",
-        dest="referrers",
-        action="store_false",
-        help="do not look up referrers (signatures, SBOMs, attestations)",
-    )
+    add_referrers_option(parser)
     add_output_options(parser)
     add_registry_options(parser)
     parser.set_defaults(run=run)

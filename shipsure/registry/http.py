@@ -474,15 +474,8 @@ class HttpRegistry:
         code = None
         if response.method != "HEAD":
             body, _ = read_capped(response, MAX_ERROR_BODY)
-            code = _error_code(body)
-        detail = f"{self._host}: {what}: HTTP {status}" + (f" {code}" if code else "")
-        if status == 404:
-            raise NotFoundError(detail, status=status, code=code)
-        if status in (401, 403):
-            raise AuthError(detail, status=status, code=code)
-        if status == 429 or status >= 500:
-            raise UnavailableError(detail, status=status, code=code)
-        raise ProtocolError(detail, status=status, code=code)
+            code = error_code(body)
+        raise status_error(self._host, what, status, code)
 
     def _read_small(self, response: Response, cap: int, what: str, *, exact: bool = False) -> bytes:
         declared = _content_length(response, f"{self._host}: {what}")
@@ -544,7 +537,27 @@ def _content_length(response: Response, where: str) -> int | None:
     return int(value)
 
 
-def _error_code(body: bytes) -> str | None:
+def status_error(
+    host: str,
+    what: str,
+    status: int,
+    code: str | None,
+    other: type[RegistryError] = ProtocolError,
+) -> RegistryError:
+    """The error for an answer of `status` (not 2xx) with the registry error `code`: the
+    registry says it is not there (404), refused us (401, 403) or could not answer (429,
+    5xx); anything else is `other` (a reader's unusable answer, a writer's refusal)."""
+    detail = f"{host}: {what}: HTTP {status}" + (f" {code}" if code else "")
+    if status == 404:
+        return NotFoundError(detail, status=status, code=code)
+    if status in (401, 403):
+        return AuthError(detail, status=status, code=code)
+    if status == 429 or status >= 500:
+        return UnavailableError(detail, status=status, code=code)
+    return other(detail, status=status, code=code)
+
+
+def error_code(body: bytes) -> str | None:
     """`{"errors":[{"code":"MANIFEST_UNKNOWN",...}]}`; None for a plain-text router 404."""
     try:
         doc = json.loads(body)

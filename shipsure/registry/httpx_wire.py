@@ -23,6 +23,7 @@ from shipsure.registry.wire import (
     Headers,
     Malformed,
     NetworkFailed,
+    PieceByPiece,
     Request,
     Timeouts,
     WireError,
@@ -186,44 +187,30 @@ class HttpxWire:
         self._client.close()
 
 
-class HttpxResponse:
+class HttpxResponse(PieceByPiece):
     def __init__(self, answer: httpx.Response, request: Request, deadline: Deadline) -> None:
         self._answer = answer
         self._deadline = deadline
         self._chunks = iter(cast(httpx.SyncByteStream, answer.stream))
-        self._buffer = b""
-        self._done = False
         self.request = request
         self.status = answer.status_code
         self.headers = Headers(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers.raw
         )
 
-    @property
-    def url(self) -> str:
-        return self.request.url
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    def read_chunk(self, limit: int = CHUNK) -> bytes:
-        while not self._buffer:
-            if self._done:
-                return b""
-            self._deadline.check()  # also where no network stream is ours to bound (mocks)
-            _current.deadline = self._deadline
-            try:
-                self._buffer = next(self._chunks)
-                self._deadline.received += len(self._buffer)
-            except StopIteration:
-                self._done = True
-            except httpx.TransportError as exc:
-                raise wire_error(exc) from None
-            finally:
-                _current.deadline = None
-        chunk, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        return chunk
+    def _next_piece(self) -> bytes | None:
+        self._deadline.check()  # also where no network stream is ours to bound (mocks)
+        _current.deadline = self._deadline
+        try:
+            piece = next(self._chunks)
+        except StopIteration:
+            return None
+        except httpx.TransportError as exc:
+            raise wire_error(exc) from None
+        finally:
+            _current.deadline = None
+        self._deadline.received += len(piece)
+        return piece
 
     def close(self) -> None:
         if self.method == "HEAD" and not self._done:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shipsure.registry.wire import (
-    CHUNK,
     Deadline,
     Disconnected,
     Headers,
+    PieceByPiece,
     Request,
     Timeouts,
     WireError,
@@ -110,7 +110,7 @@ class MockWire:
         return None
 
 
-class MockResponse:
+class MockResponse(PieceByPiece):
     def __init__(
         self, request: Request, answer: MockAnswer, deadline: Deadline, timeouts: Timeouts
     ) -> None:
@@ -121,40 +121,25 @@ class MockResponse:
         self._deadline = deadline
         self._timeouts = timeouts
         self._pieces = answer.pieces() if request.method != "HEAD" else iter(())
-        self._buffer = b""
         self._received = 0
-        self._done = False
         length = self.headers.get("content-length")
         self._length = int(length) if length and length.isascii() and length.isdigit() else None
 
-    @property
-    def url(self) -> str:
-        return self.request.url
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    def read_chunk(self, limit: int = CHUNK) -> bytes:
-        while not self._buffer:
-            if self._done:
-                return b""
-            piece = next(self._pieces, None)
-            if piece is None:
+    def _next_piece(self) -> bytes | None:
+        piece = next(self._pieces, None)
+        if piece is None:
+            if self._length is not None and self._received < self._length:
                 self._done = True
-                if self._length is not None and self._received < self._length:
-                    raise Disconnected("server closed the connection before the body's end")
-                return b""
-            if self._answer.pause > 0:
-                _spend(self._answer.pause, self._deadline, self._timeouts)
-            self._deadline.check()
-            if isinstance(piece, WireError):
-                raise piece
-            self._buffer = piece
-            self._received += len(piece)
-            self._deadline.received += len(piece)
-        chunk, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        return chunk
+                raise Disconnected("server closed the connection before the body's end")
+            return None
+        if self._answer.pause > 0:
+            _spend(self._answer.pause, self._deadline, self._timeouts)
+        self._deadline.check()
+        if isinstance(piece, WireError):
+            raise piece
+        self._received += len(piece)
+        self._deadline.received += len(piece)
+        return piece
 
     def close(self) -> None:
         close = getattr(self._pieces, "close", None)

@@ -22,27 +22,20 @@ and the caller decides whether to start again. Memory is bounded by the chunk si
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import IO
 from urllib.parse import urlencode
 
 from shipsure.errors import InvalidDigestError
 from shipsure.model import Digest, is_repository_name, is_tag
-from shipsure.registry.http import HttpRegistry
-from shipsure.registry.interface import (
-    AuthError,
-    NotFoundError,
-    ProtocolError,
-    RegistryError,
-    UnavailableError,
-)
+from shipsure.registry.http import HttpRegistry, error_code, status_error
+from shipsure.registry.interface import ProtocolError, RegistryError, UnavailableError
 from shipsure.registry.wire import (
     CHUNK,
-    Disconnected,
     InvalidURL,
     Response,
     WireError,
+    capped,
     iter_raw,
     join_url,
 )
@@ -182,16 +175,8 @@ class Pusher:
             raise ProtocolError(f"{self.registry.host}: {what}: invalid Location") from None
 
     def _raise(self, response: Response, what: str) -> None:
-        code = _error_code(_read_error(response))
-        status = response.status
-        detail = f"{self.registry.host}: {what}: HTTP {status}" + (f" {code}" if code else "")
-        if status == 404:
-            raise NotFoundError(detail, status=status, code=code)
-        if status in (401, 403):
-            raise AuthError(detail, status=status, code=code)
-        if status == 429 or status >= 500:
-            raise UnavailableError(detail, status=status, code=code)
-        raise PushError(detail, status=status, code=code)
+        code = error_code(_read_error(response))
+        raise status_error(self.registry.host, what, response.status, code, PushError)
 
 
 def _name(repository: str) -> str:
@@ -217,35 +202,16 @@ def _read_exactly(content: IO[bytes], size: int, what: str) -> bytes:
 
 
 def _read_error(response: Response) -> bytes:
+    """What arrived of an error body, as sent, up to MAX_ERROR_BODY bytes."""
     if response.method == "HEAD":
         return b""
-    chunks: list[bytes] = []
-    total = 0
+    body, _ = capped(_until_cut(iter_raw(response)), MAX_ERROR_BODY)
+    return body[:MAX_ERROR_BODY]
+
+
+def _until_cut(chunks: Iterator[bytes]) -> Iterator[bytes]:
     with contextlib.suppress(WireError):
-        for chunk in _bounded(iter_raw(response)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > MAX_ERROR_BODY:
-                break
-    return b"".join(chunks)[:MAX_ERROR_BODY]
-
-
-def _bounded(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    with contextlib.suppress(Disconnected):
         yield from chunks
-
-
-def _error_code(body: bytes) -> str | None:
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    errors = doc.get("errors") if isinstance(doc, dict) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        code = errors[0].get("code")
-        if isinstance(code, str) and code.isascii() and len(code) <= 64:
-            return code
-    return None
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shipsure.registry.wire import (
     CHUNK,
     DEFAULT_PORTS,
+    AnswerTo,
     ConnectFailed,
     Deadline,
     Disconnected,
@@ -269,7 +270,7 @@ class _DeadlineReader(io.RawIOBase):
         super().close()
 
 
-class KeepAliveResponse:
+class KeepAliveResponse(AnswerTo):
     """The answer, its body read as it arrives; the connection goes back to the pool only
     when the body was read to its end and the server did not ask to close."""
 
@@ -301,14 +302,6 @@ class KeepAliveResponse:
         if self._headers is None:
             self._headers = Headers(self._answer.getheaders())
         return self._headers
-
-    @property
-    def url(self) -> str:
-        return self.request.url
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     def read_chunk(self, limit: int = CHUNK) -> bytes:
         if self._complete:

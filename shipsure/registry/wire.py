@@ -198,6 +198,45 @@ class Wire(Protocol):
     def close(self) -> None: ...
 
 
+class AnswerTo:
+    """What a response knows of its request: the URL it answered and the method."""
+
+    __slots__ = ()
+    request: Request
+
+    @property
+    def url(self) -> str:
+        return self.request.url
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+
+class PieceByPiece(AnswerTo):
+    """A response whose body arrives in pieces of any size (httpx's chunks, a mock's),
+    handed out at most `limit` bytes at a time. `_next_piece` gives the next piece, None
+    at the body's end."""
+
+    _buffer = b""
+    _done = False
+
+    def _next_piece(self) -> bytes | None:
+        raise NotImplementedError
+
+    def read_chunk(self, limit: int = CHUNK) -> bytes:
+        while not self._buffer:
+            if self._done:
+                return b""
+            piece = self._next_piece()
+            if piece is None:
+                self._done = True
+                return b""
+            self._buffer = piece
+        chunk, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        return chunk
+
+
 def iter_raw(response: Response) -> Iterator[bytes]:
     while chunk := response.read_chunk(CHUNK):
         yield chunk
@@ -229,14 +268,20 @@ def read_capped(response: Response, cap: int) -> tuple[bytes, bool]:
     token answers): an endless body or a compression bomb costs at most `cap` + CHUNK.
     The wire's deadline bounds how long it may take.
     """
-    chunks: list[bytes] = []
+    return capped(iter_decoded(response), cap)
+
+
+def capped(chunks: Iterable[bytes], cap: int) -> tuple[bytes, bool]:
+    """At most `cap` + 1 bytes of `chunks` (read no further), and whether they went past
+    `cap`."""
+    kept: list[bytes] = []
     total = 0
-    for chunk in iter_decoded(response):
-        chunks.append(chunk)
+    for chunk in chunks:
+        kept.append(chunk)
         total += len(chunk)
         if total > cap:
             break
-    body = b"".join(chunks)
+    body = b"".join(kept)
     return body[: cap + 1], total > cap
 
 

@@ -3,10 +3,10 @@ refuses `n` or pages smaller than asked, a 503 storm, refused credentials."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from shipsure import mediatypes as mt
 from shipsure.checks.probe import AUTH_FAILING, CATALOG_INACCESSIBLE, ProbeOptions, probe
@@ -14,33 +14,9 @@ from shipsure.findings import Report
 from shipsure.model import Digest
 from shipsure.registry import open_registry
 from shipsure.registry.retry import RetryPolicy
+from tests.checks.small_image import CHILD, INDEX, answer, objects
 
 HOST = "registry.test"
-LAYER = b"layer bytes " * 100
-CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-
-
-def _desc(media_type: str, data: bytes, **extra: object) -> dict[str, object]:
-    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data), **extra}
-
-
-CHILD = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": _desc(mt.OCI_CONFIG, CONFIG),
-        "layers": [_desc(mt.OCI_LAYER_GZIP, LAYER)],
-    }
-).encode()
-INDEX = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [
-            _desc(mt.OCI_MANIFEST, CHILD, platform={"os": "linux", "architecture": "amd64"})
-        ],
-    }
-).encode()
 REPOS = [f"team/app{i}" for i in range(7)]
 PAGE = 2  # the most this registry ever lists per catalog page
 
@@ -62,24 +38,11 @@ def _catalog(request: httpx.Request, *, refuse_n: bool) -> httpx.Response:
 def _object(request: httpx.Request) -> httpx.Response:
     path = request.url.path
     for repo in REPOS:
-        objects = {
-            f"/v2/{repo}/manifests/latest": (INDEX, mt.OCI_INDEX),
-            f"/v2/{repo}/manifests/{Digest.of(CHILD)}": (CHILD, mt.OCI_MANIFEST),
-            f"/v2/{repo}/blobs/{Digest.of(CONFIG)}": (CONFIG, "application/octet-stream"),
-            f"/v2/{repo}/blobs/{Digest.of(LAYER)}": (LAYER, "application/octet-stream"),
-        }
         if path == f"/v2/{repo}/tags/list":
             return httpx.Response(200, json={"name": repo, "tags": ["latest"]})
-        if path in objects:
-            body, media_type = objects[path]
-            headers = {
-                "Content-Type": media_type,
-                "Docker-Content-Digest": str(Digest.of(body)),
-                "Content-Length": str(len(body)),
-            }
-            return httpx.Response(
-                200, headers=headers, content=b"" if request.method == "HEAD" else body
-            )
+        served = objects(repo).get(path)
+        if served is not None:
+            return answer(request, *served)
     return httpx.Response(404, text="404 page not found\n")
 
 
@@ -233,3 +196,35 @@ def test_a_catalog_page_repeating_its_last_name_walks_it_once() -> None:
     assert report.findings == []
     assert report.meta["probe"]["repositories"] == 4
     assert len([a for a in asked if a == "GET /v2/team/app1/tags/list"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "reason"),
+    [
+        ("/v2/team/app3/tags/list", 403, {"errors": [{"code": "DENIED"}]}, "access refused"),
+        ("/v2/team/app3/tags/list", 503, None, "registry unavailable (HTTP 503)"),
+        ("/v2/team/app3/tags/list", 200, {"tags": 5}, "unusable answer"),
+        ("/v2/team/app3/manifests/latest", 401, {}, "access refused"),
+        ("/v2/team/app3/manifests/latest", 502, None, "registry unavailable (HTTP 502)"),
+        ("/v2/team/app3/manifests/latest", 200, [], "unusable answer"),
+    ],
+)
+def test_coverage_says_why_a_repository_went_unchecked(
+    path: str, status: int, body: object, reason: str
+) -> None:
+    """Whether its tags could not be listed or their walk could not ask, the reason reads
+    the same: refused, unavailable (with the status) or an unusable answer."""
+
+    def broken(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != path:
+            return None
+        if body is None:
+            return httpx.Response(status)
+        # A manifest answer whose Content-Length is no number is unusable.
+        headers = {"Content-Length": "x"} if body == [] else {}
+        return httpx.Response(status, json=body, headers=headers)
+
+    report, _ = _run(broken)
+    unchecked = report.meta["probe"]["unchecked"]
+    assert [(u["repository"], u["reasons"]) for u in unchecked] == [("team/app3", [reason])]
+    assert report.problems == []

@@ -15,22 +15,19 @@ from shipsure.model import Digest
 from shipsure.registry.mock_server import hostile_server
 from shipsure.registry.mock_wire import Drip, MockAnswer
 from shipsure.registry.wire import Request
+from tests.checks.small_image import desc
 
 REPO = "team/app"
 LAYER = b"L" * 4096
 CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
 
 
-def _desc(media_type: str, data: bytes) -> dict[str, object]:
-    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data)}
-
-
 MANIFEST = json.dumps(
     {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
-        "config": _desc(mt.OCI_CONFIG, CONFIG),
-        "layers": [_desc(mt.OCI_LAYER_GZIP, LAYER)],
+        "config": desc(mt.OCI_CONFIG, CONFIG),
+        "layers": [desc(mt.OCI_LAYER_GZIP, LAYER)],
     }
 ).encode()
 OBJECTS = {

@@ -25,6 +25,7 @@ from shipsure.registry.retry import RetryPolicy
 from shipsure.registry.wire import Request
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
+from tests.checks.small_image import desc
 
 HOST = "registry.test"
 REPO = "team/app"
@@ -32,17 +33,13 @@ LAYER = b"layer bytes " * 100
 CONFIG = b'{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
 
 
-def _desc(media_type: str, data: bytes, **extra: object) -> dict[str, object]:
-    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data), **extra}
-
-
 def _child(arch: str) -> bytes:
     return json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": mt.OCI_MANIFEST,
-            "config": _desc(mt.OCI_CONFIG, CONFIG),
-            "layers": [_desc(mt.OCI_LAYER_GZIP, LAYER)],
+            "config": desc(mt.OCI_CONFIG, CONFIG),
+            "layers": [desc(mt.OCI_LAYER_GZIP, LAYER)],
             "annotations": {"arch": arch},
         }
     ).encode()
@@ -55,9 +52,9 @@ INDEX = json.dumps(
         "mediaType": mt.OCI_INDEX,
         "manifests": [
             # As many builders write it: arm64 without its default variant v8.
-            _desc(mt.OCI_MANIFEST, ARM64, platform={"os": "linux", "architecture": "arm64"}),
-            _desc(mt.OCI_MANIFEST, AMD64, platform={"os": "linux", "architecture": "amd64"}),
-            _desc(
+            desc(mt.OCI_MANIFEST, ARM64, platform={"os": "linux", "architecture": "arm64"}),
+            desc(mt.OCI_MANIFEST, AMD64, platform={"os": "linux", "architecture": "amd64"}),
+            desc(
                 mt.OCI_MANIFEST,
                 ARMV7,
                 platform={"os": "linux", "architecture": "arm", "variant": "v7"},

@@ -7,7 +7,6 @@ as `check-error` when it simply could not ask, and must never hang or read witho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,60 +17,22 @@ from shipsure.findings import Report
 from shipsure.model import Digest, Reference
 from shipsure.registry import open_registry
 from shipsure.registry.retry import RetryPolicy
+from tests.checks.small_image import CHILD, INDEX, LAYER, answer, objects
 
 HOST = "registry.test"
 REPO = "team/app"
-LAYER = b"layer bytes " * 100
-CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-
-
-def _desc(media_type: str, data: bytes, **extra: object) -> dict[str, object]:
-    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data), **extra}
-
-
-CHILD = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": _desc(mt.OCI_CONFIG, CONFIG),
-        "layers": [_desc(mt.OCI_LAYER_GZIP, LAYER)],
-    }
-).encode()
-INDEX = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [
-            _desc(mt.OCI_MANIFEST, CHILD, platform={"os": "linux", "architecture": "amd64"})
-        ],
-    }
-).encode()
 
 Handler = Callable[[httpx.Request], httpx.Response | None]
 
 
 def _serve(request: httpx.Request) -> httpx.Response:
-    """A well-behaved registry for the image above."""
+    """A well-behaved registry for the small image."""
     path = request.url.path
     if path == "/v2/":
         return httpx.Response(200)
-    objects = {
-        f"/v2/{REPO}/manifests/latest": (INDEX, mt.OCI_INDEX),
-        f"/v2/{REPO}/manifests/{Digest.of(INDEX)}": (INDEX, mt.OCI_INDEX),
-        f"/v2/{REPO}/manifests/{Digest.of(CHILD)}": (CHILD, mt.OCI_MANIFEST),
-        f"/v2/{REPO}/blobs/{Digest.of(CONFIG)}": (CONFIG, "application/octet-stream"),
-        f"/v2/{REPO}/blobs/{Digest.of(LAYER)}": (LAYER, "application/octet-stream"),
-    }
-    if path in objects:
-        body, media_type = objects[path]
-        headers = {
-            "Content-Type": media_type,
-            "Docker-Content-Digest": str(Digest.of(body)),
-            "Content-Length": str(len(body)),
-        }
-        if request.method == "HEAD":
-            return httpx.Response(200, headers=headers)
-        return httpx.Response(200, headers=headers, content=body)
+    served = objects(REPO).get(path)
+    if served is not None:
+        return answer(request, *served)
     # No referrers API and no fallback tag, like distribution 2.8.
     return httpx.Response(404, text="404 page not found\n")
 

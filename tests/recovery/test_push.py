@@ -1,18 +1,30 @@
 """registry/push.py against a real registry: monolithic and chunked uploads, mounts,
-and a manifest refused while what it references is missing."""
+and a manifest refused while what it references is missing; and refusals no registry
+gives on demand (429, 503), from the mock wire."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
+from shipsure import mediatypes as mt
 from shipsure.model import Digest
 from shipsure.registry import open_registry
-from shipsure.registry.interface import NotFoundError
+from shipsure.registry.interface import (
+    AuthError,
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    UnavailableError,
+)
+from shipsure.registry.mock_wire import MockAnswer, MockWire
 from shipsure.registry.push import Pusher, PushError
+from shipsure.registry.wire import Request
 from shipsure.sandbox import images
 from shipsure.sandbox.registry import SandboxRegistry
+from tests.registry.conftest import no_sleep_policy
 
 
 @pytest.mark.both_registries
@@ -63,3 +75,36 @@ def test_manifest_refused_until_its_blobs_are_there(
             pusher.upload_blob(other, Digest.parse(blob.digest), len(data), io.BytesIO(data))
         pusher.put_manifest(other, image.digest, image.media_type, image.raw)
         assert client.get_manifest(other, image.digest).raw == image.raw
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (404, NotFoundError),
+        (401, AuthError),
+        (403, AuthError),
+        (429, UnavailableError),
+        (503, UnavailableError),
+        (400, PushError),
+    ],
+)
+def test_a_refused_write_is_told_as_a_refused_read(status: int, error: type[RegistryError]) -> None:
+    """Writes and reads name a refusal alike: one error family per status, and the
+    registry's error code in the message; only the catch-all differs (PushError for a
+    write, ProtocolError for a read)."""
+    body = json.dumps({"errors": [{"code": "SOME_CODE"}]}).encode()
+
+    def handler(request: Request) -> MockAnswer:
+        if request.url.endswith("/v2/"):
+            return MockAnswer(200)
+        return MockAnswer(status, [("Content-Type", "application/json")], body)
+
+    wire = MockWire(handler)
+    policy = no_sleep_policy(0)[0]
+    with open_registry("127.0.0.1:5000", transport=wire, retries=policy) as registry:
+        with pytest.raises(error, match=f"PUT manifest team/app:v1: HTTP {status} SOME_CODE$"):
+            Pusher(registry).put_manifest("team/app", "v1", mt.OCI_MANIFEST, b"{}")
+        read_error = ProtocolError if error is PushError else error
+        with pytest.raises(read_error, match=f"HTTP {status} SOME_CODE$") as read:
+            registry.get_manifest("team/app", "v1")
+        assert not isinstance(read.value, PushError)

@@ -8,7 +8,7 @@ content only reachable by digest is the kind's `untagged` severity.
 
 from __future__ import annotations
 
-from shipsure.findings import SCAN, Severity, kind, kinds_of
+from shipsure.findings import Severity, kind
 
 # The tag itself does not resolve (registry-facts §4: "tag points to a revision with no data").
 TAG_REVISION_MISSING = kind("tag-revision-missing").id
@@ -37,8 +37,6 @@ NOT_TAGGED = frozenset({BLOB_UNREFERENCED, UPLOAD_STALE, LINK_OUTSIDE_ROOT, TEMP
 
 # Kinds that mean the tag itself no longer resolves.
 TAG_LEVEL = frozenset({TAG_REVISION_MISSING, TAG_MANIFEST_MISSING, TAG_LINK_MISSING})
-
-ALL = frozenset(k.id for k in kinds_of(SCAN))
 
 
 def severity(kind_id: str, tags: int, *, breaks_tag: bool = False) -> Severity:
