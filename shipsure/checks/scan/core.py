@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from shipsure.checks.scan import kinds as k
 from shipsure.checks.scan.executor import (
@@ -134,10 +135,15 @@ def scan(
             # The dedicated shard for the global blob check: its candidates, minus what the
             # other shards reference, are the unreferenced blobs (see merge_reports).
             scan_meta["blob_candidates"] = {
-                c.digest: c.details["bytes"] for c in unreferenced if c.digest is not None
+                c.digest: c.details["bytes"]
+                for c in unreferenced
+                if c.kind == k.BLOB_UNREFERENCED and c.digest is not None
             }
+            # Stale temp files in blob folders without data are findings whoever references
+            # the digest: this shard alone lists the blob store, so it reports them.
+            candidates += [c for c in unreferenced if c.kind != k.BLOB_UNREFERENCED]
     candidates += [_read_problem(p) for p in blob_problems]
-    candidates = _one_per_link(candidates)
+    candidates = one_per_link(candidates)
     report.extend(_confirmed(storage, candidates, options, executor.workers))
     report.meta.update(
         {
@@ -229,12 +235,25 @@ def _read_problem(problem: ReadProblem) -> Candidate:
     )
 
 
-def _one_per_link(candidates: list[Candidate]) -> list[Candidate]:
-    """One `link-outside-root` per link: every repository reading through a linked `blobs`
-    folder stopped at the same link."""
+class _Located(Protocol):
+    """A candidate or a finding: what `one_per_link` needs of either."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+_L = TypeVar("_L", bound=_Located)
+
+
+def one_per_link(items: Iterable[_L]) -> list[_L]:
+    """One `link-outside-root` per link, the first met: every repository reading through a
+    linked `blobs` folder stopped at the same link (in one scan, or in several shards)."""
     seen: set[str] = set()
     out = []
-    for c in candidates:
+    for c in items:
         if c.kind == k.LINK_OUTSIDE_ROOT:
             link = c.details["storage_path"]
             if link in seen:

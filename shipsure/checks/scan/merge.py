@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import one_per_link
 from shipsure.checks.scan.shard import Shard
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report
@@ -27,7 +28,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     merged = Report("scan")
     referenced: set[str] = set()
     candidates: dict[str, int] = {}
-    seen: set[tuple[Any, ...]] = set()
+    found: dict[tuple[Any, ...], Finding] = {}
     for name, doc in reports:
         scan = doc.get("scan") if isinstance(doc, Mapping) else None
         if (
@@ -54,15 +55,18 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
                 merged.count(str(what), value)
         for item in doc.get("findings") or []:
             finding = _finding(name, item)
-            key = (finding.kind, finding.repository, finding.digest, finding.reference)
-            if key not in seen:
-                seen.add(key)
-                merged.add(finding)
+            # Every shard reports what no repository owns (a folder of `repositories/` it
+            # could not read) the same way: one of each is kept.
+            found.setdefault(_identity(finding), finding)
         referenced.update(str(d) for d in scan.get("referenced") or [])
         if index == 0:
             for digest, size in (scan.get("blob_candidates") or {}).items():
                 candidates[str(digest)] = int(size)
     assert count is not None
+    # In repository order, as one scan walks them, so a link several repositories' walks
+    # stopped at is named by the first of them, as one scan names it.
+    ordered = sorted(found.values(), key=lambda f: (f.repository is None, f.repository or ""))
+    merged.extend(one_per_link(ordered))
     missing = sorted(set(range(count)) - set(shards))
     if missing:
         listed = ", ".join(f"{i}/{count}" for i in missing)
@@ -82,6 +86,12 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
         )
     merged.meta["scan"] = {"storage": storage, "merged_shards": count}
     return merged
+
+
+def _identity(f: Finding) -> tuple[Any, ...]:
+    # The storage path tells apart two faults of one kind without a digest (two unreadable
+    # folders, two stale temp files) and two malformed links of one digest.
+    return (f.kind, f.repository, f.digest, f.reference, str(f.details.get("storage_path")))
 
 
 def _shard(name: str, text: str) -> tuple[int, int]:
