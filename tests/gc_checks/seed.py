@@ -287,9 +287,23 @@ class RealRun:
     deleted: set[str]
 
 
-def real_gc(root: Path, version: int, delete_untagged: bool, workdir: Path) -> RealRun:
-    """Run the real collector on a copy of `root`; the files it deleted."""
-    copy = workdir / f"copy-v{version}-{int(delete_untagged)}"
+# Run as root without the capabilities that let root read any file: a file of mode 0 then
+# answers "permission denied", as it does to a registry running as its own user.
+WITHOUT_READ_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def real_gc(
+    root: Path,
+    version: int,
+    delete_untagged: bool,
+    workdir: Path,
+    *,
+    dry_run: bool = False,
+    prefix: tuple[str, ...] = (),
+) -> RealRun:
+    """Run the real collector on a copy of `root`; the files it deleted. `prefix` comes
+    before the command (WITHOUT_READ_OVERRIDE)."""
+    copy = workdir / f"copy-v{version}-{int(delete_untagged)}{'-dry' if dry_run else ''}"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(root, copy, symlinks=True)
     config = workdir / "config.yml"
@@ -297,7 +311,9 @@ def real_gc(root: Path, version: int, delete_untagged: bool, workdir: Path) -> R
         json.dumps({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(copy)}}})
     )
     before = files(copy)
-    command = [str(binary(version)), "garbage-collect"]
+    command = [*prefix, str(binary(version)), "garbage-collect"]
+    if dry_run:
+        command.append("--dry-run")
     if delete_untagged:
         command.append("--delete-untagged")
     command.append(str(config))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -29,7 +29,12 @@ from shipsure.checks.scan.executor import (
 )
 from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
 from shipsure.checks.scan.shard import Shard
-from shipsure.checks.scan.walk import Candidate, link_outside_candidate, temp_file_candidate
+from shipsure.checks.scan.walk import (
+    Candidate,
+    Unknown,
+    link_outside_candidate,
+    temp_file_candidate,
+)
 from shipsure.errors import BadInputError
 from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.model import DIGEST_ALGORITHMS
@@ -108,6 +113,8 @@ def scan(
     else:
         walked = _walk_verifying(storage, walk_all, job, options, list_store)
     candidates += walked.candidates
+    # Folders of `repositories/` not read hide whole repositories: their manifests too.
+    unknown = [Unknown(p.path, None, None, p.message) for p in problems] + walked.unknown
     referenced = walked.referenced
     store = walked.store
     for what, n in walked.counts.items():
@@ -126,11 +133,21 @@ def scan(
             store = BlobListing.of(storage)
         blob_problems = store.problems
         unreferenced = _unreferenced(blobs, referenced, store.digests, now, options, blob_problems)
+    unjudged: list[Finding] = []
     if options.shard is None:
-        candidates += unreferenced
+        candidates += [c for c in unreferenced if c.kind != k.BLOB_UNREFERENCED]
+        blob_candidates = {
+            c.digest: c.details["bytes"]
+            for c in unreferenced
+            if c.kind == k.BLOB_UNREFERENCED and c.digest is not None
+        }
+        unjudged = unjudged_findings(unknown, blob_candidates)
+        if not unjudged:
+            candidates += [c for c in unreferenced if c.kind == k.BLOB_UNREFERENCED]
     else:
         scan_meta["shard"] = str(options.shard)
         scan_meta["referenced"] = list(referenced.distinct())
+        scan_meta["unknown_references"] = [dataclasses.asdict(u) for u in unknown]
         if options.shard.index == 0:
             # The dedicated shard for the global blob check: its candidates, minus what the
             # other shards reference, are the unreferenced blobs (see merge_reports).
@@ -145,6 +162,7 @@ def scan(
     candidates += [_read_problem(p) for p in blob_problems]
     candidates = one_per_link(candidates)
     report.extend(_confirmed(storage, candidates, options, executor.workers))
+    report.extend(unjudged)
     report.meta.update(
         {
             "scan": scan_meta,
@@ -300,6 +318,44 @@ def _unreferenced(
                     )
                 )
     return found
+
+
+def unjudged_findings(unknown: Sequence[Unknown], candidates: Mapping[str, int]) -> list[Finding]:
+    """In place of `blob-unreferenced` for `candidates` (digest: bytes), the blobs no
+    readable manifest names, when the references of some manifests are unknown: a
+    `check-error` for each place that could not be used, naming its storage path. Saying
+    "garbage collection will delete it" then would be a guess: the collector stops on a
+    manifest it cannot read or unmarshal (distribution 2.8 and 3.x, "failed to mark"),
+    deleting nothing, and one it can read may name any of these blobs."""
+    if not unknown or not candidates:
+        return []
+    n, size = len(candidates), sum(candidates.values())
+    withheld = (
+        f"{n} blob(s) ({size} bytes) that no readable manifest names are not reported as "
+        "unreferenced; `shipsure gc-check` says what garbage-collect would do"
+    )
+    out = []
+    for u in sorted(unknown, key=lambda u: u.storage_path):
+        if u.digest is not None:
+            what = f"could not tell which blobs manifest {u.digest} references ({u.why})"
+        else:
+            what = f"could not read {u.storage_path} ({u.why}): the manifests there are unknown"
+        out.append(
+            Finding(
+                kind=CHECK_ERROR,
+                severity=k.severity(CHECK_ERROR, 0),
+                message=f"{what}: {withheld}",
+                repository=u.repository,
+                digest=u.digest,
+                path=(f"manifest {u.digest}",) if u.digest is not None else (),
+                details={
+                    "storage_path": u.storage_path,
+                    "unreferenced_not_reported": n,
+                    "unreferenced_not_reported_bytes": size,
+                },
+            )
+        )
+    return out
 
 
 def _confirmed(

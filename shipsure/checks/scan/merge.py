@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipsure.checks.scan import kinds as k
-from shipsure.checks.scan.core import one_per_link
+from shipsure.checks.scan.core import one_per_link, unjudged_findings
 from shipsure.checks.scan.shard import Shard
+from shipsure.checks.scan.walk import Unknown
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report
 from shipsure.storage import layout
@@ -29,6 +30,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     referenced: set[str] = set()
     candidates: dict[str, int] = {}
     found: dict[tuple[Any, ...], Finding] = {}
+    unknown: dict[str, Unknown] = {}
     for name, doc in reports:
         scan = doc.get("scan") if isinstance(doc, Mapping) else None
         if (
@@ -59,6 +61,8 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
             # could not read) the same way: one of each is kept.
             found.setdefault(_identity(finding), finding)
         referenced.update(str(d) for d in scan.get("referenced") or [])
+        for u in _unknown(name, scan.get("unknown_references")):
+            unknown.setdefault(u.storage_path, u)
         if index == 0:
             for digest, size in (scan.get("blob_candidates") or {}).items():
                 candidates[str(digest)] = int(size)
@@ -71,8 +75,10 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     if missing:
         listed = ", ".join(f"{i}/{count}" for i in missing)
         raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
-    for digest in sorted(set(candidates) - referenced):
-        size = candidates[digest]
+    unreferenced = {d: candidates[d] for d in sorted(set(candidates) - referenced)}
+    unjudged = unjudged_findings(list(unknown.values()), unreferenced)
+    merged.extend(unjudged)
+    for digest, size in unreferenced.items() if not unjudged else ():
         merged.add(
             Finding(
                 kind=k.BLOB_UNREFERENCED,
@@ -100,6 +106,25 @@ def _shard(name: str, text: str) -> tuple[int, int]:
     except UsageError:
         raise BadInputError(f"{name}: bad shard {text!r}") from None
     return shard.index, shard.count
+
+
+def _unknown(name: str, items: Any) -> list[Unknown]:
+    """The shard's `unknown_references` (see walk.Unknown); absent in reports of shipsure
+    versions before it (then nothing is known to be unknown, as those versions assumed)."""
+    if items is None:
+        return []
+    try:
+        return [
+            Unknown(
+                str(u["storage_path"]),
+                None if u.get("repository") is None else str(u["repository"]),
+                None if u.get("digest") is None else str(u["digest"]),
+                str(u["why"]),
+            )
+            for u in items
+        ]
+    except (KeyError, TypeError, AttributeError):
+        raise BadInputError(f"{name}: malformed scan.unknown_references") from None
 
 
 def _finding(name: str, item: Any) -> Finding:
