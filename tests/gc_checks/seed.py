@@ -218,6 +218,7 @@ def _fault_table() -> dict[str, Callable[[Seeded], object]]:
             s.root, s.synthetic.tags[0].children[0].layers[-1]
         ),
         "child-corrupted": lambda s: faults.corrupt_manifest(s.root, child(s)[1]),
+        "child-data-is-folder": lambda s: _data_to_folder(s.root, child(s)[1]),
         "old-revision-data-missing": lambda s: faults.remove_untagged_revision_data(
             s.root, s.synthetic.tags[0].repository, _retag_old(s)
         ),
@@ -247,6 +248,13 @@ def _fault_table() -> dict[str, Callable[[Seeded], object]]:
             faults.repository_path(s.root, "Upper/Case"),
         ),
     }
+
+
+def _data_to_folder(root: Path, digest: str) -> None:
+    """A folder where a manifest's `data` file belongs: the collectors take it as missing."""
+    data = faults.blob_data_path(root, digest)
+    data.unlink()
+    data.mkdir()
 
 
 def _cross_repository_child(s: Seeded) -> None:
