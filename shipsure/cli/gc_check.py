@@ -39,8 +39,8 @@ examples:
   shipsure gc-check /var/lib/registry -m --registry-version 2 && \\
       registry garbage-collect --delete-untagged /etc/docker/registry/config.yml
 
-exit codes: 0 the run breaks nothing, 1 it would (or it would abort), 2 bad input or
-unknown version, 3 storage unreadable."""
+exit codes: 0 the run breaks nothing, 1 it would (or it would abort), 2 bad input,
+unknown version or not a registry storage root, 3 storage unreadable."""
 
 
 def add_parser(sub: Any) -> None:

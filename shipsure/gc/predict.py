@@ -105,10 +105,11 @@ def check(
 ) -> CheckResult:
     """Predict the run and judge it tag by tag. Raises StorageError only when the root
     itself cannot be read."""
-    storage.check_root()
+    from shipsure.storage.inventory import ReadProblem, check_registry_root, discover_repositories
+
+    check_registry_root(storage)
     tree = GCTree(storage)
     reach = Reachability(tree)
-    from shipsure.storage.inventory import ReadProblem, discover_repositories
 
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)

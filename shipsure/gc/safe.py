@@ -32,7 +32,7 @@ from shipsure.gc.tree import MISSING, GCTree
 from shipsure.plan import Action, AlreadyDone, Plan, Precondition, Ready, Refused
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageMissingError, StorageReadError
-from shipsure.storage.inventory import ReadProblem, discover_repositories
+from shipsure.storage.inventory import ReadProblem, check_registry_root, discover_repositories
 
 WRITER = "gc"
 DELETE_REVISION = "delete-revision"
@@ -114,7 +114,7 @@ def plan_gc(
 ) -> GCPlan:
     """Plan a correct collection of `storage`. Raises StorageError when a path the plan
     depends on cannot be read (a plan made blind could delete what a tag needs)."""
-    storage.check_root()
+    check_registry_root(storage)
     tree = GCTree(storage)
     marker = _Marker(tree, time.time() if now is None else now, min_age)
     problems: list[ReadProblem] = []

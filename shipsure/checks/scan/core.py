@@ -35,7 +35,6 @@ from shipsure.checks.scan.walk import (
     link_outside_candidate,
     temp_file_candidate,
 )
-from shipsure.errors import BadInputError
 from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.storage import blob_hasher, layout
@@ -44,14 +43,12 @@ from shipsure.storage.interface import (
     FileInfo,
     Missing,
     Storage,
-    StorageError,
-    StorageLinkOutsideError,
-    StorageMissingError,
     Unreadable,
 )
 from shipsure.storage.inventory import (
     BlobStore,
     ReadProblem,
+    check_registry_root,
     discover_repositories,
     temp_files_in,
 )
@@ -92,7 +89,7 @@ def scan(
     """Scan the storage and return a report of re-checked findings."""
     started = time.monotonic()
     now = options.now if options.now is not None else time.time()
-    _check_root(storage)
+    check_registry_root(storage)
     report = Report(COMMAND)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
@@ -217,25 +214,6 @@ def _walk_verifying(
     )
     again.store = store
     return again
-
-
-def _check_root(storage: Storage) -> None:
-    storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
-    try:
-        storage.list_dir(layout.V2)
-    except StorageLinkOutsideError:
-        return  # every read below stops at that link: it is reported as a finding
-    except StorageMissingError:
-        try:
-            entries = storage.list_dir("")
-        except StorageError:
-            entries = []
-        if entries:
-            raise BadInputError(
-                f"storage root {storage.describe()}: no {layout.V2} inside; pass the "
-                "registry's rootdirectory (the folder that holds `docker/`)"
-            ) from None
-        # An empty root is a registry nobody pushed to yet: clean, not an error.
 
 
 def _read_problem(problem: ReadProblem) -> Candidate:
