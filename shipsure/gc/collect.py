@@ -260,6 +260,27 @@ class _Collector:
             if not self._has_data_file(digest):
                 continue
             self.out.blobs.add(digest)
+        if self.version == 3:
+            self._layer_link_twice()
+
+    def _layer_link_twice(self) -> None:
+        """v3 lists a repository's layer links by the digest each holds: a blob pushed under
+        another algorithm (sha512) has a second link holding the same canonical digest, so
+        an unmarked one is listed twice, and the second removal of the same path stops the
+        run after the blobs are gone ("failed to delete layer link ... Path not found";
+        observed on 3.1.2). Repositories' links are removed in Go map order: which other
+        repositories lose theirs before the stop varies; all are listed."""
+        seen: set[tuple[str, str]] = set()
+        for repository, digest in self.out.layer_links:
+            if (repository, digest) in seen and self.out.aborted is None:
+                path = layout.layer_link(repository, digest)
+                self.out.aborted = (
+                    f"failed to delete layer link {digest} of repo {repository}: "
+                    f"filesystem: Path not found: /{path}"
+                )
+                self.out.abort_path = path
+            seen.add((repository, digest))
+        self.out.layer_links = list(dict.fromkeys(self.out.layer_links))
 
     def _has_data_file(self, digest: str) -> bool:
         algorithm, _, hex_ = digest.partition(":")

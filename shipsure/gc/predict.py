@@ -49,7 +49,7 @@ def _deleted(
     links: set[tuple[str, str]],
 ) -> str | None:
     """How the run removes `need`, or None when it survives."""
-    if need.digest in p.blobs:
+    if (need.data or need.digest) in p.blobs:
         return "data"
     if need.kind == MANIFEST and (repository, need.digest) in manifests:
         return "revision link"

@@ -129,6 +129,14 @@ def plan_gc(
         actions, kept = _mark_repository(marker, repository)
         revisions_to_delete.extend(actions)
         kept_manifests += kept
+    # A blob pushed under another algorithm (sha512) lives under the canonical digest its
+    # layer link names (`layout.link_serves`): a kept link keeps that data too.
+    for repository in repositories:
+        for link in tree.link_files(f"{layout.repository_dir(repository)}/{layout.LAYERS_DIR}"):
+            if link.folder_digest in marker.marked:
+                served = layout.link_serves(link.folder_digest, layout.parse_link(link.raw))
+                if served is not None:
+                    marker.marked.add(served)
     blobs: list[Action] = []
     freed = 0
     deleted_blobs: set[str] = set()

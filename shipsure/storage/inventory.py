@@ -47,6 +47,16 @@ class Link:
     def points_to(self, digest: str) -> bool:
         return self.digest == digest
 
+    def serves(self, digest: str) -> str | None:
+        """The digest whose data this `_layers` link of `digest` serves: `digest` itself, or
+        for a blob pushed under another algorithm (a `sha512:` digest) the canonical digest
+        the registry stored the bytes under and wrote into the link (distribution
+        linkedblobstore.go linkBlob; observed on 2.8.2 and 3.x: `_layers/sha512/<hex>/link`
+        holds `sha256:<hex>`, data under blobs/sha256, GET by the sha512 digest 200).
+        None when the link is malformed (another digest of the same algorithm, or no
+        digest)."""
+        return layout.link_serves(digest, self.digest)
+
     @property
     def intended(self) -> str | None:
         """The digest, or for a malformed link the one it was meant to hold (a link ending in

@@ -116,6 +116,17 @@ def parse_link(raw: bytes) -> str | None:
     return raw.decode() if _LINK_RE.fullmatch(raw) else None
 
 
+def link_serves(digest: str, target: str | None) -> str | None:
+    """For a `_layers` link of `digest` holding `target`: the digest whose data it serves,
+    `digest` itself or, when the blob was pushed under another algorithm, the canonical
+    digest of another algorithm the registry stored it under; None when malformed."""
+    if target is None:
+        return None
+    if target == digest:
+        return digest
+    return target if target.partition(":")[0] != digest.partition(":")[0] else None
+
+
 def intended_digest(raw: bytes) -> str | None:
     """The digest a malformed link was meant to hold: its content without the whitespace
     around it (a trailing newline or CRLF from a hand-written link, spaces), when that is

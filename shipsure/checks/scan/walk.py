@@ -408,12 +408,19 @@ class RepositoryWalk:
         if done is not None:
             return done
         link = self.inv.layers.get(digest)
-        st = self.blobs.stat(digest)
-        verify = self.verify_content and (self.verify_only is None or digest in self.verify_only)
+        # A blob pushed under another algorithm (sha512) is served from the data of the
+        # canonical digest its link names (`Link.serves`): that data is what it needs.
+        served = link.serves(digest) if link is not None else None
+        data_digest = served or digest
+        if data_digest != digest:
+            self.referenced.add(data_digest)
+        st = self.blobs.stat(data_digest)
+        verify = self.verify_content and (
+            self.verify_only is None or data_digest in self.verify_only
+        )
         if (
             not verify
-            and link is not None
-            and link.digest == digest
+            and served is not None
             and type(st) is FileInfo
             and (ref.size < 0 or st.size == ref.size)
         ):
@@ -423,7 +430,7 @@ class RepositoryWalk:
             return keys
         keys = []
         path = (*parent, ref.label)
-        data = layout.blob_data(digest)
+        data = layout.blob_data(data_digest)
         link_path = layout.layer_link(self.repo, digest)
         match st:
             case Unreadable(why, outside):
@@ -458,7 +465,7 @@ class RepositoryWalk:
                         )
                     )
                 elif verify:
-                    keys += self._verify(digest, size, path)
+                    keys += self._verify(data_digest, size, path)
                 if link is None and not self.inv.uncertain(link_path):
                     keys.append(
                         self._fault(
@@ -472,7 +479,7 @@ class RepositoryWalk:
                             storage_path=link_path,
                         )
                     )
-        if link is not None and link.digest != digest:
+        if link is not None and served is None:
             keys.append(self._malformed_layer_link(digest, link, path))
         self._blob_faults[digest] = keys
         return keys
@@ -533,10 +540,11 @@ class RepositoryWalk:
                 continue
             link = self.inv.layers[digest]
             where = (f"layer link {digest}",)
-            if link.digest != digest:
+            served = link.serves(digest)
+            if served is None:
                 self._malformed_layer_link(digest, link, where)
                 continue
-            match self.blobs.stat(digest):
+            match self.blobs.stat(served):
                 case Missing():
                     self._fault(
                         k.LAYER_LINK_DANGLING,
@@ -544,12 +552,12 @@ class RepositoryWalk:
                         where,
                         f"layer link of {digest} dangles: its data is gone (HEAD may still "
                         "answer 200 from a blob-descriptor cache)",
-                        (Present(link.path), Absent(layout.blob_data(digest))),
+                        (Present(link.path), Absent(layout.blob_data(served))),
                         remedy=RemoveDanglingLayerLink(self.repo, digest),
                         storage_path=link.path,
                     )
                 case Unreadable(why, outside):
-                    self._check_error(layout.blob_data(digest), why, where, outside)
+                    self._check_error(layout.blob_data(served), why, where, outside)
 
     def _uploads(self) -> None:
         for upload in self.inv.uploads:
