@@ -130,3 +130,15 @@ def test_distinct_faults_without_a_digest_all_survive_the_merge(
     kinds = [f[0] for f in _full(whole)]
     assert kinds.count("check-error") == 2 and kinds.count(k.TEMP_FILE_STALE) == 2
     assert _full(merged) == _full(whole)
+
+
+@pytest.mark.parametrize(
+    "text", ["1/0", "4/4", "-1/4", "a/b", "1", "1/2/3", " 1/2", "+1/2", "1_0/20", "1/２", "١/2", ""]
+)
+def test_a_shard_is_ascii_i_slash_n_or_a_usage_error(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["scan", f"--shard={text}", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "want I/N" in capsys.readouterr().err
