@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,62 @@ def test_a_shard_is_ascii_i_slash_n_or_a_usage_error(
         main(["scan", f"--shard={text}", str(tmp_path)])
     assert exited.value.code == 2
     assert "want I/N" in capsys.readouterr().err
+
+
+def _hostile(doc: dict[str, Any], change: str) -> None:
+    scan = doc["scan"]
+    match change:
+        case "checked-list":
+            doc["checked"] = [1]
+        case "referenced-int":
+            scan["referenced"] = 5
+        case "referenced-not-digests":
+            scan["referenced"] = ["../x"]
+        case "candidates-list":
+            scan["blob_candidates"] = ["x"]
+        case "candidate-not-a-digest":
+            scan["blob_candidates"] = {"../../etc": 5}
+        case "candidate-size-text":
+            scan["blob_candidates"] = {"sha256:" + "a" * 64: "big"}
+        case "candidate-size-huge":
+            scan["blob_candidates"] = {"sha256:" + "a" * 64: 10**400}
+        case "unknown-text":
+            scan["unknown_references"] = "x"
+        case "older-version":
+            del scan["unknown_references"]
+        case "other-options":
+            doc["options"]["verify_content"] = True
+
+
+HOSTILE = [
+    "checked-list",
+    "referenced-int",
+    "referenced-not-digests",
+    "candidates-list",
+    "candidate-not-a-digest",
+    "candidate-size-text",
+    "candidate-size-huge",
+    "unknown-text",
+    "older-version",
+    "other-options",
+]
+
+
+@pytest.mark.parametrize("change", HOSTILE)
+def test_a_shard_report_that_does_not_fit_is_bad_input_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    root = tmp_path / "storage"
+    generate(root, SyntheticSpec(repositories=2, tags=1, platforms=1, layers=1))
+    parts = []
+    for i in range(2):
+        main(["scan", "--recheck-delay=0", str(root), "--format", "json", "--shard", f"{i}/2"])
+        parts.append(json.loads(capsys.readouterr().out))
+    _hostile(parts[0], change)
+    names = []
+    for i, doc in enumerate(parts):
+        names.append(str(tmp_path / f"part-{i}.json"))
+        Path(names[-1]).write_text(json.dumps(doc))
+    assert main(["report", "merge", *names]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "part-" in err, err

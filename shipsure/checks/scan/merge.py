@@ -31,6 +31,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     candidates: dict[str, int] = {}
     found: dict[tuple[Any, ...], Finding] = {}
     unknown: dict[str, Unknown] = {}
+    first: tuple[str, Mapping[str, Any]] | None = None  # a shard's name and report
     for name, doc in reports:
         scan = doc.get("scan") if isinstance(doc, Mapping) else None
         if (
@@ -52,7 +53,11 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
         if index in shards:
             raise BadInputError(f"{name}: shard {shard_text} is also in {shards[index]}")
         shards[index] = name
-        for what, value in (doc.get("checked") or {}).items():
+        if first is None:
+            first = (name, doc)
+        else:
+            _same_run(name, doc, *first)
+        for what, value in _mapping(name, "checked", doc.get("checked")).items():
             if isinstance(value, int):
                 merged.count(str(what), value)
         for item in doc.get("findings") or []:
@@ -60,12 +65,16 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
             # Every shard reports what no repository owns (a folder of `repositories/` it
             # could not read) the same way: one of each is kept.
             found.setdefault(_identity(finding), finding)
-        referenced.update(str(d) for d in scan.get("referenced") or [])
+        referenced.update(_digests(name, scan.get("referenced")))
         for u in _unknown(name, scan.get("unknown_references")):
             unknown.setdefault(u.storage_path, u)
         if index == 0:
-            for digest, size in (scan.get("blob_candidates") or {}).items():
-                candidates[str(digest)] = int(size)
+            for digest, size in _mapping(
+                name, "scan.blob_candidates", scan.get("blob_candidates")
+            ).items():
+                if not _is_digest(digest) or type(size) is not int or not 0 <= size < 1 << 63:
+                    raise BadInputError(f"{name}: malformed scan.blob_candidates ({digest!r})")
+                candidates[digest] = size
     assert count is not None
     # In repository order, as one scan walks them, so a link several repositories' walks
     # stopped at is named by the first of them, as one scan names it.
@@ -106,6 +115,42 @@ def _shard(name: str, text: str) -> tuple[int, int]:
     except UsageError:
         raise BadInputError(f"{name}: bad shard {text!r}") from None
     return shard.index, shard.count
+
+
+def _same_run(name: str, doc: Mapping[str, Any], first: str, other: Mapping[str, Any]) -> None:
+    """Shards of one scan: the same options, from the same shipsure (a report without
+    `scan.unknown_references` comes from a version that could not say which manifests it
+    could not read; mixed with newer shards, its blobs would be judged on less)."""
+    if doc.get("options") != other.get("options"):
+        raise BadInputError(
+            f"{name}: scanned with other options than {first} ({doc.get('options')} vs "
+            f"{other.get('options')}); run every shard with the same options"
+        )
+    if ("unknown_references" in doc["scan"]) != ("unknown_references" in other["scan"]):
+        raise BadInputError(
+            f"{name}: made by another shipsure version than {first}; run every shard with "
+            "the same version"
+        )
+
+
+def _mapping(name: str, field: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadInputError(f"{name}: malformed {field} (not an object)")
+    return value
+
+
+def _is_digest(text: Any) -> bool:
+    return isinstance(text, str) and layout.parse_link(text.encode()) is not None
+
+
+def _digests(name: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(_is_digest(d) for d in value):
+        raise BadInputError(f"{name}: malformed scan.referenced (not a list of digests)")
+    return value
 
 
 def _unknown(name: str, items: Any) -> list[Unknown]:
