@@ -38,9 +38,8 @@ examples:
   shipsure retain --policy retention.yaml --on-storage /var/lib/registry --apply && \\
       shipsure gc /var/lib/registry --apply
 
-exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options or
-not a registry storage root, 3 registry or
-storage unreachable, or an action failed."""
+exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options or not a registry
+storage root, 3 registry or storage unreachable, or an action failed."""
 
 
 def add_parser(sub: Any) -> None:
