@@ -171,6 +171,9 @@ class _Collector:
 
     def mark(self) -> None:
         marker = layout.LAYERS_DIR if self.version == 2 else layout.MANIFESTS_DIR
+        if self.tree.list_sorted(layout.REPOSITORIES) is None:
+            # Observed on 2.8.2 and 3.1.2, with blobs or without: the catalog walk fails.
+            raise _Abort(f"filesystem: Path not found: /{layout.REPOSITORIES}", layout.REPOSITORIES)
         self.out.repositories = self.tree.repositories(marker)
         for repository in self.out.repositories:
             try:

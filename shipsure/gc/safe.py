@@ -32,7 +32,12 @@ from shipsure.gc.tree import MISSING, GCTree
 from shipsure.plan import Action, AlreadyDone, Plan, Precondition, Ready, Refused
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageMissingError, StorageReadError
-from shipsure.storage.inventory import ReadProblem, check_registry_root, discover_repositories
+from shipsure.storage.inventory import (
+    ReadProblem,
+    check_registry_root,
+    discover_repositories,
+    repositories_gone,
+)
 
 WRITER = "gc"
 DELETE_REVISION = "delete-revision"
@@ -119,10 +124,13 @@ def plan_gc(
     marker = _Marker(tree, time.time() if now is None else now, min_age)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
+    gone = repositories_gone(storage)
+    if gone is not None:
+        problems.append(gone)  # every blob would look unneeded: plan nothing
     if problems:
-        raise StorageReadError(
-            f"cannot plan a collection: {problems[0].message}", path=problems[0].path
-        )
+        first = problems[0]
+        where = "" if first.path in first.message else f"{first.path}: "
+        raise StorageReadError(f"cannot plan a collection: {where}{first.message}", path=first.path)
     revisions_to_delete: list[Action] = []
     kept_manifests = 0
     for repository in repositories:

@@ -174,6 +174,29 @@ def _hint(storage: Storage) -> str:
     return ""
 
 
+def repositories_gone(storage: Storage) -> ReadProblem | None:
+    """A problem when the blob store holds blobs but `repositories/` is absent (or not a
+    folder): damage, never "no repository needs any blob". (A registry nobody pushed to
+    has neither; a push makes `repositories/<name>/_layers` before its first blob.)"""
+    try:
+        storage.list_dir(layout.REPOSITORIES)
+        return None
+    except StorageMissingError:
+        pass
+    except StorageError:
+        return None  # unreadable: discovery reports it
+    try:
+        if not storage.list_dir(layout.BLOBS):
+            return None
+    except StorageError:
+        return None
+    return ReadProblem(
+        layout.REPOSITORIES,
+        "absent or not a folder while the blob store holds blobs: which blobs the "
+        "registry's repositories use is unknown",
+    )
+
+
 def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[str]:
     """Every repository name under `repositories/`, nested ones included, sorted."""
     found: list[str] = []

@@ -50,6 +50,7 @@ from shipsure.storage.inventory import (
     ReadProblem,
     check_registry_root,
     discover_repositories,
+    repositories_gone,
     temp_files_in,
 )
 
@@ -93,6 +94,9 @@ def scan(
     report = Report(COMMAND)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
+    gone = repositories_gone(storage)
+    if gone is not None:
+        problems.append(gone)
     if options.shard is not None:
         repositories = [r for r in repositories if options.shard.owns(r)]
     blobs = BlobStore(storage)
