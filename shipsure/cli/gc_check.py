@@ -125,6 +125,9 @@ def _print_summary(report: Report) -> None:
     head = f"garbage-collect{flags} (distribution {gc['registry_version']}.x)"
     if gc["aborted"]:
         sys.stdout.write(f"{head} would stop: {gc['aborted']}\n")
+    if gc.get("unknown"):
+        sys.stdout.write(f"{head}: what it would delete is unknown ({gc['unknown']})\n")
+        return
     sys.stdout.write(
         f"{head} would delete {len(wd['manifests'])} manifest revision(s), "
         f"{len(wd['blobs'])} blob(s) ({wd['bytes']} bytes), "

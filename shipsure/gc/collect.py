@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from shipsure.gc import golang
 from shipsure.gc.tree import MISSING, GCTree
 from shipsure.storage import layout
-from shipsure.storage.interface import StorageError
+from shipsure.storage.interface import StorageError, StorageLinkOutsideError
 
 VERSIONS = (2, 3)
 
@@ -63,6 +63,10 @@ class Prediction:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     aborted: str | None = None
     abort_path: str | None = None  # the storage path behind the abort, when it is one
+    # Set when the replay could not read what the collector reads (a link leaving the
+    # storage root): what the run would do is unknown; nothing is listed.
+    unknown: str | None = None
+    unknown_path: str | None = None
     repositories: list[str] = field(default_factory=list)
     marked_count: int = 0  # len(marked), kept when `marked` itself is dropped
 
@@ -313,6 +317,9 @@ def predict(tree: GCTree, version: int, delete_untagged: bool) -> Prediction:
 def _run(collector: _Collector) -> None:
     try:
         collector.mark()
+    except StorageLinkOutsideError as exc:
+        _unknown(collector.out, exc)
+        return
     except _Abort as exc:
         collector.out.aborted = f"failed to mark: {exc}"
         collector.out.abort_path = exc.path
@@ -324,6 +331,8 @@ def _run(collector: _Collector) -> None:
         return
     try:
         collector.sweep()
+    except StorageLinkOutsideError as exc:
+        _unknown(collector.out, exc)
     except _Abort as exc:
         collector.out.aborted = str(exc)
         collector.out.abort_path = exc.path
@@ -332,3 +341,13 @@ def _run(collector: _Collector) -> None:
         collector.out.aborted = f"error enumerating blobs: {exc}"
         collector.out.abort_path = exc.path or None
         collector.out.blobs.clear()
+
+
+def _unknown(out: Prediction, exc: StorageLinkOutsideError) -> None:
+    """shipsure reads nothing through a link leaving the storage root; the collector follows
+    it (its driver stats and lists through links). What the run does there is unknown: no
+    abort is predicted, and nothing is listed as deleted."""
+    out.unknown = str(exc)
+    out.unknown_path = exc.link or exc.path or None
+    out.manifests, out.blobs, out.layer_links = [], set(), []
+    out.marked.clear()

@@ -132,9 +132,20 @@ def check(
         "registry_version": version,
         "delete_untagged": delete_untagged,
         "aborted": prediction.aborted,
+        "unknown": prediction.unknown,
     }
     report.meta["would_delete"] = would_delete(prediction, tree)
     report.checked.update({"repositories": len(repositories), "marked": prediction.marked_count})
+    if prediction.unknown:
+        report.add(
+            Finding(
+                CHECK_ERROR,
+                findings.kind(CHECK_ERROR).severity,
+                f"could not replay garbage-collect {flags}: {prediction.unknown}; the collector "
+                "reads through it, so what the run would delete is unknown",
+                details={"storage_path": prediction.unknown_path},
+            )
+        )
     if prediction.aborted:
         report.add(
             Finding(

@@ -97,6 +97,7 @@ def test_the_incident_exits_1_before_it_happens_and_names_every_tag(tmp_path: Pa
         "registry_version": 2,
         "delete_untagged": True,
         "aborted": None,
+        "unknown": None,
         "version_from": "--registry-version",
     }
 

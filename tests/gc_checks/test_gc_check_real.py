@@ -8,6 +8,7 @@ aborts and predicts no deletion.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -78,3 +79,26 @@ def test_without_a_repositories_folder_nothing_is_deleted_or_called_garbage(
         f.kind == "check-error" and f.details.get("unreferenced_not_reported")
         for f in report.findings
     )
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_repository_linked_from_outside_the_root_is_unknown_not_an_abort(
+    tmp_path: Path, version: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The collector follows the link and runs; shipsure reads nothing outside the root, so
+    # gc-check says it could not tell (check-error, exit 3), never "would stop".
+    if not seed.available(version):
+        pytest.skip(f"needs {seed.binary(version)}")
+    root = tmp_path / "storage"
+    seed.seed(root, "clean")
+    repository = root / seed.V2 / "repositories" / "extra"
+    shutil.move(repository, tmp_path / "outside")
+    repository.symlink_to(tmp_path / "outside")
+    real = seed.real_gc(root, version, False, tmp_path)
+    assert real.returncode == 0, real.output[-2000:]
+    argv = ["gc-check", "--registry-version", str(version), str(root), "--format", "json"]
+    assert main(argv) == 3
+    doc = json.loads(capsys.readouterr().out)
+    kinds = {(f["kind"], f.get("storage_path")) for f in doc["findings"]}
+    assert ("check-error", f"{seed.V2}/repositories/extra") in kinds
+    assert "gc-would-abort" not in {k for k, _ in kinds}
