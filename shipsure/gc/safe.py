@@ -170,13 +170,19 @@ def plan_gc(
     for repository in repositories:
         base = f"{layout.repository_dir(repository)}/{layout.LAYERS_DIR}"
         for link in tree.link_files(base):
-            if link.folder_digest in deleted_blobs:
+            if link.folder_digest is None:
+                continue
+            # The data a link serves: its own digest's, or for a blob pushed by its sha512
+            # digest the sha256 digest it names (layout.link_serves).
+            served = layout.link_serves(link.folder_digest, layout.parse_link(link.raw))
+            data = served or link.folder_digest
+            if data in deleted_blobs:
                 links.append(
                     Action(
                         DELETE_LAYER_LINK,
                         layout.layer_link_dir(repository, link.folder_digest),
                         "its blob is deleted",
-                        {"repository": repository, "digest": link.folder_digest},
+                        {"repository": repository, "digest": link.folder_digest, "data": data},
                     )
                 )
     plan = Plan(WRITER, revisions_to_delete + blobs + links, marker.notes)
@@ -296,7 +302,8 @@ class GCWriter:
                 return Refused("the blob was written again since the plan")
             return Ready()
         if action.op == DELETE_LAYER_LINK:
-            if self.storage.stat(layout.blob_data(str(facts["digest"]))) is not None:
+            data = str(facts.get("data") or facts["digest"])
+            if self.storage.stat(layout.blob_data(data)) is not None:
                 return Refused("the blob is there again")
             return Ready()
         return Refused(f"unknown operation {action.op}")

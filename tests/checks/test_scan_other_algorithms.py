@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from shipsure import mediatypes as mt
+from shipsure import plan as writes
 from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
 from shipsure.gc.predict import check
-from shipsure.gc.safe import plan_gc
+from shipsure.gc.safe import GCWriter, plan_gc
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry
 from shipsure.storage import layout
@@ -109,3 +110,21 @@ def test_gc_check_names_the_tag_the_collector_breaks_and_gc_keeps_it(
 
     made = plan_gc(FilesystemStorage(reg.root), min_age=0)
     assert json.dumps([a.target for a in made.plan.actions]).count(canonical[7:]) == 0
+
+
+def test_gc_removes_both_links_of_a_blob_it_deletes(
+    fresh_registry: SandboxRegistry, tmp_path: Path
+) -> None:
+    # The image is untagged: gc deletes its blobs, and with the sha512-pushed one both of its
+    # layer links (leaving the sha512 one would make it dangle); a scan afterwards is clean.
+    reg = fresh_registry
+    _, sha512, canonical = _push(reg)
+    reg.stop()
+    shutil.rmtree(faults.tag_folder(reg.root, "odd/app", "v1"))
+    storage = FilesystemStorage(reg.root)
+    made = plan_gc(storage, min_age=0)
+    links = {a.facts["digest"] for a in made.plan.actions if a.op == "delete-layer-link"}
+    assert {sha512, canonical} <= links
+    outcomes = writes.apply(made.plan, GCWriter(storage), writes.Journal(tmp_path / "j.jsonl"))
+    assert {str(o.result) for o in outcomes} == {"done"}
+    assert _scan(reg.root) == set()
