@@ -116,6 +116,9 @@ def parse_link(raw: bytes) -> str | None:
     return raw.decode() if _LINK_RE.fullmatch(raw) else None
 
 
+CANONICAL_ALGORITHM = "sha256"
+
+
 def link_serves(digest: str, target: str | None) -> str | None:
     """For a `_layers` link of `digest` holding `target`: the digest whose data it serves,
     `digest` itself or, when the blob was pushed under another algorithm, the canonical
@@ -124,7 +127,10 @@ def link_serves(digest: str, target: str | None) -> str | None:
         return None
     if target == digest:
         return digest
-    return target if target.partition(":")[0] != digest.partition(":")[0] else None
+    # distribution stores every blob under its canonical algorithm (go-digest Canonical,
+    # sha256); only a link of another algorithm may name a digest other than its own.
+    canonical = f"{CANONICAL_ALGORITHM}:"
+    return target if target.startswith(canonical) and not digest.startswith(canonical) else None
 
 
 def intended_digest(raw: bytes) -> str | None:

@@ -128,3 +128,13 @@ def test_gc_removes_both_links_of_a_blob_it_deletes(
     outcomes = writes.apply(made.plan, GCWriter(storage), writes.Journal(tmp_path / "j.jsonl"))
     assert {str(o.result) for o in outcomes} == {"done"}
     assert _scan(reg.root) == set()
+
+
+def test_only_a_link_of_another_algorithm_may_name_the_canonical_digest() -> None:
+    sha256, other256 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    sha512 = "sha512:" + "c" * 128
+    assert layout.link_serves(sha256, sha256) == sha256
+    assert layout.link_serves(sha512, sha256) == sha256  # how distribution links sha512
+    assert layout.link_serves(sha256, other256) is None  # malformed
+    assert layout.link_serves(sha256, sha512) is None  # never written: malformed
+    assert layout.link_serves(sha512, None) is None
