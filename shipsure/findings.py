@@ -245,7 +245,8 @@ KINDS: tuple[Kind, ...] = (
         "blob-unreferenced",
         _I,
         "no manifest lists the blob: the next garbage collection "
-        "deletes it (`details.bytes` says how much it reclaims)",
+        "deletes it (`details.bytes` says how much it reclaims); never reported while a "
+        "manifest's references are unknown (a `check-error` names it instead)",
         SCAN,
     ),
     _kind("upload-stale", _W, "an unfinished upload older than `--upload-max-age`", SCAN),

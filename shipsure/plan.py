@@ -256,7 +256,8 @@ class Journal:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every well-formed record; a torn last line (a crash mid-append) is skipped."""
         try:
-            handle = self.path.open("rb")
+            # O_NONBLOCK: opening a FIFO to read would wait for a writer for ever.
+            handle = os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), "rb")
         except FileNotFoundError:
             return
         except OSError as exc:

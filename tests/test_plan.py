@@ -208,6 +208,10 @@ def test_a_fifo_as_journal_fails_at_once(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(p.JournalError, match=r"j\.jsonl"):
         p.Journal(fifo).record("w", "id", "intent", p.Action("op", "t"))
+    # Every --apply run reads its journal first (open intents): that read must not wait
+    # for a writer either.
+    with pytest.raises(p.JournalError, match=r"j\.jsonl: not a regular file"):
+        p.Journal(fifo).open_intents("w")
 
 
 def test_an_over_long_line_is_skipped_in_bounded_reads(tmp_path: Path) -> None:

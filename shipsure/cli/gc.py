@@ -33,8 +33,8 @@ examples:
   shipsure gc /var/lib/registry --apply
   shipsure gc /var/lib/registry --format json > gc-plan.json
 
-exit codes: 0 planned (or applied) cleanly, 2 bad option, 3 storage unreadable, a registry
-is serving the storage read-write, or some deletion failed."""
+exit codes: 0 planned (or applied) cleanly, 2 bad option or not a registry storage root,
+3 storage unreadable, a registry is serving the storage read-write, or some deletion failed."""
 
 
 def add_parser(sub: Any) -> None:

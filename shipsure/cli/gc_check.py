@@ -10,6 +10,7 @@ from typing import Any
 
 from shipsure.cli.common import add_output_options, emit
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report, kind
 from shipsure.report import OutputFormat
 
@@ -39,8 +40,8 @@ examples:
   shipsure gc-check /var/lib/registry -m --registry-version 2 && \\
       registry garbage-collect --delete-untagged /etc/docker/registry/config.yml
 
-exit codes: 0 the run breaks nothing, 1 it would (or it would abort), 2 bad input or
-unknown version, 3 storage unreadable."""
+exit codes: 0 the run breaks nothing, 1 it would (or it would abort), 2 bad input,
+unknown version or not a registry storage root, 3 storage unreadable."""
 
 
 def add_parser(sub: Any) -> None:
@@ -124,11 +125,18 @@ def _print_summary(report: Report) -> None:
     head = f"garbage-collect{flags} (distribution {gc['registry_version']}.x)"
     if gc["aborted"]:
         sys.stdout.write(f"{head} would stop: {gc['aborted']}\n")
+    if gc.get("unknown"):
+        sys.stdout.write(f"{head}: what it would delete is unknown ({gc['unknown']})\n")
+        return
     sys.stdout.write(
         f"{head} would delete {len(wd['manifests'])} manifest revision(s), "
         f"{len(wd['blobs'])} blob(s) ({wd['bytes']} bytes), "
         f"{len(wd['layer_links'])} layer link(s)\n"
     )
+
+
+# A dry-run of a large registry under -m names every blob it marks: tens of MiB.
+MAX_DRY_RUN_BYTES = 256 << 20
 
 
 def _from_dry_run(args: argparse.Namespace) -> int:
@@ -137,15 +145,23 @@ def _from_dry_run(args: argparse.Namespace) -> int:
     name = args.from_dry_run
     try:
         if name == "-":
-            text = sys.stdin.read()
+            raw = sys.stdin.buffer.read(MAX_DRY_RUN_BYTES + 1)
         else:
-            with open(name, encoding="utf-8", errors="replace") as handle:
-                text = handle.read(64 << 20)
+            # A regular file only: a FIFO would wait for a writer for ever.
+            raw = read_regular(name, MAX_DRY_RUN_BYTES)
     except OSError as exc:
         raise BadInputError(f"--from-dry-run {name}: {exc.strerror or exc}") from None
-    dry = parse(text)
-    if dry.lines and dry.summary is None and not dry.errors and not dry.manifests:
-        raise BadInputError(f"--from-dry-run {name}: not a garbage-collect --dry-run output")
+    if len(raw) > MAX_DRY_RUN_BYTES:
+        # Judging the first part alone could miss what the rest shows.
+        raise BadInputError(f"--from-dry-run {name}: over {MAX_DRY_RUN_BYTES} bytes")
+    dry = parse(raw.decode("utf-8", "replace"))
+    if dry.summary is None and not dry.errors:
+        # Every run that finishes prints "N blobs marked, ..."; one that stops prints its
+        # error. Neither: empty, cut short, or another file, never "nothing to delete".
+        raise BadInputError(
+            f"--from-dry-run {name}: not a whole garbage-collect --dry-run output (no "
+            "'N blobs marked, M blobs and K manifests eligible for deletion' line)"
+        )
     report = Report("gc-check")
     for t in dry.tell_tales:
         via = f" (referenced by marked manifest {t.parent})" if t.parent else ""

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 from shipsure import plan as writes
@@ -14,6 +13,7 @@ from shipsure.checks.verify import VerifyOptions, verify
 from shipsure.cli.common import Progress, add_journal_options, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import BadInputError, UsageError
+from shipsure.fileio import read_regular
 from shipsure.findings import ExitCode
 from shipsure.model import Reference
 from shipsure.recovery import open_source
@@ -167,12 +167,21 @@ def run(args: argparse.Namespace) -> int:
             registry.close()
 
 
+# A saved report, read whole: bounded as report merge bounds a shard report.
+MAX_REPORT_BYTES = 1 << 30
+
+
 def _load_report(path: str) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        # A regular file only (a FIFO would wait for ever, /dev/zero never end), bounded.
+        raw = read_regular(path, MAX_REPORT_BYTES)
     except OSError as exc:
         raise BadInputError(f"--from-report {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    if len(raw) > MAX_REPORT_BYTES:
+        raise BadInputError(f"--from-report {path}: over {MAX_REPORT_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadInputError(f"--from-report {path}: not a JSON report") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("findings"), list):
         raise BadInputError(f"--from-report {path}: no findings list (want scan or verify JSON)")

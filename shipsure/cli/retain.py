@@ -38,8 +38,8 @@ examples:
   shipsure retain --policy retention.yaml --on-storage /var/lib/registry --apply && \\
       shipsure gc /var/lib/registry --apply
 
-exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options, 3 registry or
-storage unreachable, or an action failed."""
+exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options or not a registry
+storage root, 3 registry or storage unreachable, or an action failed."""
 
 
 def add_parser(sub: Any) -> None:
@@ -89,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if args.on_storage:
         from shipsure.retention.storage import StorageTagWriter, read_images
         from shipsure.storage.filesystem import FilesystemStorage
+        from shipsure.storage.inventory import check_registry_root
 
         storage = FilesystemStorage(args.on_storage)
-        storage.check_root()
+        check_registry_root(storage)
         images, _problems = read_images(storage)
         if args.repository:
             images = [i for i in images if i.repository in set(args.repository)]

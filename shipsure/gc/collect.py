@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from shipsure.gc import golang
 from shipsure.gc.tree import MISSING, GCTree
 from shipsure.storage import layout
-from shipsure.storage.interface import StorageError
+from shipsure.storage.interface import StorageError, StorageLinkOutsideError
 
 VERSIONS = (2, 3)
 
@@ -63,6 +63,10 @@ class Prediction:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     aborted: str | None = None
     abort_path: str | None = None  # the storage path behind the abort, when it is one
+    # Set when the replay could not read what the collector reads (a link leaving the
+    # storage root): what the run would do is unknown; nothing is listed.
+    unknown: str | None = None
+    unknown_path: str | None = None
     repositories: list[str] = field(default_factory=list)
     marked_count: int = 0  # len(marked), kept when `marked` itself is dropped
 
@@ -171,6 +175,9 @@ class _Collector:
 
     def mark(self) -> None:
         marker = layout.LAYERS_DIR if self.version == 2 else layout.MANIFESTS_DIR
+        if self.tree.list_sorted(layout.REPOSITORIES) is None:
+            # Observed on 2.8.2 and 3.1.2, with blobs or without: the catalog walk fails.
+            raise _Abort(f"filesystem: Path not found: /{layout.REPOSITORIES}", layout.REPOSITORIES)
         self.out.repositories = self.tree.repositories(marker)
         for repository in self.out.repositories:
             try:
@@ -260,6 +267,27 @@ class _Collector:
             if not self._has_data_file(digest):
                 continue
             self.out.blobs.add(digest)
+        if self.version == 3:
+            self._layer_link_twice()
+
+    def _layer_link_twice(self) -> None:
+        """v3 lists a repository's layer links by the digest each holds: a blob pushed under
+        another algorithm (sha512) has a second link holding the same canonical digest, so
+        an unmarked one is listed twice, and the second removal of the same path stops the
+        run after the blobs are gone ("failed to delete layer link ... Path not found";
+        observed on 3.1.2). Repositories' links are removed in Go map order: which other
+        repositories lose theirs before the stop varies; all are listed."""
+        seen: set[tuple[str, str]] = set()
+        for repository, digest in self.out.layer_links:
+            if (repository, digest) in seen and self.out.aborted is None:
+                path = layout.layer_link(repository, digest)
+                self.out.aborted = (
+                    f"failed to delete layer link {digest} of repo {repository}: "
+                    f"filesystem: Path not found: /{path}"
+                )
+                self.out.abort_path = path
+            seen.add((repository, digest))
+        self.out.layer_links = list(dict.fromkeys(self.out.layer_links))
 
     def _has_data_file(self, digest: str) -> bool:
         algorithm, _, hex_ = digest.partition(":")
@@ -289,6 +317,9 @@ def predict(tree: GCTree, version: int, delete_untagged: bool) -> Prediction:
 def _run(collector: _Collector) -> None:
     try:
         collector.mark()
+    except StorageLinkOutsideError as exc:
+        _unknown(collector.out, exc)
+        return
     except _Abort as exc:
         collector.out.aborted = f"failed to mark: {exc}"
         collector.out.abort_path = exc.path
@@ -300,6 +331,8 @@ def _run(collector: _Collector) -> None:
         return
     try:
         collector.sweep()
+    except StorageLinkOutsideError as exc:
+        _unknown(collector.out, exc)
     except _Abort as exc:
         collector.out.aborted = str(exc)
         collector.out.abort_path = exc.path
@@ -308,3 +341,13 @@ def _run(collector: _Collector) -> None:
         collector.out.aborted = f"error enumerating blobs: {exc}"
         collector.out.abort_path = exc.path or None
         collector.out.blobs.clear()
+
+
+def _unknown(out: Prediction, exc: StorageLinkOutsideError) -> None:
+    """shipsure reads nothing through a link leaving the storage root; the collector follows
+    it (its driver stats and lists through links). What the run does there is unknown: no
+    abort is predicted, and nothing is listed as deleted."""
+    out.unknown = str(exc)
+    out.unknown_path = exc.link or exc.path or None
+    out.manifests, out.blobs, out.layer_links = [], set(), []
+    out.marked.clear()

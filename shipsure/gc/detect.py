@@ -15,9 +15,13 @@ read-only setting cannot be read, the process counts as serving the root read-wr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import selectors
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 import yaml
@@ -27,26 +31,72 @@ from shipsure.errors import UsageError
 _VERSION_RE = re.compile(r"\sv?(\d+)\.(\d+)\.(\d+)")
 _NAMES = frozenset({"registry", "docker-registry"})
 VERSION_TIMEOUT_SECONDS = 10.0
+VERSION_OUTPUT_LIMIT = 64 << 10
 
 
 def version_from_binary(path: str) -> int:
     """The major version `PATH --version` prints (2 or 3). Raises UsageError."""
     try:
-        done = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=VERSION_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        output = _run_bounded([path, "--version"], VERSION_TIMEOUT_SECONDS, VERSION_OUTPUT_LIMIT)
+    except OSError as exc:
         raise UsageError(f"--registry-binary {path}: could not run it: {exc}") from None
-    match = _VERSION_RE.search(" " + done.stdout + done.stderr)
+    if output is None:
+        raise UsageError(
+            f"--registry-binary {path}: could not run it: `{path} --version` did not finish "
+            f"within {VERSION_TIMEOUT_SECONDS:.0f} s"
+        )
+    match = _VERSION_RE.search(" " + output)
     if match is None or match.group(1) not in ("2", "3"):
         raise UsageError(
             f"--registry-binary {path}: no distribution 2.x or 3.x version in its --version output"
         )
     return int(match.group(1))
+
+
+def _run_bounded(argv: list[str], timeout: float, limit: int) -> str | None:
+    """The first `limit` bytes of what `argv` prints (stdout and stderr), or None when it
+    does not exit within `timeout`. It runs in a process group of its own, stopped whole
+    when the time is up or the output is long enough: a wrapper script's children (a
+    `sleep` in it) never outlive the check, and endless output is never held."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    finished = False
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            while size < limit:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    break
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:  # end of output: wait for the exit within the time left
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                    finished = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            else:
+                finished = True  # enough output read: what follows does not matter
+    except subprocess.TimeoutExpired:
+        finished = False
+    finally:
+        if proc.poll() is None or finished is False:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.wait()
+    if not finished:
+        return None
+    return b"".join(chunks)[:limit].decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

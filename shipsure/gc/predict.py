@@ -49,7 +49,7 @@ def _deleted(
     links: set[tuple[str, str]],
 ) -> str | None:
     """How the run removes `need`, or None when it survives."""
-    if need.digest in p.blobs:
+    if (need.data or need.digest) in p.blobs:
         return "data"
     if need.kind == MANIFEST and (repository, need.digest) in manifests:
         return "revision link"
@@ -105,10 +105,11 @@ def check(
 ) -> CheckResult:
     """Predict the run and judge it tag by tag. Raises StorageError only when the root
     itself cannot be read."""
-    storage.check_root()
+    from shipsure.storage.inventory import ReadProblem, check_registry_root, discover_repositories
+
+    check_registry_root(storage)
     tree = GCTree(storage)
     reach = Reachability(tree)
-    from shipsure.storage.inventory import ReadProblem, discover_repositories
 
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
@@ -131,9 +132,20 @@ def check(
         "registry_version": version,
         "delete_untagged": delete_untagged,
         "aborted": prediction.aborted,
+        "unknown": prediction.unknown,
     }
     report.meta["would_delete"] = would_delete(prediction, tree)
     report.checked.update({"repositories": len(repositories), "marked": prediction.marked_count})
+    if prediction.unknown:
+        report.add(
+            Finding(
+                CHECK_ERROR,
+                findings.kind(CHECK_ERROR).severity,
+                f"could not replay garbage-collect {flags}: {prediction.unknown}; the collector "
+                "reads through it, so what the run would delete is unknown",
+                details={"storage_path": prediction.unknown_path},
+            )
+        )
     if prediction.aborted:
         report.add(
             Finding(

@@ -47,6 +47,9 @@ class Need:
     path: tuple[str, ...]  # from the tag to this object, e.g. ("tag v1", "index sha256:..")
     present: bool  # link and data are there now
     referrer: bool = False  # reached through a referrer (signature, SBOM), not the image
+    # The blob whose data serves it, when not `digest` itself: a blob pushed under another
+    # algorithm (sha512) lives under the canonical digest its layer link names.
+    data: str | None = None
 
 
 @dataclass
@@ -87,13 +90,17 @@ class Reachability:
             self._nodes[digest] = None if raw is None else manifest_node(raw, digest)
         return self._nodes[digest]
 
-    def _linked(self, path: str) -> bool:
+    def _target(self, path: str) -> str | None:
+        """The digest a link names; None when absent, malformed or unreadable."""
         try:
             raw = self.tree.link(path)
         except StorageError as exc:
             self.problems.append((path, str(exc)))
-            return False
-        return raw is not None and layout.parse_link(raw) is not None
+            return None
+        return layout.parse_link(raw) if raw is not None else None
+
+    def _linked(self, path: str) -> bool:
+        return self._target(path) is not None
 
     def _data(self, digest: str) -> bool:
         try:
@@ -149,8 +156,12 @@ class Reachability:
                 continue
             seen.add((kind, d))
             if kind == BLOB:
-                present = self._linked(layout.layer_link(repository, d)) and self._data(d)
-                out.needs.append(Need(BLOB, d, path, present, via_referrer))
+                target = self._target(layout.layer_link(repository, d))
+                data = layout.link_serves(d, target) or d
+                present = target is not None and self._data(data)
+                out.needs.append(
+                    Need(BLOB, d, path, present, via_referrer, data if data != d else None)
+                )
                 continue
             linked = self._linked(layout.revision_link(repository, d))
             has_data = self._data(d)

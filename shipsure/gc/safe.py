@@ -32,7 +32,12 @@ from shipsure.gc.tree import MISSING, GCTree
 from shipsure.plan import Action, AlreadyDone, Plan, Precondition, Ready, Refused
 from shipsure.storage import layout
 from shipsure.storage.interface import Storage, StorageMissingError, StorageReadError
-from shipsure.storage.inventory import ReadProblem, discover_repositories
+from shipsure.storage.inventory import (
+    ReadProblem,
+    check_registry_root,
+    discover_repositories,
+    repositories_gone,
+)
 
 WRITER = "gc"
 DELETE_REVISION = "delete-revision"
@@ -114,21 +119,32 @@ def plan_gc(
 ) -> GCPlan:
     """Plan a correct collection of `storage`. Raises StorageError when a path the plan
     depends on cannot be read (a plan made blind could delete what a tag needs)."""
-    storage.check_root()
+    check_registry_root(storage)
     tree = GCTree(storage)
     marker = _Marker(tree, time.time() if now is None else now, min_age)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
+    gone = repositories_gone(storage)
+    if gone is not None:
+        problems.append(gone)  # every blob would look unneeded: plan nothing
     if problems:
-        raise StorageReadError(
-            f"cannot plan a collection: {problems[0].message}", path=problems[0].path
-        )
+        first = problems[0]
+        where = "" if first.path in first.message else f"{first.path}: "
+        raise StorageReadError(f"cannot plan a collection: {where}{first.message}", path=first.path)
     revisions_to_delete: list[Action] = []
     kept_manifests = 0
     for repository in repositories:
         actions, kept = _mark_repository(marker, repository)
         revisions_to_delete.extend(actions)
         kept_manifests += kept
+    # A blob pushed under another algorithm (sha512) lives under the canonical digest its
+    # layer link names (`layout.link_serves`): a kept link keeps that data too.
+    for repository in repositories:
+        for link in tree.link_files(f"{layout.repository_dir(repository)}/{layout.LAYERS_DIR}"):
+            if link.folder_digest in marker.marked:
+                served = layout.link_serves(link.folder_digest, layout.parse_link(link.raw))
+                if served is not None:
+                    marker.marked.add(served)
     blobs: list[Action] = []
     freed = 0
     deleted_blobs: set[str] = set()
@@ -154,13 +170,19 @@ def plan_gc(
     for repository in repositories:
         base = f"{layout.repository_dir(repository)}/{layout.LAYERS_DIR}"
         for link in tree.link_files(base):
-            if link.folder_digest in deleted_blobs:
+            if link.folder_digest is None:
+                continue
+            # The data a link serves: its own digest's, or for a blob pushed by its sha512
+            # digest the sha256 digest it names (layout.link_serves).
+            served = layout.link_serves(link.folder_digest, layout.parse_link(link.raw))
+            data = served or link.folder_digest
+            if data in deleted_blobs:
                 links.append(
                     Action(
                         DELETE_LAYER_LINK,
                         layout.layer_link_dir(repository, link.folder_digest),
                         "its blob is deleted",
-                        {"repository": repository, "digest": link.folder_digest},
+                        {"repository": repository, "digest": link.folder_digest, "data": data},
                     )
                 )
     plan = Plan(WRITER, revisions_to_delete + blobs + links, marker.notes)
@@ -280,7 +302,8 @@ class GCWriter:
                 return Refused("the blob was written again since the plan")
             return Ready()
         if action.op == DELETE_LAYER_LINK:
-            if self.storage.stat(layout.blob_data(str(facts["digest"]))) is not None:
+            data = str(facts.get("data") or facts["digest"])
+            if self.storage.stat(layout.blob_data(data)) is not None:
                 return Refused("the blob is there again")
             return Ready()
         return Refused(f"unknown operation {action.op}")

@@ -21,6 +21,7 @@ from shipsure.storage.interface import (
     Entry,
     Storage,
     StorageError,
+    StorageLinkOutsideError,
     StorageMissingError,
     StorageReadError,
 )
@@ -167,9 +168,26 @@ class GCTree:
         as in registry/storage/blobstore.go Stat); raises StorageReadError."""
         size = self._sizes.get(digest)
         if size is None:
-            info = self.storage.stat(layout.blob_data(digest))
+            path = layout.blob_data(digest)
+            try:
+                info = self.storage.stat(path)
+            except StorageLinkOutsideError:
+                raise
+            except StorageReadError:
+                if not self._is_folder(path):
+                    raise
+                # blobstore.go Stat: "blob path should not be a directory" -> ErrBlobUnknown;
+                # the sweep's Enumerate passes folders by too (observed on 2.8.2 and 3.x).
+                info = None
             size = self._sizes[digest] = info.size if info is not None else -1
         return MISSING if size < 0 else PRESENT
+
+    def _is_folder(self, path: str) -> bool:
+        try:
+            self.storage.list_dir(path)
+        except StorageError:
+            return False
+        return True
 
     def size(self, digest: str) -> int:
         """Bytes of a blob's data (0 when absent or unreadable)."""

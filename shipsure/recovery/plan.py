@@ -264,8 +264,11 @@ def damage_from_report(report: Report | Mapping[str, Any]) -> Damage:
         found = report.get("findings")
         rows = [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
         # Only a check that read and hashed the blobs (`verify --deep`, `scan
-        # --verify-content`) vouches for their bytes, which a mount relies on.
-        deep = bool(report.get("deep") or report.get("verify_content"))
+        # --verify-content`) vouches for their bytes, which a mount relies on. verify's
+        # JSON says `deep`; scan's says `options.verify_content`.
+        options = report.get("options")
+        hashed = isinstance(options, Mapping) and options.get("verify_content") is True
+        deep = bool(report.get("deep") is True or hashed)
     for row in rows:
         kind, repo, digest = row.get("kind"), row.get("repository"), row.get("digest")
         if not isinstance(kind, str) or not isinstance(repo, str):

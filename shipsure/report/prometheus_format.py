@@ -29,11 +29,11 @@ def render(report: Report) -> str:
     for (kind, severity), n in sorted(counts.items()):
         out.append(f"shipsure_findings{_labels(command=cmd, kind=kind, severity=severity)} {n}")
     out += [
-        "# HELP shipsure_checked_total Objects examined by the last run.",
-        "# TYPE shipsure_checked_total gauge",
+        "# HELP shipsure_checked_objects Objects examined by the last run, by kind of object.",
+        "# TYPE shipsure_checked_objects gauge",
     ]
     for what, n in sorted(report.checked.items()):
-        out.append(f"shipsure_checked_total{_labels(command=cmd, object=what)} {n}")
+        out.append(f"shipsure_checked_objects{_labels(command=cmd, object=what)} {n}")
     out += [
         "# HELP shipsure_problems Findings that are real problems (not check errors).",
         "# TYPE shipsure_problems gauge",

@@ -15,6 +15,7 @@ import stat
 import threading
 
 from shipsure import fileio
+from shipsure.errors import BadInputError
 from shipsure.storage.confine import escape, inside
 from shipsure.storage.interface import (
     Entry,
@@ -231,7 +232,8 @@ class FilesystemStorage:
             reason = "not found" if exc.errno in _MISSING_ERRNOS else exc.strerror
             raise StorageReadError(f"storage root {self.root}: {reason}") from None
         if not stat.S_ISDIR(st.st_mode):
-            raise StorageReadError(f"storage root {self.root}: not a directory")
+            # A file given for a folder is the user's input, not storage failing (exit 2).
+            raise BadInputError(f"storage root {self.root}: not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise StorageReadError(f"storage root {self.root}: permission denied")
 

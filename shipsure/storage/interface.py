@@ -123,7 +123,8 @@ class Storage(Protocol):
         ...
 
     def check_root(self) -> None:
-        """Raise StorageError when the root itself cannot be read at all."""
+        """Raise StorageError when the root itself cannot be read at all, BadInputError
+        when it is not a folder (a file given for the root)."""
         ...
 
     def list_dir(self, path: str) -> list[Entry]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from shipsure import mediatypes as mt
-from shipsure.errors import ManifestError
+from shipsure.errors import BadInputError, ManifestError
 from shipsure.storage import layout
 from shipsure.storage.digests import BoundedCache
 from shipsure.storage.graph import ManifestNode, node_from_bytes
@@ -30,6 +30,7 @@ from shipsure.storage.interface import (
     Missing,
     Storage,
     StorageError,
+    StorageLinkOutsideError,
     StorageMissingError,
     Unreadable,
 )
@@ -45,6 +46,16 @@ class Link:
 
     def points_to(self, digest: str) -> bool:
         return self.digest == digest
+
+    def serves(self, digest: str) -> str | None:
+        """The digest whose data this `_layers` link of `digest` serves: `digest` itself, or
+        for a blob pushed under another algorithm (a `sha512:` digest) the canonical digest
+        the registry stored the bytes under and wrote into the link (distribution
+        linkedblobstore.go linkBlob; observed on 2.8.2 and 3.x: `_layers/sha512/<hex>/link`
+        holds `sha256:<hex>`, data under blobs/sha256, GET by the sha512 digest 200).
+        None when the link is malformed (another digest of the same algorithm, or no
+        digest)."""
+        return layout.link_serves(digest, self.digest)
 
     @property
     def intended(self) -> str | None:
@@ -114,6 +125,76 @@ class RepositoryInventory:
 
 
 # --- discovery ---------------------------------------------------------------------------
+
+
+def check_registry_root(storage: Storage) -> None:
+    """Raise unless `storage` is a registry's rootdirectory (the folder holding
+    `docker/registry/v2`) or an empty folder (a registry nobody pushed to yet).
+
+    Every command reading storage asks this first: a root one level too high or too low
+    reads as a registry with no repositories, and "nothing found" there would be a silent
+    wrong answer. StorageError (exit 3) when the root cannot be read; BadInputError (exit 2)
+    when it holds something else, naming the folder to pass instead when one is near."""
+    storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
+    try:
+        storage.list_dir(layout.V2)
+    except StorageLinkOutsideError:
+        return  # every read below stops at that link: it is reported as a finding
+    except StorageMissingError:
+        try:
+            entries = storage.list_dir("")
+        except StorageError:
+            entries = []
+        if entries:
+            raise BadInputError(
+                f"storage root {storage.describe()}: no {layout.V2} inside; pass the "
+                f"registry's rootdirectory (the folder that holds `docker/`){_hint(storage)}"
+            ) from None
+
+
+def _hint(storage: Storage) -> str:
+    """Where the rootdirectory may be, for a root given one or more levels off."""
+    described = storage.describe().rstrip("/")
+    parts = described.split("/")
+    # Given a folder inside the layout (`.../docker`, `.../docker/registry/v2/...`).
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] == "docker" and (i + 1 == len(parts) or parts[i + 1] == "registry"):
+            return f", which looks like {'/'.join(parts[:i]) or '/'}"
+    # Given the folder above it.
+    try:
+        below = [e.name for e in storage.list_dir("") if e.is_dir and not e.is_link]
+    except StorageError:
+        return ""
+    for name in sorted(below)[:100]:
+        try:
+            storage.list_dir(f"{name}/{layout.V2}")
+        except StorageError:
+            continue
+        return f", which looks like {described}/{name}"
+    return ""
+
+
+def repositories_gone(storage: Storage) -> ReadProblem | None:
+    """A problem when the blob store holds blobs but `repositories/` is absent (or not a
+    folder): damage, never "no repository needs any blob". (A registry nobody pushed to
+    has neither; a push makes `repositories/<name>/_layers` before its first blob.)"""
+    try:
+        storage.list_dir(layout.REPOSITORIES)
+        return None
+    except StorageMissingError:
+        pass
+    except StorageError:
+        return None  # unreadable: discovery reports it
+    try:
+        if not storage.list_dir(layout.BLOBS):
+            return None
+    except StorageError:
+        return None
+    return ReadProblem(
+        layout.REPOSITORIES,
+        "absent or not a folder while the blob store holds blobs: which blobs the "
+        "registry's repositories use is unknown",
+    )
 
 
 def discover_repositories(storage: Storage, errors: list[ReadProblem]) -> list[str]:

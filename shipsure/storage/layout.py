@@ -116,6 +116,23 @@ def parse_link(raw: bytes) -> str | None:
     return raw.decode() if _LINK_RE.fullmatch(raw) else None
 
 
+CANONICAL_ALGORITHM = "sha256"
+
+
+def link_serves(digest: str, target: str | None) -> str | None:
+    """For a `_layers` link of `digest` holding `target`: the digest whose data it serves,
+    `digest` itself or, when the blob was pushed under another algorithm, the canonical
+    digest of another algorithm the registry stored it under; None when malformed."""
+    if target is None:
+        return None
+    if target == digest:
+        return digest
+    # distribution stores every blob under its canonical algorithm (go-digest Canonical,
+    # sha256); only a link of another algorithm may name a digest other than its own.
+    canonical = f"{CANONICAL_ALGORITHM}:"
+    return target if target.startswith(canonical) and not digest.startswith(canonical) else None
+
+
 def intended_digest(raw: bytes) -> str | None:
     """The digest a malformed link was meant to hold: its content without the whitespace
     around it (a trailing newline or CRLF from a hand-written link, spaces), when that is

@@ -459,3 +459,30 @@ def test_recheck_waits_only_for_evidence_young_enough_to_be_a_write_in_progress(
     # Old damage is settled: reported at once. A fault whose folder just changed may be a
     # push or delete half-way: it is read again after the delay.
     assert slept == ([] if age else [0.5])
+
+
+def test_no_blob_is_called_unreferenced_when_manifests_could_not_be_known(
+    tree: SyntheticStorage,
+) -> None:
+    # A child's revision link with a newline (malformed: the collector stops on it) still
+    # names the child's blobs; an unreadable revision link (a folder where the file belongs)
+    # hides which manifest it is: a check-error, never "unreferenced, GC deletes it".
+    repo0, repo1, _ = tree.repositories
+    child = tree.tag(repo0, "v0").children[0]
+    link = faults.revision_link_path(tree.root, repo0, child.digest)
+    link.write_bytes(child.digest.encode() + b"\n")
+    report = _scan(tree.root, unreferenced_min_age=0)
+    assert {f.kind for f in report.findings} == {k.MALFORMED_LINK}
+
+    other = tree.tag(repo1, "v1")
+    faults.remove_blob_data(tree.root, other.index)  # its children are revision roots now
+    hidden = faults.revision_link_path(tree.root, repo1, other.children[0].digest)
+    hidden.unlink()
+    hidden.mkdir()
+    report = _scan(tree.root, unreferenced_min_age=0)
+    kinds = [f.kind for f in report.findings]
+    assert k.BLOB_UNREFERENCED not in kinds
+    unknown = [f for f in report.findings if "unreferenced_not_reported" in f.details]
+    assert [(f.kind, f.repository, f.details["storage_path"]) for f in unknown] == [
+        ("check-error", repo1, str(hidden.relative_to(tree.root)))
+    ]

@@ -218,6 +218,7 @@ def _fault_table() -> dict[str, Callable[[Seeded], object]]:
             s.root, s.synthetic.tags[0].children[0].layers[-1]
         ),
         "child-corrupted": lambda s: faults.corrupt_manifest(s.root, child(s)[1]),
+        "child-data-is-folder": lambda s: _data_to_folder(s.root, child(s)[1]),
         "old-revision-data-missing": lambda s: faults.remove_untagged_revision_data(
             s.root, s.synthetic.tags[0].repository, _retag_old(s)
         ),
@@ -247,6 +248,13 @@ def _fault_table() -> dict[str, Callable[[Seeded], object]]:
             faults.repository_path(s.root, "Upper/Case"),
         ),
     }
+
+
+def _data_to_folder(root: Path, digest: str) -> None:
+    """A folder where a manifest's `data` file belongs: the collectors take it as missing."""
+    data = faults.blob_data_path(root, digest)
+    data.unlink()
+    data.mkdir()
 
 
 def _cross_repository_child(s: Seeded) -> None:
@@ -287,9 +295,23 @@ class RealRun:
     deleted: set[str]
 
 
-def real_gc(root: Path, version: int, delete_untagged: bool, workdir: Path) -> RealRun:
-    """Run the real collector on a copy of `root`; the files it deleted."""
-    copy = workdir / f"copy-v{version}-{int(delete_untagged)}"
+# Run as root without the capabilities that let root read any file: a file of mode 0 then
+# answers "permission denied", as it does to a registry running as its own user.
+WITHOUT_READ_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def real_gc(
+    root: Path,
+    version: int,
+    delete_untagged: bool,
+    workdir: Path,
+    *,
+    dry_run: bool = False,
+    prefix: tuple[str, ...] = (),
+) -> RealRun:
+    """Run the real collector on a copy of `root`; the files it deleted. `prefix` comes
+    before the command (WITHOUT_READ_OVERRIDE)."""
+    copy = workdir / f"copy-v{version}-{int(delete_untagged)}{'-dry' if dry_run else ''}"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(root, copy, symlinks=True)
     config = workdir / "config.yml"
@@ -297,7 +319,9 @@ def real_gc(root: Path, version: int, delete_untagged: bool, workdir: Path) -> R
         json.dumps({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(copy)}}})
     )
     before = files(copy)
-    command = [str(binary(version)), "garbage-collect"]
+    command = [*prefix, str(binary(version)), "garbage-collect"]
+    if dry_run:
+        command.append("--dry-run")
     if delete_untagged:
         command.append("--delete-untagged")
     command.append(str(config))

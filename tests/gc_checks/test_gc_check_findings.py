@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def test_the_incident_exits_1_before_it_happens_and_names_every_tag(tmp_path: Pa
         "registry_version": 2,
         "delete_untagged": True,
         "aborted": None,
+        "unknown": None,
         "version_from": "--registry-version",
     }
 
@@ -185,6 +187,32 @@ def test_dry_run_tell_tale(tmp_path: Path) -> None:
         saved.write_text(dry3.stdout)
         code, out = _run(["gc-check", "--from-dry-run", str(saved)])
         assert code == 0, out
+
+
+@pytest.mark.parametrize("given", ["empty", "cut-short", "fifo", "over-limit"])
+def test_a_dry_run_file_that_is_not_a_whole_output_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    # Never "nothing to delete" from an empty or cut-short capture; never a wait on a FIFO.
+    from shipsure.cli import gc_check
+
+    saved = tmp_path / "dry.txt"
+    match given:
+        case "empty":
+            saved.write_text("")
+        case "cut-short":  # the marking phase only: the run was killed before its summary
+            saved.write_text("team/app\nteam/app: marking manifest sha256:" + "a" * 64 + "\n")
+        case "fifo":
+            os.mkfifo(saved)
+        case "over-limit":
+            monkeypatch.setattr(gc_check, "MAX_DRY_RUN_BYTES", 10)
+            saved.write_text("0 blobs marked, 0 blobs and 0 manifests eligible for deletion\n")
+    assert main(["gc-check", "--from-dry-run", str(saved)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dry.txt" in err
 
 
 def test_version_is_required_when_nothing_says(

@@ -485,6 +485,33 @@ def test_a_blob_intact_in_another_repository_is_mounted(
     assert main(["verify", "--deep", *refs]) == 0
 
 
+def test_a_scan_report_with_verify_content_vouches_for_a_mount(
+    fresh_registry: SandboxRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `scan --verify-content` hashed every blob: its report vouches for the intact copy in
+    # another repository, as `verify --deep` does, so the lost link is mounted back.
+    target = fresh_registry
+    one = images.push_index(target.url, "team/one", "v1", shared_layers=["common"])
+    two = images.push_index(target.url, "team/two", "v2", shared_layers=["common"])
+    common = one.children[0].layer_digests[0]
+    faults.remove_layer_link(target.root, "team/one", common)
+    # team/two is in the report too (a copy is found among the trees the report names).
+    faults.remove_blob_data(target.root, two.children[0].config_digest)
+    scan = ["scan", "--recheck-delay=0", "--verify-content", "--format", "json"]
+    assert main([*scan, str(target.root)]) == 1
+    report = tmp_path / "scan.json"
+    report.write_text(capsys.readouterr().out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (empty / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    args = ["--from-report", str(report), "--registry", target.host, "--from", f"oci:{empty}"]
+    assert restore(*args, "--format", "json") == 1
+    plan = json.loads(capsys.readouterr().out)
+    steps = [(s["op"], s["digest"], s["from"]) for s in plan["steps"]]
+    assert ("mount-blob", common, "repository:team/two") in steps
+
+
 def test_a_dangling_tag_comes_back_with_the_digest_it_had(
     fresh_registry: SandboxRegistry,
     second_registry: SandboxRegistry,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,14 @@ def test_report_problems_name_the_file(capsys: pytest.CaptureFixture[str], tmp_p
     bad.write_text('{"findings": []}')
     code, err = run(capsys, "--from-report", str(bad), "--from", "x")
     assert code == 2 and "--registry" in err
+    bad.write_text("[" * 100_000 + "]" * 100_000)  # nested past the parser's recursion
+    code, err = run(capsys, "--from-report", str(bad), "--registry", "r.example", "--from", "x")
+    assert code == 2 and "not a JSON report" in err
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # never waited on
+    for odd in (fifo, Path("/dev/zero")):
+        code, err = run(capsys, "--from-report", str(odd), "--registry", "r.example", "--from", "x")
+        assert code == 2 and "not a regular file" in err
 
 
 def test_unreadable_source_could_not_run(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+
+import pytest
 
 from shipsure.findings import CHECK_ERROR, ExitCode, Finding, Report, Severity
 from shipsure.report import RENDERERS, OutputFormat, render
@@ -67,3 +71,14 @@ def test_exit_codes_problem_beats_check_error() -> None:
     assert only_errors.exit_code() == ExitCode.COULD_NOT_RUN
     assert Report(command="verify").exit_code() == ExitCode.CLEAN
     assert _report().exit_code(Severity.CRITICAL) == ExitCode.COULD_NOT_RUN
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (scripts/setup.sh)")
+def test_prometheus_output_passes_promtool_lint() -> None:
+    # A gauge named `*_total` (reserved for counters) is refused by `promtool check metrics`.
+    text = render(_report(), OutputFormat.PROMETHEUS)
+    assert 'shipsure_checked_objects{command="verify",object="manifests"} 4' in text
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -88,7 +88,10 @@ class RepairWriter:
         if action.op == repair.REMOVE_LAYER_LINK:
             if not self._entries(action.target):
                 return AlreadyDone("link is gone")
-            if self.storage.stat(layout.blob_data(subject)) is not None:
+            # The data the link serves: its own digest's, or another algorithm's it names.
+            link = read_link(self.storage, layout.layer_link(repo, subject))
+            served = (link.serves(subject) if link is not None else None) or subject
+            if self.storage.stat(layout.blob_data(served)) is not None:
                 return Refused("blob data is present again")
             return Ready()
         return Refused(f"unknown operation {action.op}")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from shipsure.checks.scan import kinds as k
 from shipsure.checks.scan.executor import (
@@ -28,8 +29,12 @@ from shipsure.checks.scan.executor import (
 )
 from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
 from shipsure.checks.scan.shard import Shard
-from shipsure.checks.scan.walk import Candidate, link_outside_candidate, temp_file_candidate
-from shipsure.errors import BadInputError
+from shipsure.checks.scan.walk import (
+    Candidate,
+    Unknown,
+    link_outside_candidate,
+    temp_file_candidate,
+)
 from shipsure.findings import CHECK_ERROR, Finding, Report
 from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.storage import blob_hasher, layout
@@ -38,15 +43,14 @@ from shipsure.storage.interface import (
     FileInfo,
     Missing,
     Storage,
-    StorageError,
-    StorageLinkOutsideError,
-    StorageMissingError,
     Unreadable,
 )
 from shipsure.storage.inventory import (
     BlobStore,
     ReadProblem,
+    check_registry_root,
     discover_repositories,
+    repositories_gone,
     temp_files_in,
 )
 
@@ -86,10 +90,13 @@ def scan(
     """Scan the storage and return a report of re-checked findings."""
     started = time.monotonic()
     now = options.now if options.now is not None else time.time()
-    _check_root(storage)
+    check_registry_root(storage)
     report = Report(COMMAND)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
+    gone = repositories_gone(storage)
+    if gone is not None:
+        problems.append(gone)
     if options.shard is not None:
         repositories = [r for r in repositories if options.shard.owns(r)]
     blobs = BlobStore(storage)
@@ -107,6 +114,8 @@ def scan(
     else:
         walked = _walk_verifying(storage, walk_all, job, options, list_store)
     candidates += walked.candidates
+    # Folders of `repositories/` not read hide whole repositories: their manifests too.
+    unknown = [Unknown(p.path, None, None, p.message) for p in problems] + walked.unknown
     referenced = walked.referenced
     store = walked.store
     for what, n in walked.counts.items():
@@ -125,20 +134,36 @@ def scan(
             store = BlobListing.of(storage)
         blob_problems = store.problems
         unreferenced = _unreferenced(blobs, referenced, store.digests, now, options, blob_problems)
+    unjudged: list[Finding] = []
     if options.shard is None:
-        candidates += unreferenced
+        candidates += [c for c in unreferenced if c.kind != k.BLOB_UNREFERENCED]
+        blob_candidates = {
+            c.digest: c.details["bytes"]
+            for c in unreferenced
+            if c.kind == k.BLOB_UNREFERENCED and c.digest is not None
+        }
+        unjudged = unjudged_findings(unknown, blob_candidates)
+        if not unjudged:
+            candidates += [c for c in unreferenced if c.kind == k.BLOB_UNREFERENCED]
     else:
         scan_meta["shard"] = str(options.shard)
         scan_meta["referenced"] = list(referenced.distinct())
+        scan_meta["unknown_references"] = [dataclasses.asdict(u) for u in unknown]
         if options.shard.index == 0:
             # The dedicated shard for the global blob check: its candidates, minus what the
             # other shards reference, are the unreferenced blobs (see merge_reports).
             scan_meta["blob_candidates"] = {
-                c.digest: c.details["bytes"] for c in unreferenced if c.digest is not None
+                c.digest: c.details["bytes"]
+                for c in unreferenced
+                if c.kind == k.BLOB_UNREFERENCED and c.digest is not None
             }
+            # Stale temp files in blob folders without data are findings whoever references
+            # the digest: this shard alone lists the blob store, so it reports them.
+            candidates += [c for c in unreferenced if c.kind != k.BLOB_UNREFERENCED]
     candidates += [_read_problem(p) for p in blob_problems]
-    candidates = _one_per_link(candidates)
+    candidates = one_per_link(candidates)
     report.extend(_confirmed(storage, candidates, options, executor.workers))
+    report.extend(unjudged)
     report.meta.update(
         {
             "scan": scan_meta,
@@ -195,25 +220,6 @@ def _walk_verifying(
     return again
 
 
-def _check_root(storage: Storage) -> None:
-    storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
-    try:
-        storage.list_dir(layout.V2)
-    except StorageLinkOutsideError:
-        return  # every read below stops at that link: it is reported as a finding
-    except StorageMissingError:
-        try:
-            entries = storage.list_dir("")
-        except StorageError:
-            entries = []
-        if entries:
-            raise BadInputError(
-                f"storage root {storage.describe()}: no {layout.V2} inside; pass the "
-                "registry's rootdirectory (the folder that holds `docker/`)"
-            ) from None
-        # An empty root is a registry nobody pushed to yet: clean, not an error.
-
-
 def _read_problem(problem: ReadProblem) -> Candidate:
     if problem.link:
         return link_outside_candidate(None, problem.link, problem.message)
@@ -229,12 +235,25 @@ def _read_problem(problem: ReadProblem) -> Candidate:
     )
 
 
-def _one_per_link(candidates: list[Candidate]) -> list[Candidate]:
-    """One `link-outside-root` per link: every repository reading through a linked `blobs`
-    folder stopped at the same link."""
+class _Located(Protocol):
+    """A candidate or a finding: what `one_per_link` needs of either."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+_L = TypeVar("_L", bound=_Located)
+
+
+def one_per_link(items: Iterable[_L]) -> list[_L]:
+    """One `link-outside-root` per link, the first met: every repository reading through a
+    linked `blobs` folder stopped at the same link (in one scan, or in several shards)."""
     seen: set[str] = set()
     out = []
-    for c in candidates:
+    for c in items:
         if c.kind == k.LINK_OUTSIDE_ROOT:
             link = c.details["storage_path"]
             if link in seen:
@@ -281,6 +300,44 @@ def _unreferenced(
                     )
                 )
     return found
+
+
+def unjudged_findings(unknown: Sequence[Unknown], candidates: Mapping[str, int]) -> list[Finding]:
+    """In place of `blob-unreferenced` for `candidates` (digest: bytes), the blobs no
+    readable manifest names, when the references of some manifests are unknown: a
+    `check-error` for each place that could not be used, naming its storage path. Saying
+    "garbage collection will delete it" then would be a guess: the collector stops on a
+    manifest it cannot read or unmarshal (distribution 2.8 and 3.x, "failed to mark"),
+    deleting nothing, and one it can read may name any of these blobs."""
+    if not unknown or not candidates:
+        return []
+    n, size = len(candidates), sum(candidates.values())
+    withheld = (
+        f"{n} blob(s) ({size} bytes) that no readable manifest names are not reported as "
+        "unreferenced; `shipsure gc-check` says what garbage-collect would do"
+    )
+    out = []
+    for u in sorted(unknown, key=lambda u: u.storage_path):
+        if u.digest is not None:
+            what = f"could not tell which blobs manifest {u.digest} references ({u.why})"
+        else:
+            what = f"could not read {u.storage_path} ({u.why}): the manifests there are unknown"
+        out.append(
+            Finding(
+                kind=CHECK_ERROR,
+                severity=k.severity(CHECK_ERROR, 0),
+                message=f"{what}: {withheld}",
+                repository=u.repository,
+                digest=u.digest,
+                path=(f"manifest {u.digest}",) if u.digest is not None else (),
+                details={
+                    "storage_path": u.storage_path,
+                    "unreferenced_not_reported": n,
+                    "unreferenced_not_reported_bytes": size,
+                },
+            )
+        )
+    return out
 
 
 def _confirmed(

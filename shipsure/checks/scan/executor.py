@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from shipsure.checks.scan.walk import Candidate, RepositoryWalk, WalkResult
+from shipsure.checks.scan.walk import Candidate, RepositoryWalk, Unknown, WalkResult
 from shipsure.errors import CouldNotRunError
 from shipsure.storage.digests import DigestLog
 from shipsure.storage.interface import Storage
@@ -73,9 +73,11 @@ class Walked:
     counts: dict[str, int] = field(default_factory=dict)
     repositories: int = 0
     store: BlobListing | None = None  # the global blob store, when listed alongside
+    unknown: list[Unknown] = field(default_factory=list)  # see walk.Unknown
 
     def add(self, result: WalkResult) -> None:
         self.candidates += result.candidates
+        self.unknown += result.unknown
         self.referenced.update(result.referenced)
         self.manifests.update(result.manifests)
         self._count(result.counts)
@@ -83,6 +85,7 @@ class Walked:
 
     def merge(self, other: Walked) -> None:
         self.candidates += other.candidates
+        self.unknown += other.unknown
         self.referenced.merge(other.referenced)
         self.manifests.merge(other.manifests)
         self._count(other.counts)

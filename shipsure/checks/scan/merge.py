@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import one_per_link, unjudged_findings
 from shipsure.checks.scan.shard import Shard
+from shipsure.checks.scan.walk import Unknown
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report
 from shipsure.storage import layout
@@ -27,7 +29,9 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     merged = Report("scan")
     referenced: set[str] = set()
     candidates: dict[str, int] = {}
-    seen: set[tuple[Any, ...]] = set()
+    found: dict[tuple[Any, ...], Finding] = {}
+    unknown: dict[str, Unknown] = {}
+    first: tuple[str, Mapping[str, Any]] | None = None  # a shard's name and report
     for name, doc in reports:
         scan = doc.get("scan") if isinstance(doc, Mapping) else None
         if (
@@ -49,26 +53,41 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
         if index in shards:
             raise BadInputError(f"{name}: shard {shard_text} is also in {shards[index]}")
         shards[index] = name
-        for what, value in (doc.get("checked") or {}).items():
+        if first is None:
+            first = (name, doc)
+        else:
+            _same_run(name, doc, *first)
+        for what, value in _mapping(name, "checked", doc.get("checked")).items():
             if isinstance(value, int):
                 merged.count(str(what), value)
         for item in doc.get("findings") or []:
             finding = _finding(name, item)
-            key = (finding.kind, finding.repository, finding.digest, finding.reference)
-            if key not in seen:
-                seen.add(key)
-                merged.add(finding)
-        referenced.update(str(d) for d in scan.get("referenced") or [])
+            # Every shard reports what no repository owns (a folder of `repositories/` it
+            # could not read) the same way: one of each is kept.
+            found.setdefault(_identity(finding), finding)
+        referenced.update(_digests(name, scan.get("referenced")))
+        for u in _unknown(name, scan.get("unknown_references")):
+            unknown.setdefault(u.storage_path, u)
         if index == 0:
-            for digest, size in (scan.get("blob_candidates") or {}).items():
-                candidates[str(digest)] = int(size)
+            for digest, size in _mapping(
+                name, "scan.blob_candidates", scan.get("blob_candidates")
+            ).items():
+                if not _is_digest(digest) or type(size) is not int or not 0 <= size < 1 << 63:
+                    raise BadInputError(f"{name}: malformed scan.blob_candidates ({digest!r})")
+                candidates[digest] = size
     assert count is not None
+    # In repository order, as one scan walks them, so a link several repositories' walks
+    # stopped at is named by the first of them, as one scan names it.
+    ordered = sorted(found.values(), key=lambda f: (f.repository is None, f.repository or ""))
+    merged.extend(one_per_link(ordered))
     missing = sorted(set(range(count)) - set(shards))
     if missing:
         listed = ", ".join(f"{i}/{count}" for i in missing)
         raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
-    for digest in sorted(set(candidates) - referenced):
-        size = candidates[digest]
+    unreferenced = {d: candidates[d] for d in sorted(set(candidates) - referenced)}
+    unjudged = unjudged_findings(list(unknown.values()), unreferenced)
+    merged.extend(unjudged)
+    for digest, size in unreferenced.items() if not unjudged else ():
         merged.add(
             Finding(
                 kind=k.BLOB_UNREFERENCED,
@@ -84,12 +103,73 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     return merged
 
 
+def _identity(f: Finding) -> tuple[Any, ...]:
+    # The storage path tells apart two faults of one kind without a digest (two unreadable
+    # folders, two stale temp files) and two malformed links of one digest.
+    return (f.kind, f.repository, f.digest, f.reference, str(f.details.get("storage_path")))
+
+
 def _shard(name: str, text: str) -> tuple[int, int]:
     try:
         shard = Shard.parse(text)
     except UsageError:
         raise BadInputError(f"{name}: bad shard {text!r}") from None
     return shard.index, shard.count
+
+
+def _same_run(name: str, doc: Mapping[str, Any], first: str, other: Mapping[str, Any]) -> None:
+    """Shards of one scan: the same options, from the same shipsure (a report without
+    `scan.unknown_references` comes from a version that could not say which manifests it
+    could not read; mixed with newer shards, its blobs would be judged on less)."""
+    if doc.get("options") != other.get("options"):
+        raise BadInputError(
+            f"{name}: scanned with other options than {first} ({doc.get('options')} vs "
+            f"{other.get('options')}); run every shard with the same options"
+        )
+    if ("unknown_references" in doc["scan"]) != ("unknown_references" in other["scan"]):
+        raise BadInputError(
+            f"{name}: made by another shipsure version than {first}; run every shard with "
+            "the same version"
+        )
+
+
+def _mapping(name: str, field: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadInputError(f"{name}: malformed {field} (not an object)")
+    return value
+
+
+def _is_digest(text: Any) -> bool:
+    return isinstance(text, str) and layout.parse_link(text.encode()) is not None
+
+
+def _digests(name: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(_is_digest(d) for d in value):
+        raise BadInputError(f"{name}: malformed scan.referenced (not a list of digests)")
+    return value
+
+
+def _unknown(name: str, items: Any) -> list[Unknown]:
+    """The shard's `unknown_references` (see walk.Unknown); absent in reports of shipsure
+    versions before it (then nothing is known to be unknown, as those versions assumed)."""
+    if items is None:
+        return []
+    try:
+        return [
+            Unknown(
+                str(u["storage_path"]),
+                None if u.get("repository") is None else str(u["repository"]),
+                None if u.get("digest") is None else str(u["digest"]),
+                str(u["why"]),
+            )
+            for u in items
+        ]
+    except (KeyError, TypeError, AttributeError):
+        raise BadInputError(f"{name}: malformed scan.unknown_references") from None
 
 
 def _finding(name: str, item: Any) -> Finding:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
 from shipsure.errors import UsageError
+
+_SHARD = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
 
 
 @dataclass(frozen=True)
@@ -15,12 +18,11 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
-        i, sep, n = text.partition("/")
-        try:
-            shard = cls(int(i), int(n))
-        except ValueError:
-            shard = None
-        if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+        # ASCII digits only: int() alone also takes " 1", "+1", "1_0" and other scripts'
+        # digits ("１", "١"), which no Indexed Job writes and a typo should not become.
+        got = _SHARD.fullmatch(text)
+        shard = cls(int(got[1]), int(got[2])) if got else None
+        if shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
             raise UsageError(f"invalid shard {text!r}: want I/N with 0 <= I < N, e.g. 0/4")
         return shard
 

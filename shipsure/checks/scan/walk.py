@@ -62,6 +62,18 @@ class Candidate:
     remedy: Remedy | None = None  # what `--apply` may do about it
 
 
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A place whose manifests' references could not be learned (a manifest the collector
+    reads, or a folder of revision links, that could not be read or used): no blob may be
+    called unreferenced while one exists, since it may name any of them."""
+
+    storage_path: str
+    repository: str | None
+    digest: str | None  # the manifest's, when the place is one manifest's data
+    why: str
+
+
 # (kind, digest, reference, storage path): the path tells apart two malformed links of one
 # digest (a tag's current link and its history link); None for every other kind.
 _Key = tuple[str, str | None, str | None, str | None]
@@ -73,6 +85,7 @@ class WalkResult:
     referenced: set[str]  # manifests and blobs this repository's content names
     manifests: set[str]  # the manifests among them that were read
     counts: dict[str, int]
+    unknown: list[Unknown] = field(default_factory=list)
 
 
 class RepositoryWalk:
@@ -103,6 +116,7 @@ class RepositoryWalk:
         self._blob_faults: dict[str, list[_Key]] = {}
         self._in_progress: set[str] = set()
         self._blob_refs: set[str] = set()
+        self.unknown: dict[str, Unknown] = {}
 
     # --- recording --------------------------------------------------------------------
 
@@ -146,6 +160,9 @@ class RepositoryWalk:
             )
         return key
 
+    def _unknown(self, path: str, digest: str | None, why: str) -> None:
+        self.unknown.setdefault(path, Unknown(path, self.repo, digest, why))
+
     def _link_outside(self, link: str, message: str, path: tuple[str, ...]) -> _Key:
         # One finding per link, however many reads it stopped. No evidence to re-check and
         # no remedy: removing a link someone placed is the operator's call.
@@ -158,8 +175,13 @@ class RepositoryWalk:
 
     def run(self) -> WalkResult:
         inv = self.inv
+        revisions = f"{layout.repository_dir(self.repo)}/{layout.MANIFESTS_DIR}/revisions"
         for problem in inv.errors:
             self._check_error(problem.path, problem.message, (), problem.link)
+            if _within(problem.path, revisions) or _within(revisions, problem.path):
+                # Revision links (or a folder above them) unread: which manifests the
+                # collector marks here, and so what they reference, is unknown.
+                self._unknown(problem.path, None, problem.message)
         tagged: set[str] = set()
         for tag in sorted(inv.tags):
             keys = self._tag(tag, inv.tags[tag])
@@ -194,7 +216,13 @@ class RepositoryWalk:
             "layer_links": len(inv.layers),
             "uploads": len(inv.uploads),
         }
-        return WalkResult(list(self.faults.values()), self.referenced, self.manifests, counts)
+        return WalkResult(
+            list(self.faults.values()),
+            self.referenced,
+            self.manifests,
+            counts,
+            list(self.unknown.values()),
+        )
 
     def _tag(self, tag: str, link: Link | None) -> list[_Key]:
         current = layout.tag_current_link(self.repo, tag)
@@ -263,6 +291,12 @@ class RepositoryWalk:
         tag_fact: tuple[Evidence, ...] = (
             (LinkReads(tag_link.path, tag_link.raw),) if tag_link is not None else ()
         )
+        # The collector reads every manifest with a revision link (registry-facts §1); when
+        # its bytes cannot be read or used here, what it references is unknown. (Without a
+        # link the collector never reads it: its blobs go, whatever it names.)
+        linked = rev is not None or self.inv.uncertain(rev_path)
+        if linked and m.node is None and m.state is not ManifestState.MISSING:
+            self._unknown(data, digest, m.message or m.state.value)
         if m.state is ManifestState.UNREADABLE:
             return [self._check_error(data, m.message, path, m.link)]
         node_path = (*path, m.node.label) if via == ROOT_TAG and m.node else path
@@ -306,17 +340,18 @@ class RepositoryWalk:
                 keys += self._walk_node(m.node, node_path)
             return keys
         if rev.digest != digest:
-            return [
-                self._fault(
-                    k.MALFORMED_LINK,
-                    digest,
-                    node_path,
-                    f"revision link of {digest} holds {rev.raw[:80]!r}, not exactly a digest"
-                    f"{_meant(rev)}: the manifest cannot be served",
-                    (LinkReads(rev.path, rev.raw),),
-                    storage_path=rev.path,
-                )
-            ]
+            key = self._fault(
+                k.MALFORMED_LINK,
+                digest,
+                node_path,
+                f"revision link of {digest} holds {rev.raw[:80]!r}, not exactly a digest"
+                f"{_meant(rev)}: the manifest cannot be served",
+                (LinkReads(rev.path, rev.raw),),
+                storage_path=rev.path,
+            )
+            # What the data names is still walked (as when the link is unread): its blobs
+            # are this manifest's, not garbage, and serve again once the link is fixed.
+            return [key, *(self._walk_node(m.node, node_path) if m.node is not None else [])]
         if m.state is ManifestState.MISSING:
             kind = k.TAG_MANIFEST_MISSING if via == ROOT_TAG else k.REVISION_DATA_MISSING
             what = f"{path[0]} names" if via == ROOT_TAG else "revision link of"
@@ -373,12 +408,19 @@ class RepositoryWalk:
         if done is not None:
             return done
         link = self.inv.layers.get(digest)
-        st = self.blobs.stat(digest)
-        verify = self.verify_content and (self.verify_only is None or digest in self.verify_only)
+        # A blob pushed under another algorithm (sha512) is served from the data of the
+        # canonical digest its link names (`Link.serves`): that data is what it needs.
+        served = link.serves(digest) if link is not None else None
+        data_digest = served or digest
+        if data_digest != digest:
+            self.referenced.add(data_digest)
+        st = self.blobs.stat(data_digest)
+        verify = self.verify_content and (
+            self.verify_only is None or data_digest in self.verify_only
+        )
         if (
             not verify
-            and link is not None
-            and link.digest == digest
+            and served is not None
             and type(st) is FileInfo
             and (ref.size < 0 or st.size == ref.size)
         ):
@@ -388,7 +430,7 @@ class RepositoryWalk:
             return keys
         keys = []
         path = (*parent, ref.label)
-        data = layout.blob_data(digest)
+        data = layout.blob_data(data_digest)
         link_path = layout.layer_link(self.repo, digest)
         match st:
             case Unreadable(why, outside):
@@ -423,7 +465,7 @@ class RepositoryWalk:
                         )
                     )
                 elif verify:
-                    keys += self._verify(digest, size, path)
+                    keys += self._verify(data_digest, size, path)
                 if link is None and not self.inv.uncertain(link_path):
                     keys.append(
                         self._fault(
@@ -437,7 +479,7 @@ class RepositoryWalk:
                             storage_path=link_path,
                         )
                     )
-        if link is not None and link.digest != digest:
+        if link is not None and served is None:
             keys.append(self._malformed_layer_link(digest, link, path))
         self._blob_faults[digest] = keys
         return keys
@@ -498,10 +540,11 @@ class RepositoryWalk:
                 continue
             link = self.inv.layers[digest]
             where = (f"layer link {digest}",)
-            if link.digest != digest:
+            served = link.serves(digest)
+            if served is None:
                 self._malformed_layer_link(digest, link, where)
                 continue
-            match self.blobs.stat(digest):
+            match self.blobs.stat(served):
                 case Missing():
                     self._fault(
                         k.LAYER_LINK_DANGLING,
@@ -509,12 +552,12 @@ class RepositoryWalk:
                         where,
                         f"layer link of {digest} dangles: its data is gone (HEAD may still "
                         "answer 200 from a blob-descriptor cache)",
-                        (Present(link.path), Absent(layout.blob_data(digest))),
+                        (Present(link.path), Absent(layout.blob_data(served))),
                         remedy=RemoveDanglingLayerLink(self.repo, digest),
                         storage_path=link.path,
                     )
                 case Unreadable(why, outside):
-                    self._check_error(layout.blob_data(digest), why, where, outside)
+                    self._check_error(layout.blob_data(served), why, where, outside)
 
     def _uploads(self) -> None:
         for upload in self.inv.uploads:
@@ -575,6 +618,10 @@ def link_outside_candidate(
         (),
         {"storage_path": link},
     )
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(f"{folder}/")
 
 
 def _meant(link: Link) -> str:
