@@ -40,6 +40,7 @@ CONFIG_READ_LIMIT = 1 << 20
 DELETE_TAG_LABEL = "delete-tag"
 EMPTY_JSON = b"{}"
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+NO_CREDENTIALS_HINT = "use --username with --password-stdin, or docker login"
 
 
 class RegistryWriteError(CouldNotRunError):
@@ -125,16 +126,32 @@ class RegistryClient:
     def _expect(self, response: httpx.Response, what: str, *ok: int) -> httpx.Response:
         if response.status_code in ok:
             return response
-        raise RegistryWriteError(
-            f"{self.host}: {what}: HTTP {response.status_code} {response.text[:200].strip()}"
-        )
+        raise RegistryWriteError(f"{self.host}: {what}: {self._explain(response)}")
+
+    def _explain(self, response: httpx.Response) -> str:
+        """One line: the status, the registry's error code, and for 401 whose credentials
+        were refused. Never the body itself: a proxy's HTML page is no message."""
+        status = response.status_code
+        code = _error_code(response.content)
+        text = f"HTTP {status}" + (f" {code}" if code else "")
+        if status == 401:
+            creds = self._credentials() if self._credentials else None
+            if creds is None:
+                text += f" (no credentials for {self.host}: {NO_CREDENTIALS_HINT})"
+            else:
+                text += f" (credentials from {creds.source} refused)"
+        elif code is None and status == 404:
+            text += " (not a registry API answer: is this a registry?)"
+        return text
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _pages(self, path: str, key: str) -> Iterator[str]:
+    def _pages(self, path: str, key: str, first: httpx.Response | None = None) -> Iterator[str]:
         url: str | None = path
         while url:
-            r = self._expect(self.request("GET", url), f"GET {url}", 200)
+            got = first if first is not None else self.request("GET", url)
+            first = None
+            r = self._expect(got, f"GET {url}", 200)
             for item in r.json().get(key) or []:
                 yield str(item)
             link = r.headers.get("link", "")
@@ -144,8 +161,15 @@ class RegistryClient:
     def catalog(self) -> list[str]:
         return list(self._pages("/v2/_catalog?n=1000", "repositories"))
 
-    def tags(self, repository: str) -> list[str]:
-        return list(self._pages(f"/v2/{repository}/tags/list", "tags"))
+    def tags(self, repository: str) -> list[str] | None:
+        """The repository's tags; None when the registry answers NAME_UNKNOWN, which
+        distribution does for a repository whose tags are all gone (pushed by digest only,
+        or every tag deleted) as well as for one it never held."""
+        path = f"/v2/{repository}/tags/list"
+        first = self.request("GET", path)
+        if first.status_code == 404 and _error_code(first.content) == "NAME_UNKNOWN":
+            return None
+        return list(self._pages(path, "tags", first))
 
     def manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
         r = self.request(
@@ -221,16 +245,28 @@ class RegistryClient:
 # --- reading tag trees ---------------------------------------------------------------------
 
 
-def read_images(client: RegistryClient, repositories: list[str] | None) -> list[TagImage]:
+def read_images(
+    client: RegistryClient, repositories: list[str] | None
+) -> tuple[list[TagImage], list[str]]:
+    """Every tag's tree, and the named repositories the registry lists no tags for.
+
+    A catalog repository without tags (NAME_UNKNOWN from its tags list) has nothing to
+    retain and is passed over; one the user named is returned, so the CLI can say so."""
     repos = repositories if repositories else client.catalog()
     images: list[TagImage] = []
+    untagged: list[str] = []
     for repository in repos:
-        for tag in client.tags(repository):
+        tags = client.tags(repository)
+        if tags is None:
+            if repositories:
+                untagged.append(repository)
+            continue
+        for tag in tags:
             got = client.manifest(repository, tag)
             if got is None:
                 continue
             images.append(_image(client, repository, tag, *got))
-    return images
+    return images, untagged
 
 
 def _image(client: RegistryClient, repository: str, tag: str, raw: bytes, digest: str) -> TagImage:
@@ -267,6 +303,16 @@ def _image(client: RegistryClient, repository: str, tag: str, raw: bytes, digest
     return TagImage(
         repository, tag, digest, created, frozenset(manifests), blobs, leftover=leftover
     )
+
+
+def _error_code(body: bytes) -> str | None:
+    """The first code of distribution's `{"errors":[{"code":...}]}`; None otherwise."""
+    try:
+        doc: Any = json.loads(body)
+        code = doc["errors"][0]["code"]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        return None
+    return code if isinstance(code, str) and code.isascii() and len(code) <= 64 else None
 
 
 def _is_throwaway(config: bytes) -> bool:

@@ -1,0 +1,157 @@
+"""retain over the API of a registry that asks for credentials (htpasswd basic auth), on
+2.8 and v3: credentials from docker's config.json, the plan changes nothing, --apply deletes
+what the policy drops (manifests by digest, a shared tag by a throw-away push), a second run
+plans nothing; refused or absent credentials are one line and exit 3, never the password."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipsure.cli.main import main
+from shipsure.sandbox import images
+from tests.conftest import HtpasswdRegistry
+
+pytestmark = pytest.mark.both_registries
+
+
+def _docker_config(folder: Path, host: str, username: str, password: str) -> Path:
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return folder
+
+
+def _tags(client: httpx.Client, repo: str) -> set[str]:
+    got = client.get(f"/v2/{repo}/tags/list")
+    if got.status_code == 404:
+        return set()
+    return set(got.json().get("tags") or [])
+
+
+def _secrets(auth: HtpasswdRegistry) -> list[str]:
+    pair = f"{auth.username}:{auth.password}".encode()
+    return [auth.password, base64.b64encode(pair).decode()]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_retain_applies_over_basic_auth_and_a_second_run_plans_nothing(
+    htpasswd_registry: HtpasswdRegistry,
+    repo_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry = htpasswd_registry.registry
+    auth = (htpasswd_registry.username, htpasswd_registry.password)
+    untagged = f"{repo_name}-untagged"
+    with httpx.Client(base_url=registry.url, auth=auth, timeout=30) as client:
+        images.push_index(registry.url, repo_name, "1.0.0", client=client)
+        images.push_index(registry.url, repo_name, "1.1.0", client=client)
+        # Same content as 1.1.0: `latest` is protected, so 1.1.0's manifest stays and
+        # `alias` loses only its tag (a throw-away image pushed, then deleted: writes).
+        images.push_index(
+            registry.url, repo_name, "latest", seed=f"{repo_name}:1.1.0", client=client
+        )
+        images.push_index(
+            registry.url, repo_name, "alias", seed=f"{repo_name}:1.1.0", client=client
+        )
+        images.push_image(registry.url, repo_name, "dev-1", client=client)
+        # A repository in the catalog without any tag: its tags list answers NAME_UNKNOWN.
+        images.push_image(registry.url, untagged, None, client=client)
+        before = _tags(client, repo_name)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"policies:\n  - repositories: [{repo_name}]\n"
+        "    keep: {semver: {per: major, newest: 1}}\n    protect: [latest]\n"
+    )
+    monkeypatch.setenv(
+        "DOCKER_CONFIG", str(_docker_config(tmp_path / "docker", registry.host, *auth))
+    )
+    argv = ["retain", "--policy", str(policy), "--registry", registry.host]
+    argv += ["--journal", str(tmp_path / "retain.jsonl")]
+
+    code, out, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "delete-manifest" in out and "delete-tag" in out, out
+    with httpx.Client(base_url=registry.url, auth=auth, timeout=30) as client:
+        assert _tags(client, repo_name) == before  # a plan changes nothing
+
+    code, out, err = _run([*argv, "--apply"], capsys)
+    assert code == 0, err + out
+    with httpx.Client(base_url=registry.url, auth=auth, timeout=30) as client:
+        assert _tags(client, repo_name) == {"1.1.0", "latest"}
+    for text in (out, err):
+        for secret in _secrets(htpasswd_registry):
+            assert secret not in text
+    for tag in ("1.1.0", "latest"):
+        assert main(["verify", f"{registry.host}/{repo_name}:{tag}"]) == 0, tag
+    capsys.readouterr()
+
+    code, out, err = _run([*argv, "--apply", "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["actions"] == []
+
+
+def test_retain_names_refused_and_missing_credentials_in_one_line(
+    htpasswd_registry: HtpasswdRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry = htpasswd_registry.registry
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty"))
+    monkeypatch.delenv("SHIPSURE_USERNAME", raising=False)
+    monkeypatch.delenv("SHIPSURE_PASSWORD", raising=False)
+    argv = ["retain", "--policy", str(policy), "--registry", registry.host, "--apply"]
+    argv += ["--journal", str(tmp_path / "retain.jsonl")]
+
+    code, out, err = _run(argv, capsys)
+    assert code == 3
+    assert err.count("\n") == 1 and "401" in err and "no credentials" in err, err
+
+    wrong = "not-" + htpasswd_registry.password
+    monkeypatch.setattr("sys.stdin", io.StringIO(wrong + "\n"))
+    code, out, err = _run(
+        [*argv, "--username", htpasswd_registry.username, "--password-stdin"], capsys
+    )
+    assert code == 3
+    assert err.count("\n") == 1 and "credentials from --username refused" in err, err
+    assert wrong not in out + err
+
+
+def test_retain_warns_about_a_named_repository_without_tags(
+    htpasswd_registry: HtpasswdRegistry,
+    repo_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry = htpasswd_registry.registry
+    auth = (htpasswd_registry.username, htpasswd_registry.password)
+    with httpx.Client(base_url=registry.url, auth=auth, timeout=30) as client:
+        images.push_image(registry.url, repo_name, None, client=client)
+    monkeypatch.setenv(
+        "DOCKER_CONFIG", str(_docker_config(tmp_path / "docker", registry.host, *auth))
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    named = ["--repository", repo_name, "--repository", f"{repo_name}-never-pushed"]
+    code, _out, err = _run(
+        ["retain", "--policy", str(policy), "--registry", registry.host, *named], capsys
+    )
+    assert code == 0, err
+    assert f"repository {repo_name} has no tags" in err
+    assert f"repository {repo_name}-never-pushed has no tags" in err
