@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shipsure.registry.wire import (
     CHUNK,
     DEFAULT_PORTS,
+    CertificateRefused,
     ConnectFailed,
     Deadline,
     Disconnected,
@@ -162,6 +163,9 @@ class KeepAliveWire:
         except TimeoutError:
             connection.close()
             raise WireTimeout(f"timed out connecting to {host}:{port}") from None
+        except ssl.SSLCertVerificationError as exc:
+            connection.close()
+            raise CertificateRefused(f"{host}:{port}", exc.verify_message) from None
         except (OSError, ssl.SSLError) as exc:
             connection.close()
             raise ConnectFailed(f"{host}:{port}: {exc}") from None

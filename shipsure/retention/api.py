@@ -33,6 +33,7 @@ from shipsure.gc.reach import manifest_node
 from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
 from shipsure.registry import resolve_endpoint, tls_context
 from shipsure.registry.credentials import Credentials
+from shipsure.registry.httpx_wire import wire_error
 from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
 from shipsure.retention.storage import parse_created
 
@@ -88,6 +89,10 @@ class RegistryClient:
             if response.status_code == 401 and self._answer(response):
                 sent["Authorization"] = self._token or ""
                 response = self._client.request(method, url, headers=sent, content=content)
+        except httpx.TransportError as exc:
+            # The registry client's wording: an untrusted certificate says what to do.
+            reason = wire_error(exc)
+            raise RegistryWriteError(f"{self.host}: {method} {path}: {reason}") from None
         except httpx.HTTPError as exc:
             raise RegistryWriteError(f"{self.host}: {method} {path}: {exc}") from None
         return response

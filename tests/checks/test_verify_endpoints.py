@@ -1,20 +1,29 @@
-"""A reference whose host:port is not the registry the user thinks: a plain web server on
-the port (its 404 is no registry's answer). Nothing was checked there, so it is a
-check-error (exit 3) for verify and restore, never a missing tag (exit 1) or a rebuild plan."""
+"""A reference whose host:port is not the registry the user thinks.
+
+- A plain web server on the port: its 404 is no registry's answer. Nothing was checked
+  there, so it is a check-error (exit 3) for verify and restore, never a missing tag
+  (exit 1) or a rebuild plan.
+- A registry serving TLS with a self-signed certificate: refused with one line naming
+  the certificate and the options that fix it (--ca-file, --insecure), without retries;
+  on a loopback address it is reached over HTTPS once it says it speaks only that."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
+import httpx
 import pytest
 
 from shipsure.cli.main import main
 from shipsure.sandbox import images
-from shipsure.sandbox.registry import SandboxRegistry
+from shipsure.sandbox.registry import SandboxRegistry, registry_available
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +69,84 @@ def test_a_real_registrys_missing_tag_is_still_tag_not_found(
     assert main(["verify", "--format", "json", f"{registry.host}/{repo_name}:gone"]) == 1
     findings = json.loads(capsys.readouterr().out)["findings"]
     assert [f["kind"] for f in findings] == ["tag-not-found"]
+
+
+# -- a registry serving TLS with a self-signed certificate ----------------------------------
+
+
+class TlsRegistry(SandboxRegistry):
+    """The sandbox registry with `http.tls`: a certificate no system CA vouches for."""
+
+    def __init__(self, certificate: Path, key: Path) -> None:
+        super().__init__()
+        self.certificate = certificate
+        self.key = key
+
+    def _config(self) -> dict[str, object]:
+        config = super()._config()
+        http_section = dict(config["http"])  # type: ignore[call-overload]
+        http_section["tls"] = {"certificate": str(self.certificate), "key": str(self.key)}
+        return config | {"http": http_section}
+
+    def _answers_v2(self) -> bool:
+        try:
+            return httpx.get(f"https://{self.host}/v2/", verify=False, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(host:port of a TLS registry on 127.0.0.1 holding team/app:v1, its certificate)."""
+    if not registry_available() or shutil.which("openssl") is None:
+        pytest.skip("needs docker-registry and openssl (scripts/setup.sh)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=shipsure-test"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with TlsRegistry(cert, key) as registry:
+        url = f"https://{registry.host}"
+        with httpx.Client(base_url=url, verify=False, timeout=30) as client:
+            images.push_image(url, "team/app", "v1", client=client)
+        yield registry.host, cert
+
+
+def test_verify_of_a_local_tls_registry_needs_its_ca_and_says_so_in_one_try(
+    tls_registry: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    host, cert = tls_registry
+    for ref in (f"{host}/team/app:v1", f"localhost:{host.rsplit(':', 1)[1]}/team/app:v1"):
+        assert main(["verify", "--format", "json", ref]) == 3
+        (finding,) = json.loads(capsys.readouterr().out)["findings"]
+        assert finding["kind"] == "check-error"
+        assert "TLS certificate not trusted" in finding["message"]
+        assert "--ca-file" in finding["message"] and "attempts" not in finding["message"]
+        # Spoken to over plain HTTP first (loopback), the registry's TLS-only answer moves
+        # the client to HTTPS, verified with the CA given, or unverified with --insecure.
+        assert main(["verify", "--ca-file", str(cert), ref]) == 0
+        assert main(["verify", "--insecure", ref]) == 0
+        capsys.readouterr()
+
+
+def test_probe_and_retain_name_an_untrusted_certificate_in_one_line(
+    tls_registry: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host, cert = tls_registry
+    assert main(["probe", f"https://{host}"]) == 3
+    assert "TLS certificate not trusted" in capsys.readouterr().out
+    assert main(["probe", "--ca-file", str(cert), host]) == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    retain = ["retain", "--policy", str(policy), "--registry", f"https://{host}"]
+    capsys.readouterr()
+    assert main(retain) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TLS certificate not trusted" in err, err
+    assert main([*retain, "--ca-file", str(cert)]) == 0
