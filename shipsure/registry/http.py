@@ -533,7 +533,9 @@ class HttpRegistry:
         detail = f"{self._host}: {what}: HTTP {status}" + (f" {code}" if code else "")
         if status == 404:
             raise NotFoundError(detail, status=status, code=code)
-        if status in (401, 403):
+        if status == 401:
+            raise AuthError(f"{detail} ({self._auth.refusal()})", status=status, code=code)
+        if status == 403:
             raise AuthError(detail, status=status, code=code)
         if status == 429 or status >= 500:
             raise UnavailableError(detail, status=status, code=code)

@@ -32,7 +32,7 @@ from shipsure.errors import CouldNotRunError
 from shipsure.gc.reach import manifest_node
 from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
 from shipsure.registry import resolve_endpoint, tls_context
-from shipsure.registry.credentials import Credentials
+from shipsure.registry.credentials import NO_CREDENTIALS_HINT, Credentials
 from shipsure.registry.httpx_wire import wire_error
 from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
 from shipsure.retention.storage import parse_created
@@ -41,7 +41,6 @@ CONFIG_READ_LIMIT = 1 << 20
 DELETE_TAG_LABEL = "delete-tag"
 EMPTY_JSON = b"{}"
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
-NO_CREDENTIALS_HINT = "use --username with --password-stdin, or docker login"
 
 
 class RegistryWriteError(CouldNotRunError):
