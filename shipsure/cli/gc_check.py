@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from shipsure.gc.predict import check
 
     local = None if args.root.startswith("s3://") else args.root
+    storage = open_storage(args)  # a root that is no registry's says so before the version
     version, how = resolve_version(args.registry_version, args.registry_binary, local)
-    storage = open_storage(args)
     # The check builds millions of small objects that live to the end of the run; Python's
     # cyclic collector would scan them again and again (time grows faster than the
     # registry). Nothing here makes reference cycles that need it.

@@ -94,11 +94,12 @@ def run(args: argparse.Namespace) -> int:
     writer: planning.Writer
     closer = None
     if args.on_storage:
+        from shipsure.checks.scan.core import check_storage_root
         from shipsure.retention.storage import StorageTagWriter, read_images
         from shipsure.storage.filesystem import FilesystemStorage
 
         storage = FilesystemStorage(args.on_storage)
-        storage.check_root()
+        check_storage_root(storage)
         images, _problems = read_images(storage)
         if args.repository:
             images = [i for i in images if i.repository in set(args.repository)]

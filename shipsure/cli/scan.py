@@ -17,6 +17,7 @@ from shipsure.checks.scan import (
     scan,
 )
 from shipsure.checks.scan.apply import RepairWriter, to_plan
+from shipsure.checks.scan.core import check_storage_root
 from shipsure.checks.scan.repair import plan_repairs
 from shipsure.cli.common import (
     Progress,
@@ -165,12 +166,17 @@ def open_storage(args: argparse.Namespace) -> Storage:
         bucket, _, prefix = root[len("s3://") :].partition("/")
         if not bucket:
             raise BadInputError(f"storage root {root!r}: want s3://BUCKET[/PREFIX]")
-        return S3Storage(bucket, prefix, endpoint_url=args.s3_endpoint, region=args.s3_region)
-    if args.s3_endpoint or args.s3_region:
+        storage: Storage = S3Storage(
+            bucket, prefix, endpoint_url=args.s3_endpoint, region=args.s3_region
+        )
+    elif args.s3_endpoint or args.s3_region:
         raise UsageError("--s3-endpoint and --s3-region need an s3:// storage root")
-    from shipsure.storage.filesystem import FilesystemStorage
+    else:
+        from shipsure.storage.filesystem import FilesystemStorage
 
-    return FilesystemStorage(root)
+        storage = FilesystemStorage(root)
+    check_storage_root(storage)
+    return storage
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ def scan(
     """Scan the storage and return a report of re-checked findings."""
     started = time.monotonic()
     now = options.now if options.now is not None else time.time()
-    _check_root(storage)
+    check_storage_root(storage)
     report = Report(COMMAND)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
@@ -195,7 +195,10 @@ def _walk_verifying(
     return again
 
 
-def _check_root(storage: Storage) -> None:
+def check_storage_root(storage: Storage) -> None:
+    """The root is readable and holds distribution's layout (or is empty: a registry
+    nobody pushed to yet). A folder above or below the rootdirectory is the user's bad
+    input (exit 2), not a registry with nothing in it: every command on storage asks."""
     storage.check_root()  # raises StorageError (exit 3) when the root cannot be read
     try:
         storage.list_dir(layout.V2)
