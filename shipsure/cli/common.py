@@ -11,10 +11,34 @@ from pathlib import Path
 from typing import TextIO
 
 from shipsure import plan
+from shipsure.errors import UsageError
 from shipsure.findings import Report, Severity
+from shipsure.model import Reference
 from shipsure.report import OutputFormat, render
 
 SHARED_FORMATS = tuple(fmt.value for fmt in OutputFormat)
+
+
+def image_reference(text: str) -> Reference:
+    """An image reference as docker reads it, except `HOST:PORT` alone (`localhost:5000`,
+    `127.0.0.1:5000`, `registry.example.com:5000`): docker's grammar makes that Docker
+    Hub's `library/<host>` at tag `<port>`, which no user means by it."""
+    ref = Reference.parse(text)
+    name = ref.repository.removeprefix("library/")
+    looks_like_host = name == "localhost" or "." in name
+    if (
+        ref.registry == "docker.io"
+        and "/" not in text
+        and ref.digest is None
+        and (ref.tag or "").isdigit()
+        and looks_like_host
+    ):
+        raise UsageError(
+            f"{text!r} names a registry, not an image (docker would read Docker Hub's "
+            f"library/{name}:{ref.tag}): write {text}/REPOSITORY[:TAG], or check the whole "
+            f"registry with `shipsure probe {text}`"
+        )
+    return ref
 
 
 def add_output_options(

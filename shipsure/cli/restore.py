@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from shipsure import plan as writes
 from shipsure.checks.verify import VerifyOptions, verify
-from shipsure.cli.common import Progress, add_journal_options, journal_path
+from shipsure.cli.common import Progress, add_journal_options, image_reference, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import ExitCode
@@ -194,7 +194,7 @@ def _target(args: argparse.Namespace) -> tuple[str, list[Reference]]:
         if args.all:
             refs.append(_registry_or_repository(text))
         else:
-            refs.append(Reference.parse(text))
+            refs.append(image_reference(text))
     hosts = {r.registry for r in refs}
     if args.registry:
         hosts.add(args.registry)
