@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -160,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
     if args.pushgateway:
         _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
+    if args.textfile and Path(args.textfile).is_dir():
+        # Found before the walk, not after it: the folder is the collector's, the file ours.
+        folder = args.textfile.rstrip("/")
+        raise UsageError(f"--textfile {args.textfile}: a folder; give e.g. {folder}/shipsure.prom")
     if args.textfile and not args.textfile.endswith(".prom"):
         # The collector reads *.prom only: any other name is written and never scraped.
         print(
