@@ -31,7 +31,7 @@ from shipsure import mediatypes as mt
 from shipsure.errors import CouldNotRunError
 from shipsure.gc.reach import manifest_node
 from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
-from shipsure.registry import resolve_endpoint, tls_context
+from shipsure.registry import is_loopback, resolve_endpoint, tls_context
 from shipsure.registry.credentials import NO_CREDENTIALS_HINT, Credentials
 from shipsure.registry.httpx_wire import wire_error
 from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
@@ -61,6 +61,7 @@ class RegistryClient:
         self.host = endpoint.host
         self.base = endpoint.base_url
         self._credentials = credentials
+        self._insecure = insecure
         self._token: str | None = None
         self._client = httpx.Client(
             verify=tls_context(insecure, ca_file), timeout=timeout, follow_redirects=True
@@ -107,8 +108,23 @@ class RegistryClient:
         if scheme == "bearer":
             params = dict(_CHALLENGE_RE.findall(challenge))
             realm = params.pop("realm", "")
-            if not realm:
+            try:
+                realm_url = httpx.URL(realm)
+            except httpx.InvalidURL:
                 return False
+            if realm_url.scheme not in ("http", "https") or not realm_url.host:
+                return False
+            if (
+                creds is not None
+                and realm_url.scheme == "http"
+                and not (self._insecure or is_loopback(realm_url.host))
+            ):
+                # As the registry client: plain HTTP allowed for a loopback registry is not
+                # allowed for the host its challenge names (the password would cross).
+                raise RegistryWriteError(
+                    f"{self.host}: the registry asks for credentials over plain HTTP (token "
+                    f"realm {realm_url.host}); refusing without --insecure"
+                )
             auth = (
                 httpx.BasicAuth(creds.username, creds.password)
                 if creds and creds.username and creds.password

@@ -14,6 +14,9 @@ import httpx
 import pytest
 
 from shipsure.cli.main import main
+from shipsure.registry.mock_server import hostile_server
+from shipsure.registry.mock_wire import MockAnswer
+from shipsure.registry.wire import Request
 from shipsure.sandbox import images
 from tests.conftest import HtpasswdRegistry
 
@@ -155,3 +158,27 @@ def test_retain_warns_about_a_named_repository_without_tags(
     assert code == 0, err
     assert f"repository {repo_name} has no tags" in err
     assert f"repository {repo_name}-never-pushed has no tags" in err
+
+
+def test_retain_sends_no_password_to_a_plain_http_token_realm_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A loopback registry whose challenge names a token realm on another host over plain
+    HTTP: the registry client refuses to send credentials there, and so does retain (it
+    sent them: the password crossed the network in the clear). Served: no registry of ours
+    points its realm elsewhere."""
+    challenge = 'Bearer realm="http://token.example.invalid/token",service="registry"'
+
+    def handler(_request: Request) -> MockAnswer:
+        return MockAnswer(401, [("WWW-Authenticate", challenge)], b'{"errors":[]}')
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the-password\n"))
+    with hostile_server(handler) as server:
+        argv = ["retain", "--policy", str(policy), "--registry", server.host]
+        code = main([*argv, "--username", "ci", "--password-stdin"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "over plain HTTP (token realm token.example.invalid)" in err, err
+    assert "the-password" not in err
