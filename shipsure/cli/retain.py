@@ -158,9 +158,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             out.write(made.plan.render_text())
         kept = sum(1 for d in made.decisions if d.keep)
+        dropped = len(made.decisions) - kept
+        # After --apply, say what happened to each action: "deleted" must not hide a failure.
+        results = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
         out.write(
-            f"retain: {kept} tag(s) kept, {len(made.decisions) - kept} deleted; a collection "
-            f"afterwards frees about {made.bytes} bytes"
+            f"retain: {kept} tag(s) kept, {dropped} "
+            + (f"dropped (actions: {results})" if outcomes else "to delete")
+            + f"; a collection afterwards frees about {made.bytes} bytes"
             + ("" if args.apply else "; run again with --apply to delete")
             + "\n"
         )

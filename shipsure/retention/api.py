@@ -40,6 +40,8 @@ from shipsure.retention.storage import parse_created
 CONFIG_READ_LIMIT = 1 << 20
 DELETE_TAG_LABEL = "delete-tag"
 EMPTY_JSON = b"{}"
+# A digest no registry holds (of these words): DELETE of it tells whether deletes work.
+_ABSENT_DIGEST = "sha256:" + hashlib.sha256(b"shipsure: is DELETE carried out here?").hexdigest()
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -350,6 +352,7 @@ def _is_throwaway(config: bytes) -> bool:
 class ApiWriter:
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
+        self._deletes_work: set[str] = set()
 
     def check(self, action: Action) -> Precondition:
         repository = str(action.facts["repository"])
@@ -399,8 +402,25 @@ class ApiWriter:
             return
         if self.client.delete_manifest(repository, tag) == 202:
             return
+        self._refuse_unless_deletes_work(repository, tag)
         throwaway = self._push_throwaway(repository, tag)
         self._delete_digest(repository, throwaway)
+
+    def _refuse_unless_deletes_work(self, repository: str, tag: str) -> None:
+        """A throw-away image is pushed over the tag only when it can then be deleted: with
+        deletes disabled (distribution answers every DELETE 405 UNSUPPORTED), the tag would
+        be left serving the throw-away image instead of what it named. Asked with a DELETE
+        of a digest nothing holds: 404 (or 202) means deletes are carried out."""
+        if repository in self._deletes_work:
+            return
+        status = self.client.delete_manifest(repository, _ABSENT_DIGEST)
+        if status not in (202, 404):
+            raise RegistryWriteError(
+                f"{self.client.host}: cannot delete tag {repository}:{tag}: the registry "
+                f"refuses deletes (DELETE answered HTTP {status}; is storage.delete.enabled "
+                "set? else use --on-storage); the tag was left as it was"
+            )
+        self._deletes_work.add(repository)
 
     def _delete_digest(self, repository: str, digest: str) -> None:
         status = self.client.delete_manifest(repository, digest)

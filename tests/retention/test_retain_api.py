@@ -1,7 +1,12 @@
-"""retain over the API of a registry that asks for credentials (htpasswd basic auth), on
-2.8 and v3: credentials from docker's config.json, the plan changes nothing, --apply deletes
-what the policy drops (manifests by digest, a shared tag by a throw-away push), a second run
-plans nothing; refused or absent credentials are one line and exit 3, never the password."""
+"""retain over a real registry's API, as users meet it.
+
+- A registry that asks for credentials (htpasswd basic auth), on 2.8 and v3: credentials
+  from docker's config.json, the plan changes nothing, --apply deletes what the policy drops
+  (manifests by digest, a shared tag by a throw-away push), a second run plans nothing;
+  refused or absent credentials are one line and exit 3, never the password.
+- A token realm over plain HTTP on another host gets no credentials.
+- A registry with deletes disabled: every tag is left as it was, and the summary says the
+  actions failed."""
 
 from __future__ import annotations
 
@@ -13,11 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shipsure import mediatypes as mt
 from shipsure.cli.main import main
 from shipsure.registry.mock_server import hostile_server
 from shipsure.registry.mock_wire import MockAnswer
 from shipsure.registry.wire import Request
 from shipsure.sandbox import images
+from shipsure.sandbox.registry import Flavour, SandboxRegistry, missing_reason, registry_available
 from tests.conftest import HtpasswdRegistry
 
 pytestmark = pytest.mark.both_registries
@@ -182,3 +189,35 @@ def test_retain_sends_no_password_to_a_plain_http_token_realm_elsewhere(
     assert code == 3
     assert "over plain HTTP (token realm token.example.invalid)" in err, err
     assert "the-password" not in err
+
+
+@pytest.mark.parametrize("flavour", ["2.8", "3"])
+def test_retain_with_deletes_disabled_leaves_every_tag_as_it_was(
+    flavour: Flavour, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry without storage.delete.enabled answers every DELETE 405. Dropping a tag
+    whose manifest a kept tag shares pushed a throw-away image over it first, so the tag
+    went on serving that throw-away image; and the summary said "2 deleted"."""
+    if not registry_available(flavour):
+        pytest.skip(missing_reason(flavour))
+    root = tmp_path / "storage"
+    root.mkdir()
+    storage = {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": False}}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {match: '2[.]0[.]1'}\n")
+    with SandboxRegistry(root, flavour=flavour, extra_config={"storage": storage}) as registry:
+        images.push_image(registry.url, "team/app", "1.0.0")
+        shared = images.push_image(registry.url, "team/app", "2.0.0").digest
+        images.push_image(registry.url, "team/app", "2.0.1", seed="team/app:2.0.0")
+        argv = ["retain", "--policy", str(policy), "--registry", registry.host, "--apply"]
+        code = main([*argv, "--journal", str(tmp_path / "retain.jsonl")])
+        out = capsys.readouterr().out
+        with httpx.Client(base_url=registry.url, timeout=30) as client:
+            now = client.head(
+                "/v2/team/app/manifests/2.0.0", headers={"Accept": mt.MANIFEST_ACCEPT}
+            ).headers["docker-content-digest"]
+            tags = _tags(client, "team/app")
+    assert code == 3
+    assert now == shared  # not a throw-away image
+    assert tags == {"1.0.0", "2.0.0", "2.0.1"}
+    assert "the registry refuses deletes" in out and "(actions: 2 failed)" in out, out
