@@ -2,7 +2,8 @@
 
 - A plain web server on the port: its 404 is no registry's answer. Nothing was checked
   there, so it is a check-error (exit 3) for verify and restore, never a missing tag
-  (exit 1) or a rebuild plan.
+  (exit 1) or a rebuild plan; as a restore source, what it lacks was not checked, not
+  "held by no source". A source's prefix is checked, and its scheme taken, at once.
 - A registry serving TLS with a self-signed certificate: refused with one line naming
   the certificate and the options that fix it (--ca-file, --insecure), without retries;
   on a loopback address it is reached over HTTPS once it says it speaks only that."""
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from shipsure.cli.main import main
-from shipsure.sandbox import images
+from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry, registry_available
 
 
@@ -150,3 +151,38 @@ def test_probe_and_retain_name_an_untrusted_certificate_in_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TLS certificate not trusted" in err, err
     assert main([*retain, "--ca-file", str(cert)]) == 0
+
+
+def test_restore_from_a_web_server_does_not_call_the_content_unheld(
+    web_server: str, registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source on the wrong port answers 404 for everything: the lost layer is not "held
+    by no source" (rebuild it) but "the source could not be checked", with the reason."""
+    image = images.push_image(registry.url, repo_name, "v1")
+    faults.remove_blob_data(registry.root, image.layer_digests[0])
+    code = main(["restore", f"{registry.host}/{repo_name}:v1", "--from", web_server])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"registry {web_server} could not be checked" in out
+    assert "does not serve the registry API" in out and "no source holds this blob" not in out
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [("{host}/Mirror", "prefix 'Mirror' is not a repository path"), ("{host}/a//b", "'a//b'")],
+)
+def test_a_bad_source_prefix_is_named_before_anything_is_checked(
+    source: str, says: str, registry: SandboxRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = source.format(host=registry.host)
+    assert main(["restore", f"{registry.host}/team/app:1", "--from", text]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+
+
+def test_a_source_written_with_its_scheme_is_that_registry(
+    registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images.push_image(registry.url, repo_name, "v1")
+    code = main(["restore", f"{registry.host}/{repo_name}:v1", "--from", registry.url])
+    assert code == 0, capsys.readouterr()
