@@ -174,11 +174,33 @@ class RegistryClient:
             got = first if first is not None else self.request("GET", url)
             first = None
             r = self._expect(got, f"GET {url}", 200)
-            for item in r.json().get(key) or []:
-                yield str(item)
+            yield from self._listing(r, url, key)
             link = r.headers.get("link", "")
             m = re.search(r"<([^>]+)>", link)
             url = m.group(1) if m else None
+            # Our credentials go with every request: never to a host the registry names.
+            target = httpx.URL(url) if url and url.startswith(("http://", "https://")) else None
+            if target is not None and target.netloc != httpx.URL(self.base).netloc:
+                raise RegistryWriteError(
+                    f"{self.host}: GET {path}: Link points to another host ({target.host})"
+                )
+
+    def _listing(self, response: httpx.Response, url: str, key: str) -> list[str]:
+        """`{"<key>": [names]}` (null for none, as distribution sends for no tags); any
+        other answer (a web page, a proxy's JSON) is not a registry's listing."""
+        try:
+            doc: Any = json.loads(response.content)
+        except (ValueError, RecursionError):
+            doc = None
+        items = doc.get(key, ...) if isinstance(doc, dict) else ...
+        if items is None:
+            return []
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise RegistryWriteError(
+                f"{self.host}: GET {url}: not a registry's listing (no {key!r} list of "
+                "names: is this a registry?)"
+            )
+        return items
 
     def catalog(self) -> list[str]:
         return list(self._pages("/v2/_catalog?n=1000", "repositories"))

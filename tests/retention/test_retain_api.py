@@ -4,7 +4,8 @@
   from docker's config.json, the plan changes nothing, --apply deletes what the policy drops
   (manifests by digest, a shared tag by a throw-away push), a second run plans nothing;
   refused or absent credentials are one line and exit 3, never the password.
-- A token realm over plain HTTP on another host gets no credentials.
+- A token realm over plain HTTP, or a listing's `Link`, on another host gets no
+  credentials; a web page is not read as a listing.
 - A registry with deletes disabled: every tag is left as it was, and the summary says the
   actions failed."""
 
@@ -221,3 +222,45 @@ def test_retain_with_deletes_disabled_leaves_every_tag_as_it_was(
     assert now == shared  # not a throw-away image
     assert tags == {"1.0.0", "2.0.0", "2.0.1"}
     assert "the registry refuses deletes" in out and "(actions: 2 failed)" in out, out
+
+
+def test_retain_follows_no_link_to_another_host_and_reads_no_web_page_as_a_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Served answers no real registry gives: a catalog whose `Link` names another host
+    (retain followed it with the Authorization header: the password went there), and a
+    200 web page for the catalog (a traceback, exit 1)."""
+    elsewhere: list[Request] = []
+
+    def other_host(request: Request) -> MockAnswer:
+        elsewhere.append(request)
+        return MockAnswer(200, [("Content-Type", "application/json")], b'{"repositories":[]}')
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    with hostile_server(other_host) as other:
+
+        def registry(request: Request) -> MockAnswer:
+            if not any(name.lower() == "authorization" for name, _ in request.headers):
+                return MockAnswer(401, [("WWW-Authenticate", 'Basic realm="r"')], b"{}")
+            link = f'<http://{other.host}/v2/_catalog?last=a&n=1000>; rel="next"'
+            body = b'{"repositories":["a"]}'
+            return MockAnswer(200, [("Content-Type", "application/json"), ("Link", link)], body)
+
+        with hostile_server(registry) as server:
+            monkeypatch.setattr("sys.stdin", io.StringIO("the-password\n"))
+            argv = ["retain", "--policy", str(policy), "--registry", server.host]
+            code = main([*argv, "--username", "ci", "--password-stdin"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Link points to another host" in err, err
+    assert elsewhere == []
+
+    def web_page(_request: Request) -> MockAnswer:
+        return MockAnswer(200, [("Content-Type", "text/html")], b"<html>hello</html>")
+
+    with hostile_server(web_page) as server:
+        code = main(["retain", "--policy", str(policy), "--registry", server.host])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.count("\n") == 1 and "not a registry's listing" in err, err
