@@ -83,7 +83,7 @@ _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 # Failures below the seam that a second attempt may cure; a malformed answer is not one.
 # Go's net/http answers plain HTTP sent to its TLS port with this (status 400).
-_HTTPS_ONLY_ANSWER = b"Client sent an HTTP request to an HTTPS server"
+HTTPS_ONLY_ANSWER = b"Client sent an HTTP request to an HTTPS server"
 
 
 class _Replayed:
@@ -499,7 +499,7 @@ class HttpRegistry:
                 body += chunk
         if looked_at is not response:
             looked_at.close()
-        if _HTTPS_ONLY_ANSWER not in body:
+        if HTTPS_ONLY_ANSWER not in body:
             return _Replayed(response, body if looked_at is response else b""), False
         response.close()
         with self._scheme_lock:

@@ -33,6 +33,7 @@ from shipsure.gc.reach import manifest_node
 from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
 from shipsure.registry import is_loopback, resolve_endpoint, tls_context
 from shipsure.registry.credentials import NO_CREDENTIALS_HINT, Credentials
+from shipsure.registry.http import HTTPS_ONLY_ANSWER
 from shipsure.registry.httpx_wire import wire_error
 from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
 from shipsure.retention.storage import parse_created
@@ -62,6 +63,7 @@ class RegistryClient:
         endpoint = resolve_endpoint(host, insecure=insecure)
         self.host = endpoint.host
         self.base = endpoint.base_url
+        self._https_upgrade = endpoint.https_upgrade
         self._credentials = credentials
         self._insecure = insecure
         self._token: str | None = None
@@ -82,6 +84,8 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
     ) -> httpx.Response:
+        if self._https_upgrade and not path.startswith("http"):
+            self._upgrade_if_tls_only()
         url = path if path.startswith("http") else self.base + path
         sent = dict(headers or {})
         if self._token:
@@ -98,6 +102,18 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise RegistryWriteError(f"{self.host}: {method} {path}: {exc}") from None
         return response
+
+    def _upgrade_if_tls_only(self) -> None:
+        """A loopback registry is spoken to over plain HTTP; one that answers it speaks only
+        HTTPS (Go's "HTTP request to an HTTPS server") is spoken to over HTTPS, as the
+        registry client does (verified unless --insecure). Asked once, with GET /v2/."""
+        self._https_upgrade = False
+        try:
+            probe = self._client.get(self.base + "/v2/")
+        except httpx.HTTPError:
+            return  # the request itself will say what is wrong
+        if probe.status_code == 400 and HTTPS_ONLY_ANSWER in probe.content:
+            self.base = "https://" + self.base.removeprefix("http://")
 
     def _answer(self, response: httpx.Response) -> bool:
         challenge = response.headers.get("www-authenticate", "")

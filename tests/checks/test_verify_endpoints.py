@@ -145,12 +145,13 @@ def test_probe_and_retain_name_an_untrusted_certificate_in_one_line(
     assert main(["probe", "--ca-file", str(cert), host]) == 0
     policy = tmp_path / "policy.yaml"
     policy.write_text("policies:\n  - keep: {newest: 1}\n")
-    retain = ["retain", "--policy", str(policy), "--registry", f"https://{host}"]
     capsys.readouterr()
-    assert main(retain) == 3
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "TLS certificate not trusted" in err, err
-    assert main([*retain, "--ca-file", str(cert)]) == 0
+    for given in (f"https://{host}", host):  # bare: plain HTTP first, then what it speaks
+        retain = ["retain", "--policy", str(policy), "--registry", given]
+        assert main(retain) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "TLS certificate not trusted" in err, err
+        assert main([*retain, "--ca-file", str(cert)]) == 0
 
 
 def test_restore_from_a_web_server_does_not_call_the_content_unheld(
