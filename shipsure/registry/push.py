@@ -185,6 +185,10 @@ class Pusher:
         code = _error_code(_read_error(response))
         status = response.status
         detail = f"{self.registry.host}: {what}: HTTP {status}" + (f" {code}" if code else "")
+        allowed = response.headers.get("allow")
+        if status == 405 and allowed is not None and "PUT" not in allowed.upper():
+            # distribution in read-only mode (storage.maintenance.readonly) answers so.
+            detail += f" (the registry allows only {allowed}: is it in read-only mode?)"
         if status == 404:
             raise NotFoundError(detail, status=status, code=code)
         if status in (401, 403):

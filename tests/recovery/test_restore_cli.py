@@ -81,3 +81,17 @@ def test_all_over_a_repository_the_target_no_longer_lists_is_not_called_intact(
         assert code == 3, out
         assert "intact" not in out
         assert f"{target}: the target lists no tags" in out and "REPOSITORY:TAG" in out
+
+
+def test_apply_to_a_read_only_registry_says_so(
+    registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """distribution in read-only mode answers every write 405 with `Allow: GET, HEAD` and a
+    plain-text body: the failed step says what that means, not just "HTTP 405"."""
+    images.push_image(registry.url, repo_name, "v1")
+    with SandboxRegistry(readonly=True) as read_only:
+        argv = ["restore", f"{read_only.host}/{repo_name}:v1", "--from", registry.host]
+        code = main([*argv, "--apply", "--journal", str(read_only.workdir / "j.jsonl")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "HTTP 405 (the registry allows only GET, HEAD: is it in read-only mode?)" in out, out
