@@ -298,8 +298,8 @@ class RegistryClient:
         )
         return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
-    def delete_manifest(self, repository: str, reference: str) -> int:
-        return self.request("DELETE", f"/v2/{repository}/manifests/{reference}").status_code
+    def delete_manifest(self, repository: str, reference: str) -> httpx.Response:
+        return self.request("DELETE", f"/v2/{repository}/manifests/{reference}")
 
 
 # --- reading tag trees ---------------------------------------------------------------------
@@ -365,6 +365,15 @@ def _image(client: RegistryClient, repository: str, tag: str, raw: bytes, digest
     )
 
 
+def _delete_refused(answer: httpx.Response) -> str:
+    """What a refused DELETE most likely means. distribution answers 405 either way: with
+    `Allow: GET, HEAD` in read-only mode, with UNSUPPORTED when deletes are disabled."""
+    allowed = answer.headers.get("allow")
+    if answer.status_code == 405 and allowed and "DELETE" not in allowed.upper():
+        return f"the registry allows only {allowed}: is it in read-only mode?"
+    return "is storage.delete.enabled set? else use --on-storage"
+
+
 def _error_code(body: bytes) -> str | None:
     """The first code of distribution's `{"errors":[{"code":...}]}`; None otherwise."""
     try:
@@ -425,12 +434,7 @@ class ApiWriter:
     def run(self, action: Action) -> None:
         repository = str(action.facts["repository"])
         if action.op == DELETE_MANIFEST:
-            status = self.client.delete_manifest(repository, str(action.facts["digest"]))
-            if status not in (202, 404):
-                raise RegistryWriteError(
-                    f"{self.client.host}: DELETE {repository}@{action.facts['digest']}: HTTP "
-                    f"{status} (is storage.delete.enabled set? else use --on-storage)"
-                )
+            self._delete_digest(repository, str(action.facts["digest"]))
             return
         tag = str(action.facts["tag"])
         current = self.client.head_manifest(repository, tag)
@@ -438,7 +442,7 @@ class ApiWriter:
             # A throw-away image an interrupted run left on the tag (check() said so).
             self._delete_digest(repository, current)
             return
-        if self.client.delete_manifest(repository, tag) == 202:
+        if self.client.delete_manifest(repository, tag).status_code == 202:
             return
         self._refuse_unless_deletes_work(repository, tag)
         throwaway = self._push_throwaway(repository, tag)
@@ -451,21 +455,21 @@ class ApiWriter:
         of a digest nothing holds: 404 (or 202) means deletes are carried out."""
         if repository in self._deletes_work:
             return
-        status = self.client.delete_manifest(repository, _ABSENT_DIGEST)
-        if status not in (202, 404):
+        answer = self.client.delete_manifest(repository, _ABSENT_DIGEST)
+        if answer.status_code not in (202, 404):
             raise RegistryWriteError(
                 f"{self.client.host}: cannot delete tag {repository}:{tag}: the registry "
-                f"refuses deletes (DELETE answered HTTP {status}; is storage.delete.enabled "
-                "set? else use --on-storage); the tag was left as it was"
+                f"refuses deletes (DELETE answered HTTP {answer.status_code}; "
+                f"{_delete_refused(answer)}); the tag was left as it was"
             )
         self._deletes_work.add(repository)
 
     def _delete_digest(self, repository: str, digest: str) -> None:
-        status = self.client.delete_manifest(repository, digest)
-        if status not in (202, 404):
+        answer = self.client.delete_manifest(repository, digest)
+        if answer.status_code not in (202, 404):
             raise RegistryWriteError(
-                f"{self.client.host}: DELETE {repository}@{digest}: HTTP {status} (is "
-                "storage.delete.enabled set? else use --on-storage)"
+                f"{self.client.host}: DELETE {repository}@{digest}: HTTP {answer.status_code} "
+                f"({_delete_refused(answer)})"
             )
 
     def _push_throwaway(self, repository: str, tag: str) -> str:
