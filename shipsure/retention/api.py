@@ -33,7 +33,7 @@ from shipsure.gc.reach import manifest_node
 from shipsure.plan import Action, AlreadyDone, Precondition, Ready, Refused
 from shipsure.registry import is_loopback, resolve_endpoint, tls_context
 from shipsure.registry.credentials import NO_CREDENTIALS_HINT, Credentials
-from shipsure.registry.http import HTTPS_ONLY_ANSWER
+from shipsure.registry.http import HTTPS_ONLY_ANSWER, MAX_PAGES
 from shipsure.registry.httpx_wire import wire_error
 from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
 from shipsure.retention.storage import parse_created
@@ -186,7 +186,12 @@ class RegistryClient:
 
     def _pages(self, path: str, key: str, first: httpx.Response | None = None) -> Iterator[str]:
         url: str | None = path
+        seen: set[str] = set()
         while url:
+            # A registry whose "next" page loops back, or never ends, is hostile: stop.
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise RegistryWriteError(f"{self.host}: GET {path}: pagination does not end")
+            seen.add(url)
             got = first if first is not None else self.request("GET", url)
             first = None
             r = self._expect(got, f"GET {url}", 200)

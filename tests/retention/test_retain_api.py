@@ -278,3 +278,24 @@ def test_retain_follows_no_link_to_another_host_and_reads_no_web_page_as_a_listi
     err = capsys.readouterr().err
     assert code == 3
     assert err.count("\n") == 1 and "not a registry's listing" in err, err
+
+
+def test_retain_stops_on_a_listing_whose_next_page_loops_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Served: a catalog whose `Link` names itself. retain asked for it forever (a hang
+    with growing memory); the registry client stops at a repeated page, and so does retain."""
+
+    def looping(_request: Request) -> MockAnswer:
+        link = '</v2/_catalog?n=1000>; rel="next"'
+        headers = [("Content-Type", "application/json"), ("Link", link)]
+        return MockAnswer(200, headers, b'{"repositories":["a"]}')
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    with hostile_server(looping) as server:
+        code = main(["retain", "--policy", str(policy), "--registry", server.host])
+        asked = len(server.requests)
+    err = capsys.readouterr().err
+    assert code == 3 and "pagination does not end" in err, err
+    assert asked <= 3  # the HTTPS check of a loopback host, the page, and no more
