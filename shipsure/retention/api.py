@@ -39,6 +39,9 @@ from shipsure.retention.plan import DELETE_MANIFEST, DELETE_TAG, TagImage
 from shipsure.retention.storage import parse_created
 
 CONFIG_READ_LIMIT = 1 << 20
+TOKEN_LIMIT = 1 << 20
+# A tags list of 100,000 long tags fits; an endless body does not.
+LISTING_LIMIT = 64 << 20
 DELETE_TAG_LABEL = "delete-tag"
 EMPTY_JSON = b"{}"
 # A digest no registry holds (of these words): DELETE of it tells whether deletes work.
@@ -48,6 +51,10 @@ _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 class RegistryWriteError(CouldNotRunError):
     """The registry refused or failed a request retention needed."""
+
+
+class AnswerTooLarge(RegistryWriteError):
+    """An answer's body went past what its kind may hold."""
 
 
 class RegistryClient:
@@ -67,6 +74,7 @@ class RegistryClient:
         self._credentials = credentials
         self._insecure = insecure
         self._token: str | None = None
+        self._timeout = timeout
         self._client = httpx.Client(
             verify=tls_context(insecure, ca_file), timeout=timeout, follow_redirects=True
         )
@@ -83,6 +91,7 @@ class RegistryClient:
         *,
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
+        limit: int = LISTING_LIMIT,
     ) -> httpx.Response:
         if self._https_upgrade and not path.startswith("http"):
             self._upgrade_if_tls_only()
@@ -91,10 +100,12 @@ class RegistryClient:
         if self._token:
             sent["Authorization"] = self._token
         try:
-            response = self._client.request(method, url, headers=sent, content=content)
+            request = self._client.build_request(method, url, headers=sent, content=content)
+            response = self._read(request, limit)
             if response.status_code == 401 and self._answer(response):
                 sent["Authorization"] = self._token or ""
-                response = self._client.request(method, url, headers=sent, content=content)
+                request = self._client.build_request(method, url, headers=sent, content=content)
+                response = self._read(request, limit)
         except httpx.TransportError as exc:
             # The registry client's wording: an untrusted certificate says what to do.
             reason = wire_error(exc)
@@ -103,14 +114,48 @@ class RegistryClient:
             raise RegistryWriteError(f"{self.host}: {method} {path}: {exc}") from None
         return response
 
+    def _read(
+        self, request: httpx.Request, limit: int, auth: httpx.Auth | None = None
+    ) -> httpx.Response:
+        """Send, and read the answer's body to at most `limit` bytes within the timeout
+        (plus a second per MiB received), as the registry client does: an endless or
+        dripping body is an error, never a hang or memory without bound."""
+        started = time.monotonic()
+        response = self._client.send(request, auth=auth, stream=True)
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise AnswerTooLarge(
+                        f"{self.host}: {request.method} {request.url.path}: answer over "
+                        f"{limit} bytes"
+                    )
+                if time.monotonic() - started > self._timeout + len(body) / (1 << 20):
+                    raise RegistryWriteError(
+                        f"{self.host}: {request.method} {request.url.path}: the answer took "
+                        f"longer than {self._timeout:g} s"
+                    )
+        finally:
+            response.close()
+        # The body as read (decoded): the headers that described its encoding go.
+        kept = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=kept, content=bytes(body), request=response.request
+        )
+
     def _upgrade_if_tls_only(self) -> None:
         """A loopback registry is spoken to over plain HTTP; one that answers it speaks only
         HTTPS (Go's "HTTP request to an HTTPS server") is spoken to over HTTPS, as the
         registry client does (verified unless --insecure). Asked once, with GET /v2/."""
         self._https_upgrade = False
         try:
-            probe = self._client.get(self.base + "/v2/")
-        except httpx.HTTPError:
+            probe = self._read(self._client.build_request("GET", self.base + "/v2/"), TOKEN_LIMIT)
+        except (httpx.HTTPError, RegistryWriteError):
             return  # the request itself will say what is wrong
         if probe.status_code == 400 and HTTPS_ONLY_ANSWER in probe.content:
             self.base = "https://" + self.base.removeprefix("http://")
@@ -149,7 +194,9 @@ class RegistryClient:
                 else None
             )
             try:
-                got = self._client.get(realm, params=params, auth=auth)
+                got = self._read(
+                    self._client.build_request("GET", realm, params=params), TOKEN_LIMIT, auth
+                )
                 body = got.json()
             except (httpx.HTTPError, ValueError):
                 return False
@@ -238,7 +285,10 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
         r = self.request(
-            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": mt.MANIFEST_ACCEPT}
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+            limit=mt.MAX_MANIFEST_BYTES,
         )
         if r.status_code == 404:
             return None
@@ -262,8 +312,11 @@ class RegistryClient:
         return got
 
     def blob(self, repository: str, digest: str) -> bytes | None:
-        r = self.request("GET", f"/v2/{repository}/blobs/{digest}")
-        if r.status_code != 200 or len(r.content) > CONFIG_READ_LIMIT:
+        try:
+            r = self.request("GET", f"/v2/{repository}/blobs/{digest}", limit=CONFIG_READ_LIMIT)
+        except AnswerTooLarge:
+            return None  # no config shipsure reads: its creation time is unknown
+        if r.status_code != 200:
             return None
         return r.content
 

@@ -5,7 +5,8 @@
   (manifests by digest, a shared tag by a throw-away push), a second run plans nothing;
   refused or absent credentials are one line and exit 3, never the password.
 - A token realm over plain HTTP, or a listing's `Link`, on another host gets no
-  credentials; a web page is not read as a listing.
+  credentials; a web page is not read as a listing; a listing that loops, a body that
+  never ends or drips are bounded.
 - A registry with deletes disabled: every tag is left as it was, and the summary says the
   actions failed."""
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -299,3 +301,50 @@ def test_retain_stops_on_a_listing_whose_next_page_loops_back(
     err = capsys.readouterr().err
     assert code == 3 and "pagination does not end" in err, err
     assert asked <= 3  # the HTTPS check of a loopback host, the page, and no more
+
+
+def _listing_then(manifest: MockAnswer) -> Callable[[Request], MockAnswer]:
+    """A registry listing one repository with one tag, whose manifest is `manifest`."""
+    json_type = [("Content-Type", "application/json")]
+
+    def handler(request: Request) -> MockAnswer:
+        if "/_catalog" in request.url:
+            return MockAnswer(200, json_type, b'{"repositories":["a"]}')
+        if request.url.endswith("/tags/list"):
+            return MockAnswer(200, json_type, b'{"name":"a","tags":["v1"]}')
+        if "/manifests/" in request.url:
+            return manifest
+        return MockAnswer(200, json_type, b"{}")
+
+    return handler
+
+
+def _endless() -> Iterator[bytes]:
+    while True:
+        yield b"x" * 65536
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (MockAnswer(200, [("Content-Type", mt.OCI_MANIFEST)], _endless()), "answer over"),
+        (
+            MockAnswer(200, [("Content-Type", mt.OCI_MANIFEST)], [b"{"] * 100, pause=0.3),
+            "the answer took longer than 1 s",
+        ),
+    ],
+    ids=["endless", "dripping"],
+)
+def test_retain_bounds_every_answer_it_reads(
+    answer: MockAnswer, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Served: a manifest whose body never ends, and one sent a piece every 0.3 s. retain
+    read bodies whole (memory without bound, or a wait as long as the server liked); now
+    each kind of answer has a size cap and the whole read a deadline, as in verify."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    with hostile_server(_listing_then(answer)) as server:
+        argv = ["retain", "--policy", str(policy), "--registry", server.host, "--timeout", "1"]
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 3 and says in err, err
