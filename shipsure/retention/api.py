@@ -294,10 +294,15 @@ class RegistryClient:
             return None
         self._expect(r, f"GET {repository}:{reference}", 200)
         raw = r.content
-        digest = (
-            r.headers.get("docker-content-digest") or f"sha256:{hashlib.sha256(raw).hexdigest()}"
-        )
-        return raw, digest
+        digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        header = r.headers.get("docker-content-digest")
+        if header is not None and header.startswith("sha256:") and header != digest:
+            # The digest is what retain deletes by: never one the bytes do not carry.
+            raise RegistryWriteError(
+                f"{self.host}: GET {repository}:{reference}: Docker-Content-Digest {header} "
+                f"disagrees with the bytes sent ({digest})"
+            )
+        return raw, header or digest
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
         r = self.request(

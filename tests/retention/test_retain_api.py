@@ -348,3 +348,30 @@ def test_retain_bounds_every_answer_it_reads(
         code = main(argv)
     err = capsys.readouterr().err
     assert code == 3 and says in err, err
+
+
+def test_retain_never_deletes_by_a_digest_the_bytes_do_not_carry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Served: a manifest whose Docker-Content-Digest names other bytes (a broken proxy).
+    retain planned a DELETE of that digest, some other manifest; verify calls it
+    digest-header-mismatch, and retain now stops before planning anything."""
+    manifest = b'{"schemaVersion":2,"mediaType":"' + mt.OCI_MANIFEST.encode() + b'"}'
+    other = "sha256:" + "e" * 64
+    headers = [("Content-Type", mt.OCI_MANIFEST), ("Docker-Content-Digest", other)]
+    deletes: list[Request] = []
+    handler = _listing_then(MockAnswer(200, headers, manifest))
+
+    def recording(request: Request) -> MockAnswer:
+        if request.method == "DELETE":
+            deletes.append(request)
+        return handler(request)
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {match: nothing}\n")
+    with hostile_server(recording) as server:
+        argv = ["retain", "--policy", str(policy), "--registry", server.host, "--apply"]
+        code = main([*argv, "--journal", str(tmp_path / "j.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 3 and "disagrees with the bytes" in err, err
+    assert [r.url for r in deletes if other in r.url] == []
