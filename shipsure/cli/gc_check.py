@@ -144,8 +144,11 @@ def _from_dry_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BadInputError(f"--from-dry-run {name}: {exc.strerror or exc}") from None
     dry = parse(text)
-    if dry.lines and dry.summary is None and not dry.errors and not dry.manifests:
-        raise BadInputError(f"--from-dry-run {name}: not a garbage-collect --dry-run output")
+    if dry.summary is None and not dry.errors and not dry.manifests:
+        # Every real run prints its summary or its error, an empty registry too: an empty
+        # file (a redirect that caught nothing) is not "nothing to delete".
+        what = "empty" if not dry.lines else "not a garbage-collect --dry-run output"
+        raise BadInputError(f"--from-dry-run {name}: {what}")
     report = Report("gc-check")
     for t in dry.tell_tales:
         via = f" (referenced by marked manifest {t.parent})" if t.parent else ""

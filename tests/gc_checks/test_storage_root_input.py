@@ -42,3 +42,15 @@ def test_a_folder_that_is_not_a_storage_root_is_bad_input(
     empty.mkdir()
     if command != "gc-check, version unknown":
         assert main([*argv, str(empty)]) == 0, capsys.readouterr().err
+
+
+def test_an_empty_dry_run_output_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every real `garbage-collect --dry-run` prints its summary or its error (an empty
+    registry too: "failed to mark: ... Path not found"); an empty file is a redirect that
+    caught nothing, not "0 problems" (it was exit 0)."""
+    empty = tmp_path / "dry-run.txt"
+    empty.write_text("")
+    assert main(["gc-check", "--from-dry-run", str(empty)]) == 2
+    assert capsys.readouterr().err == f"shipsure: --from-dry-run {empty}: empty\n"
