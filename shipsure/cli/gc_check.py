@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import sys
 from typing import Any
 
@@ -77,9 +78,10 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--registry-version",
-        type=int,
-        choices=(2, 3),
-        help="distribution major version whose collector runs (2: 2.8.x, 3: 3.x)",
+        type=_major_version,
+        metavar="2|3",
+        help="distribution version whose collector runs (2: 2.8.x, 3: 3.x; written as the "
+        "registry says it, 2.8.2 or v3.0.0, the major version decides)",
     )
     parser.add_argument(
         "--registry-binary",
@@ -88,6 +90,20 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+
+
+_VERSION_RE = re.compile(r"v?([0-9]+)(?:\.[0-9]+){0,2}")
+
+
+def _major_version(text: str) -> int:
+    """`2`, `2.8`, `2.8.2`, `v3.0.0` (as `registry --version` prints it): the major."""
+    found = _VERSION_RE.fullmatch(text.strip())
+    major = int(found.group(1)) if found else None
+    if major not in (2, 3):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want distribution 2 or 3 (2, 2.8, 2.8.2, 3, v3.0.0)"
+        )
+    return major
 
 
 def run(args: argparse.Namespace) -> int:

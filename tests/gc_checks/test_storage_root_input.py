@@ -5,6 +5,7 @@ version first. An empty root is a registry nobody pushed to yet: clean."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,25 @@ def test_an_empty_dry_run_output_is_bad_input(
     empty.write_text("")
     assert main(["gc-check", "--from-dry-run", str(empty)]) == 2
     assert capsys.readouterr().err == f"shipsure: --from-dry-run {empty}: empty\n"
+
+
+@pytest.mark.parametrize(
+    ("given", "major"), [("2", 2), ("2.8", 2), ("2.8.2", 2), ("v3", 3), ("3.1.2", 3)]
+)
+def test_the_registry_version_is_taken_as_the_registry_writes_it(
+    given: str, major: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--registry-version 2.8` (the version the docs and `registry --version` name) was an
+    argparse error ("invalid int value"); the major version decides the prediction."""
+    assert main(["gc-check", "--registry-version", given, "--format", "json", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["gc"]["registry_version"] == major
+
+
+@pytest.mark.parametrize("given", ["4", "1.0", "latest", "2.8.2.1"])
+def test_a_version_that_is_not_2_or_3_is_a_usage_error(
+    given: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gc-check", "--registry-version", given, str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "want distribution 2 or 3" in capsys.readouterr().err
