@@ -159,7 +159,9 @@ def test_a_url_is_no_reference_and_the_error_says_so(text: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["verify", "restore"])
-@pytest.mark.parametrize("text", ["127.0.0.1:5000", "localhost:5000", "registry.example.com:5000"])
+@pytest.mark.parametrize(
+    "text", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "registry.example.com:5000"]
+)
 def test_a_registry_alone_is_no_image_and_no_request_goes_to_docker_hub(
     command: str, text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

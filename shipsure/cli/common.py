@@ -23,6 +23,8 @@ def image_reference(text: str) -> Reference:
     """An image reference as docker reads it, except `HOST:PORT` alone (`localhost:5000`,
     `127.0.0.1:5000`, `registry.example.com:5000`): docker's grammar makes that Docker
     Hub's `library/<host>` at tag `<port>`, which no user means by it."""
+    if "/" not in text and text.startswith("[") and "]:" in text:
+        _registry_alone(text)  # an IPv6 host and port: no repository name at all
     ref = Reference.parse(text)
     name = ref.repository.removeprefix("library/")
     looks_like_host = name == "localhost" or "." in name
@@ -33,12 +35,15 @@ def image_reference(text: str) -> Reference:
         and (ref.tag or "").isdigit()
         and looks_like_host
     ):
-        raise UsageError(
-            f"{text!r} names a registry, not an image (docker would read Docker Hub's "
-            f"library/{name}:{ref.tag}): write {text}/REPOSITORY[:TAG], or check the whole "
-            f"registry with `shipsure probe {text}`"
-        )
+        _registry_alone(text, f" (docker would read Docker Hub's library/{name}:{ref.tag})")
     return ref
+
+
+def _registry_alone(text: str, reading: str = "") -> None:
+    raise UsageError(
+        f"{text!r} names a registry, not an image{reading}: write {text}/REPOSITORY[:TAG], "
+        f"or check the whole registry with `shipsure probe {text}`"
+    )
 
 
 def add_output_options(
