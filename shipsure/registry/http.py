@@ -81,7 +81,6 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
-# Failures below the seam that a second attempt may cure; a malformed answer is not one.
 # Go's net/http answers plain HTTP sent to its TLS port with this (status 400).
 HTTPS_ONLY_ANSWER = b"Client sent an HTTP request to an HTTPS server"
 
@@ -105,6 +104,7 @@ class _Replayed:
         self._original.close()
 
 
+# Failures below the seam that a second attempt may cure; a malformed answer is not one.
 _TRANSIENT = (WireTimeout, ConnectFailed, NetworkFailed, Disconnected, TransientError)
 
 
@@ -502,9 +502,10 @@ class HttpRegistry:
         if HTTPS_ONLY_ANSWER not in body:
             return _Replayed(response, body if looked_at is response else b""), False
         response.close()
-        with self._scheme_lock:
+        with self._scheme_lock:  # threads that met the 400 together move it once
             self._https_upgrade = False
-            self._base = "https://" + self._base.removeprefix("http://")
+            if self._base.startswith("http://"):
+                self._base = "https://" + self._base.removeprefix("http://")
         return response, True
 
     def _probe_scheme(self) -> str:
