@@ -8,11 +8,14 @@ Deleting (distribution-spec):
   distribution-spec 1.1), else as regclient's `regctl tag delete` does: push a throw-away
   image (its config labelled `delete-tag`) to the tag, then delete that image by digest, so
   the shared manifest and its other tags survive. A throw-away image left by an interrupted
-  run is recognised by its label and deleted on the next run.
+  run is recognised by its label and deleted on the next run. It is pushed only where a
+  DELETE is carried out: a registry refusing deletes would be left serving it.
 
 Reads and writes go through httpx (TLS verified; loopback hosts over plain HTTP, as docker
-does). Credentials come from shipsure's usual chain; Basic and Bearer-token challenges are
-answered once per request.
+does, or HTTPS when that is all they speak). Credentials come from shipsure's usual chain;
+Basic and Bearer-token challenges are answered once per request, and credentials go to no
+other host over plain HTTP. Every answer is read to a cap for its kind within the timeout,
+and a manifest's digest is always its bytes' own: what this module deletes by.
 """
 
 from __future__ import annotations
