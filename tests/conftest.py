@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +101,34 @@ def fresh_v3_registry() -> Iterator[SandboxRegistry]:
     require_registry("3")
     with SandboxRegistry(flavour="3") as sandbox:
         yield sandbox
+
+
+@dataclass(frozen=True)
+class HtpasswdRegistry:
+    """A registry with `auth: htpasswd` (basic auth) and the one user it knows."""
+
+    registry: SandboxRegistry
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(registry_flavour: Flavour) -> Iterator[HtpasswdRegistry]:
+    """A registry for the whole run that asks for basic auth (both flavours support
+    `auth: htpasswd`; bcrypt entries only, as `htpasswd -B` writes them)."""
+    require_registry(registry_flavour)
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd is None:
+        pytest.skip("needs htpasswd (Debian package apache2-utils; scripts/setup.sh)")
+    username, password = "ci", "pw-" + "K9wq" * 6
+    with tempfile.TemporaryDirectory(prefix="shipsure-htpasswd-") as workdir:
+        users = Path(workdir) / "htpasswd"
+        subprocess.run(
+            [htpasswd, "-Bbc", str(users), username, password], check=True, capture_output=True
+        )
+        auth = {"htpasswd": {"realm": "shipsure-test", "path": str(users)}}
+        with SandboxRegistry(flavour=registry_flavour, extra_config={"auth": auth}) as sandbox:
+            yield HtpasswdRegistry(sandbox, username, password)
 
 
 _NOT_NAME_CHARACTERS = re.compile(r"[^a-z0-9]+")

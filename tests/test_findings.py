@@ -91,7 +91,8 @@ def _kinds_named(patterns: list[str]) -> set[str]:
 
 def _walk_inputs(patterns: list[str]) -> set[str]:
     """Which of WALK_INPUT_KINDS's inputs the code can give a walk: a `platforms` option;
-    a reference parsed from text, or made (`Reference(...)`) with both a tag and a digest."""
+    a reference parsed from text (`Reference.parse`, `image_reference`), or made
+    (`Reference(...)`) with both a tag and a digest."""
     given = set()
     for tree in _trees(patterns):
         for node in ast.walk(tree):
@@ -101,7 +102,8 @@ def _walk_inputs(patterns: list[str]) -> set[str]:
                 given.add("platforms")
             if not isinstance(node, ast.Call):
                 continue
-            if ast.unparse(node.func) == "Reference.parse":
+            # image_reference: the command line's reading of a reference (cli/common.py).
+            if ast.unparse(node.func) in ("Reference.parse", "image_reference"):
                 given.add("pinned tag")
             if ast.unparse(node.func) == "Reference":
                 fields = ["registry", "repository", "tag", "digest"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from shipsure.cli.common import image_reference
+from shipsure.cli.main import main
 from shipsure.errors import InvalidReferenceError
 from shipsure.model import (
     Platform,
@@ -154,3 +156,23 @@ def test_a_port_outside_1_to_65535_is_no_host(host: str, ok: bool) -> None:
 def test_a_url_is_no_reference_and_the_error_says_so(text: str) -> None:
     with pytest.raises(InvalidReferenceError, match="takes no scheme"):
         Reference.parse(text)
+
+
+@pytest.mark.parametrize("command", ["verify", "restore"])
+@pytest.mark.parametrize(
+    "text", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "registry.example.com:5000"]
+)
+def test_a_registry_alone_is_no_image_and_no_request_goes_to_docker_hub(
+    command: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker's grammar reads `127.0.0.1:5000` as Docker Hub's `library/127.0.0.1:5000`;
+    verify then asked registry-1.docker.io (a check-error far from what was meant)."""
+    extra = ["--from", "127.0.0.1:1"] if command == "restore" else []
+    assert main([command, text, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{text}/REPOSITORY" in err and "probe" in err, err
+
+
+@pytest.mark.parametrize("text", ["alpine:3", "python:3.12", "library/app:5000", "my.app"])
+def test_ordinary_docker_hub_names_still_parse(text: str) -> None:
+    assert image_reference(text).registry == "docker.io"

@@ -14,6 +14,7 @@ Manifests are always fetched (their bodies are needed to walk) and always re-has
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -185,6 +186,8 @@ class _Walker:
         self.finished: queue.SimpleQueue[tuple[Future[_Outcome], _Seen]] = queue.SimpleQueue()
         self.outstanding = 0
         self.side_checks: list[_Seen] = []
+        self.api_lock = threading.Lock()
+        self.api_answers: dict[str, RegistryError | None] = {}
 
     def run(self, references: Sequence[Reference]) -> None:
         with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
@@ -277,6 +280,15 @@ class _Walker:
                 return self._check_manifest(registry, node)
             return self._check_blob(registry, node)
         except RegistryError as exc:
+            if isinstance(exc, NotFoundError) and exc.code is None and node.is_manifest:
+                # distribution answers a missing manifest with a JSON error code; a bare 404
+                # may come from a server that is no registry at all (a web server on the
+                # port, a proxy's error page): then nothing was checked.
+                refused = self._api_refused(node.registry)
+                if refused is not None:
+                    digest = None if node.role == "tag" else node.identifier
+                    message = f"could not check (no registry API): {refused}"
+                    return _Outcome(problems=[_Problem(CHECK_ERROR, message, digest)])
             return _Outcome(problems=[_registry_problem(node, exc)])
         except InvalidReferenceError as exc:
             # The user's references were parsed before the walk; a name refused here came
@@ -294,6 +306,21 @@ class _Walker:
             digest = None if node.role == "tag" else node.identifier
             problem = _Problem(CHECK_ERROR, f"could not check: {exc}", digest)
             return _Outcome(problems=[problem])
+
+    def _api_refused(self, registry_name: str) -> RegistryError | None:
+        """Why `GET /v2/` of this registry fails (asked once per walk), or None when it
+        answers as a registry does (or only refuses credentials: a 404 is still a 404)."""
+        with self.api_lock:
+            if registry_name not in self.api_answers:
+                answer: RegistryError | None = None
+                try:
+                    self.registry_for(registry_name).ping()
+                except (UnavailableError, ProtocolError) as exc:
+                    answer = exc
+                except RegistryError:
+                    pass
+                self.api_answers[registry_name] = answer
+            return self.api_answers[registry_name]
 
     def _check_manifest(self, registry: Registry, node: _Node) -> _Outcome:
         response = registry.get_manifest(node.repository, node.identifier)

@@ -13,12 +13,40 @@ from typing import TYPE_CHECKING, TextIO
 from shipsure import plan
 from shipsure.errors import UsageError
 from shipsure.findings import Report, Severity
+from shipsure.model import Reference
 from shipsure.report import OutputFormat, render
 
 if TYPE_CHECKING:
     from shipsure.checks.scan.shard import Shard
 
 SHARED_FORMATS = tuple(fmt.value for fmt in OutputFormat)
+
+
+def image_reference(text: str) -> Reference:
+    """An image reference as docker reads it, except `HOST:PORT` alone (`localhost:5000`,
+    `127.0.0.1:5000`, `registry.example.com:5000`): docker's grammar makes that Docker
+    Hub's `library/<host>` at tag `<port>`, which no user means by it."""
+    if "/" not in text and text.startswith("[") and "]:" in text:
+        _registry_alone(text)  # an IPv6 host and port: no repository name at all
+    ref = Reference.parse(text)
+    name = ref.repository.removeprefix("library/")
+    looks_like_host = name == "localhost" or "." in name
+    if (
+        ref.registry == "docker.io"
+        and "/" not in text
+        and ref.digest is None
+        and (ref.tag or "").isdigit()
+        and looks_like_host
+    ):
+        _registry_alone(text, f" (docker would read Docker Hub's library/{name}:{ref.tag})")
+    return ref
+
+
+def _registry_alone(text: str, reading: str = "") -> None:
+    raise UsageError(
+        f"{text!r} names a registry, not an image{reading}: write {text}/REPOSITORY[:TAG], "
+        f"or check the whole registry with `shipsure probe {text}`"
+    )
 
 
 def add_output_options(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import sys
 from typing import Any
 
@@ -78,9 +79,10 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--registry-version",
-        type=int,
-        choices=(2, 3),
-        help="distribution major version whose collector runs (2: 2.8.x, 3: 3.x)",
+        type=_major_version,
+        metavar="2|3",
+        help="distribution version whose collector runs (2: 2.8.x, 3: 3.x; written as the "
+        "registry says it, 2.8.2 or v3.0.0, the major version decides)",
     )
     parser.add_argument(
         "--registry-binary",
@@ -89,6 +91,20 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+
+
+_VERSION_RE = re.compile(r"v?([0-9]+)(?:\.[0-9]+){0,2}")
+
+
+def _major_version(text: str) -> int:
+    """`2`, `2.8`, `2.8.2`, `v3.0.0` (as `registry --version` prints it): the major."""
+    found = _VERSION_RE.fullmatch(text.strip())
+    major = int(found.group(1)) if found else None
+    if major not in (2, 3):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want distribution 2 or 3 (2, 2.8, 2.8.2, 3, v3.0.0)"
+        )
+    return major
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from shipsure.gc.predict import check
 
     local = None if args.root.startswith("s3://") else args.root
+    storage = open_storage(args)  # a root that is no registry's says so before the version
     version, how = resolve_version(args.registry_version, args.registry_binary, local)
-    storage = open_storage(args)
     # The check builds millions of small objects that live to the end of the run; Python's
     # cyclic collector would scan them again and again (time grows faster than the
     # registry). Nothing here makes reference cycles that need it.

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -139,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     pattern = _regex(args.tag)
     if args.pushgateway:
         _pushgateway_target(args.pushgateway)  # a bad URL is a usage error before the walk
+    if args.textfile and Path(args.textfile).is_dir():
+        # Found before the walk, not after it: the folder is the collector's, the file ours.
+        folder = args.textfile.rstrip("/")
+        raise UsageError(f"--textfile {args.textfile}: a folder; give e.g. {folder}/shipsure.prom")
     if args.textfile and not args.textfile.endswith(".prom"):
         # The collector reads *.prom only: any other name is written and never scraped.
         print(
@@ -170,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         remember_tags_of=repositories_to_remember(previous),
         deep_digests=digests_to_rehash(previous),
     )
+    _refuse_a_repository(args.registry)
     registry = registry_from_args(args, args.registry)
     if previous is not None and (previous.registry, previous.shard) != (
         registry.host,
@@ -295,3 +301,16 @@ def _push(url: str, report: Report, labels: int) -> None:
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         raise CouldNotRunError(f"--pushgateway {gateway.shown}: {reason}") from None
+
+
+def _refuse_a_repository(text: str) -> None:
+    """`probe HOST/team/app` means one repository: say how to ask for that."""
+    bare = text.split("://", 1)[-1].rstrip("/")
+    host, slash, rest = bare.partition("/")
+    # With an "@" anywhere, user-info may hide in it: resolve_endpoint refuses and masks.
+    if slash and rest and "@" not in bare:
+        repository = rest.split(":", 1)[0]
+        raise UsageError(
+            f"probe takes a registry, not {text!r}: to probe that repository, run "
+            f"shipsure probe --repo '{repository}' {host}"
+        )

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from shipsure import plan as writes
 from shipsure.checks.verify import VerifyOptions, verify
-from shipsure.cli.common import Progress, add_journal_options, journal_path
+from shipsure.cli.common import Progress, add_journal_options, image_reference, journal_path
 from shipsure.cli.registry_options import add_registry_options, registry_from_args
 from shipsure.errors import BadInputError, UsageError
 from shipsure.fileio import read_regular
@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         target = open_registry(host)
         for text in args.sources:
             sources.append(open_source(text, open_registry))
-        wanted = list(_expand(target, wanted_refs, args.all))
+        unlisted: list[str] = []
+        wanted = list(_expand(target, wanted_refs, args.all, unlisted))
         if report_doc is not None:
             damage = damage_from_report(report_doc)
             if not wanted:
@@ -145,6 +146,14 @@ def run(args: argparse.Namespace) -> int:
             damage, check_note = _check(target, wanted, host, args)
         planner = Planner(target, sources, damage, workers=int(args.concurrency))
         plan = planner.build(wanted)
+        # --all restores what the target still lists: a repository (or registry) that
+        # lists nothing was not checked, which must not read as "intact".
+        plan.check_errors += [
+            f"{name}: the target lists no tags here (or does not know it), so nothing was "
+            f"checked; --all restores only tags the target still lists: name "
+            f"{host}/REPOSITORY:TAG to bring a tag back"
+            for name in unlisted
+        ]
         out: TextIO = sys.stdout
         outcomes: list[Outcome] = []
         if args.apply and plan.steps:
@@ -194,7 +203,7 @@ def _target(args: argparse.Namespace) -> tuple[str, list[Reference]]:
         if args.all:
             refs.append(_registry_or_repository(text))
         else:
-            refs.append(Reference.parse(text))
+            refs.append(image_reference(text))
     hosts = {r.registry for r in refs}
     if args.registry:
         hosts.add(args.registry)
@@ -217,20 +226,28 @@ def _registry_or_repository(text: str) -> Reference:
     return ref
 
 
-def _expand(target: HttpRegistry, refs: list[Reference], every: bool) -> Iterator[Wanted]:
+def _expand(
+    target: HttpRegistry, refs: list[Reference], every: bool, unlisted: list[str]
+) -> Iterator[Wanted]:
+    """The tags to restore; with --all, what `unlisted` names gave none: a repository
+    named with no tags, or a registry whose catalog lists no tag at all."""
     if not every:
         for ref in refs:
             yield Wanted(ref.repository, ref.tag, ref.digest)
         return
     for ref in refs:
         repositories = [ref.repository] if ref.repository else list(target.catalog())
+        found = 0
         for repo in repositories:
             try:
                 tags = sorted(target.tags(repo))
             except NotFoundError:
-                continue
+                continue  # distribution's NAME_UNKNOWN for a repository without tags
+            found += len(tags)
             for tag in tags:
                 yield Wanted(repo, tag, None)
+        if not found:
+            unlisted.append(f"{ref.registry}/{ref.repository}" if ref.repository else ref.registry)
 
 
 def _wanted_from_damage(damage: Damage) -> list[Wanted]:

@@ -12,6 +12,7 @@ from typing import Any
 from shipsure.cli.registry_options import add_registry_options
 from shipsure.errors import UsageError
 from shipsure.findings import ExitCode
+from shipsure.model import is_repository_name
 
 EPILOG = """\
 policy file (YAML; `shipsure retain --print-schema` prints its JSON Schema):
@@ -82,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("retain needs --policy FILE")
     if not (args.registry or args.on_storage):
         raise UsageError("retain needs --registry HOST or --on-storage ROOT")
+    for name in args.repository or []:
+        if not is_repository_name(name):
+            raise UsageError(
+                f"--repository {name[:160]!r}: not a repository name (lower-case ASCII "
+                "components such as team/app)"
+            )
     policies = load(args.policy)
     now = time.time()
     writer: planning.Writer
@@ -112,7 +119,17 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
         closer = client.close
-        images = api_images(client, args.repository)
+        try:
+            images, untagged = api_images(client, args.repository)
+        except BaseException:
+            client.close()
+            raise
+        for name in untagged:
+            # distribution answers NAME_UNKNOWN alike for "no tags" and "never held".
+            sys.stderr.write(
+                f"shipsure: warning: {args.registry}: repository {name} has no tags "
+                "(or does not exist): nothing to retain there\n"
+            )
         writer = ApiWriter(client)
         made = plan_retention(images, policies, now, delete_manifests=True)
     try:
@@ -141,9 +158,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             out.write(made.plan.render_text())
         kept = sum(1 for d in made.decisions if d.keep)
+        dropped = len(made.decisions) - kept
+        # After --apply, say what happened to each action: "deleted" must not hide a failure.
+        results = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
         out.write(
-            f"retain: {kept} tag(s) kept, {len(made.decisions) - kept} deleted; a collection "
-            f"afterwards frees about {made.bytes} bytes"
+            f"retain: {kept} tag(s) kept, {dropped} "
+            + (f"dropped (actions: {results})" if outcomes else "to delete")
+            + f"; a collection afterwards frees about {made.bytes} bytes"
             + ("" if args.apply else "; run again with --apply to delete")
             + "\n"
         )

@@ -31,6 +31,7 @@ from shipsure.errors import BadInputError, UsageError
 from shipsure.plan import Journal, Outcome, Plan, apply
 from shipsure.report import OutputFormat
 from shipsure.storage.interface import Storage
+from shipsure.storage.inventory import check_registry_root
 
 EPILOG = """\
 what it finds (registry-facts §4 and more), each with repository, digest and the tags it
@@ -158,12 +159,17 @@ def open_storage(args: argparse.Namespace) -> Storage:
         bucket, _, prefix = root[len("s3://") :].partition("/")
         if not bucket:
             raise BadInputError(f"storage root {root!r}: want s3://BUCKET[/PREFIX]")
-        return S3Storage(bucket, prefix, endpoint_url=args.s3_endpoint, region=args.s3_region)
-    if args.s3_endpoint or args.s3_region:
+        storage: Storage = S3Storage(
+            bucket, prefix, endpoint_url=args.s3_endpoint, region=args.s3_region
+        )
+    elif args.s3_endpoint or args.s3_region:
         raise UsageError("--s3-endpoint and --s3-region need an s3:// storage root")
-    from shipsure.storage.filesystem import FilesystemStorage
+    else:
+        from shipsure.storage.filesystem import FilesystemStorage
 
-    return FilesystemStorage(root)
+        storage = FilesystemStorage(root)
+    check_registry_root(storage)
+    return storage
 
 
 def run(args: argparse.Namespace) -> int:

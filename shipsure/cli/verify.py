@@ -7,14 +7,14 @@ import sys
 from typing import Any
 
 from shipsure.checks.verify import VerifyOptions, verify
-from shipsure.cli.common import Progress, add_output_options, emit
+from shipsure.cli.common import Progress, add_output_options, emit, image_reference
 from shipsure.cli.registry_options import (
     add_referrers_option,
     add_registry_options,
     registry_from_args,
 )
 from shipsure.errors import InvalidReferenceError, UsageError
-from shipsure.model import Platform, Reference
+from shipsure.model import Platform
 from shipsure.registry.interface import Registry
 
 EPILOG = """\
@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    references = [Reference.parse(text) for text in args.references]
+    references = [image_reference(text) for text in args.references]
     platforms = tuple(_parse_platform(text) for text in args.platform)
     registries: dict[str, Registry] = {}
     try:

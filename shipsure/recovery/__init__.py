@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shipsure.errors import UsageError
+from shipsure.model import is_repository_name
 from shipsure.recovery.interface import ContentSource, SourceError, SourceManifest
 from shipsure.registry.http import HttpRegistry
 
@@ -41,10 +42,23 @@ def open_source(text: str, open_registry: OpenRegistry) -> ContentSource:
     from shipsure.recovery.registry_source import RegistrySource
 
     spec = spec.removeprefix("docker://")
-    host, _, prefix = spec.partition("/")
+    if spec.startswith(("http://", "https://")):
+        # A scheme is a registry's, given as a host option is: https://host[:port][/prefix].
+        scheme, _, rest = spec.partition("://")
+        host, _, prefix = rest.partition("/")
+        host = f"{scheme}://{host}" if host else ""
+    else:
+        host, _, prefix = spec.partition("/")
+    prefix = prefix.strip("/")
     if not host:
         raise UsageError(
             f"--from {text!r}: want host[:port][/prefix], oci:PATH or docker-archive:PATH"
+        )
+    if prefix and not is_repository_name(prefix):
+        # Said now, not as "invalid repository name 'Pre/app'" once damage is found.
+        raise UsageError(
+            f"--from {text!r}: prefix {prefix[:160]!r} is not a repository path "
+            "(lower-case ASCII components such as mirror/team)"
         )
     return RegistrySource(open_registry(host), prefix)
 

@@ -348,6 +348,9 @@ class Planner:
         self.plan = RestorePlan(target.host, [s.name for s in sources])
         self._rejections: dict[Digest, list[Rejected]] = {}
         self._lost_keys: set[tuple[str, str]] = set()
+        # Sources that failed (unreachable, no registry API) when asked for an object: its
+        # loss then says they were not checked, not that no source holds it.
+        self._unasked: dict[tuple[str, str], list[str]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers))
 
@@ -455,7 +458,10 @@ class Planner:
                             "",
                             "tag",
                             None,
-                            "the tag does not resolve in the target and no source has it",
+                            "the tag does not resolve in the target and "
+                            + self._not_held("tag", item.repository, f"tag {item.tag}").replace(
+                                "no source holds this tag", "no source has it"
+                            ),
                             tags={item.label: "unknown"},
                         )
                     )
@@ -484,6 +490,9 @@ class Planner:
                 found = source.resolve_tag(item.repository, item.tag)
             except SourceError as exc:
                 self.plan.notes.append(f"{item.label}: {exc}")
+                self._unasked.setdefault((item.repository, f"tag {item.tag}"), []).append(
+                    source.name
+                )
                 continue
             if found is not None:
                 self.plan.notes.append(
@@ -660,7 +669,7 @@ class Planner:
         found = self._pool.map(lambda n: self._blob_step(n, verified_elsewhere), needed)
         for node, step in zip(needed, found, strict=True):
             if step is None:
-                self._lose(node, "no source holds this blob")
+                self._lose(node, self._not_held("blob", node.repository, str(node.digest)))
             else:
                 blobs.append(step)
         for node in self._manifests_leaves_first():
@@ -744,8 +753,19 @@ class Planner:
                 if source.has_blob(node.repository, node.digest):
                     return Step(UPLOAD_BLOB, source=source.name, **base)  # type: ignore[arg-type]
             except SourceError as exc:
-                self.plan.notes.append(f"{node.repository}@{node.digest}: {exc}")
+                with self._lock:
+                    self.plan.notes.append(f"{node.repository}@{node.digest}: {exc}")
+                    key = (node.repository, str(node.digest))
+                    self._unasked.setdefault(key, []).append(source.name)
         return None
+
+    def _not_held(self, what: str, repository: str, digest: str) -> str:
+        """Why nothing could be planned for an object: no source holds it, or some could
+        not be asked (the notes say why), which is not the same as holding nothing."""
+        failed = self._unasked.get((repository, digest))
+        if not failed:
+            return f"no source holds this {what}"
+        return f"no source gave this {what}: {', '.join(failed)} could not be checked (see notes)"
 
     def _verified_copies(self) -> dict[Digest, str]:
         """Blobs whose bytes the check (or the probe) read and hashed intact, by the

@@ -9,12 +9,18 @@ bounded number of times, from the start, when the connection drops.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from shipsure.errors import InvalidDigestError
 from shipsure.model import Digest
 from shipsure.recovery.interface import Sink, SourceError, SourceManifest
 from shipsure.registry.http import HttpRegistry
-from shipsure.registry.interface import NotFoundError, RegistryError
+from shipsure.registry.interface import (
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    UnavailableError,
+)
 from shipsure.registry.wire import Disconnected, WireError, iter_decoded
 
 BLOB_ATTEMPTS = 3  # connection failures before the answer began
@@ -24,6 +30,26 @@ class RegistrySource:
     def __init__(self, registry: HttpRegistry, prefix: str = "") -> None:
         self.registry = registry
         self.prefix = prefix.strip("/")
+        self._api_lock = threading.Lock()
+        self._api_answer: list[str | None] = []  # asked once: why /v2/ fails, or None
+
+    def _absent(self) -> None:
+        """Before a 404 counts as "this source has no copy": the host serves the registry
+        API. A web server on the port answers 404 to everything, and restore would call
+        the content lost (a rebuild plan) while its copy sits in the real registry."""
+        with self._api_lock:
+            if not self._api_answer:
+                answer: str | None = None
+                try:
+                    self.registry.ping()
+                except (UnavailableError, ProtocolError) as exc:
+                    answer = str(exc)
+                except RegistryError:
+                    pass  # it answers as a registry does, if not to us: the 404 stands
+                self._api_answer.append(answer)
+            refused = self._api_answer[0]
+        if refused is not None:
+            raise SourceError(f"{self.name}: {refused}")
 
     @property
     def name(self) -> str:
@@ -41,6 +67,7 @@ class RegistrySource:
         try:
             head = self.registry.head_manifest(self._repo(repository), tag)
         except NotFoundError:
+            self._absent()
             return None
         except RegistryError as exc:
             raise SourceError(f"{self.name}: {exc}") from None
@@ -58,6 +85,7 @@ class RegistrySource:
         try:
             answer = self.registry.get_manifest(self._repo(repository), reference)
         except NotFoundError:
+            self._absent()
             return None
         except RegistryError as exc:
             raise SourceError(f"{self.name}: {exc}") from None
@@ -67,6 +95,7 @@ class RegistrySource:
         try:
             self.registry.head_blob(self._repo(repository), digest)
         except NotFoundError:
+            self._absent()
             return False
         except RegistryError as exc:
             raise SourceError(f"{self.name}: {exc}") from None
@@ -85,6 +114,7 @@ class RegistrySource:
                 continue
             try:
                 if response.status == 404:
+                    self._absent()
                     return False
                 if response.status != 200:
                     raise SourceError(f"{self.name}: GET blob {digest}: HTTP {response.status}")

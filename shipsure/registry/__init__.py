@@ -48,6 +48,9 @@ class Endpoint:
     base_url: str  # scheme://netloc of the API
     plain_http_allowed: bool
     probe_scheme: bool  # --insecure without a scheme: try HTTPS, fall back to HTTP
+    # A loopback host without a scheme: plain HTTP, moving to HTTPS when the server says
+    # it only speaks TLS (a local registry with a certificate, as docker also reaches).
+    https_upgrade: bool = False
 
 
 def is_loopback(hostname: str) -> bool:
@@ -92,6 +95,7 @@ def resolve_endpoint(host: str, *, insecure: bool = False) -> Endpoint:
         base_url=f"{scheme}://{netloc}",
         plain_http_allowed=insecure or loopback,
         probe_scheme=probe,
+        https_upgrade=scheme == "http" and loopback and "://" not in host,
     )
 
 
@@ -193,6 +197,7 @@ def open_registry(
         concurrency=concurrency,
         retry=policy,
         scheme_fallback=endpoint.probe_scheme,
+        https_upgrade=endpoint.https_upgrade,
     )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
-from shipsure.registry.credentials import CredentialProvider, Credentials
+from shipsure.registry.credentials import NO_CREDENTIALS_HINT, CredentialProvider, Credentials
 from shipsure.registry.interface import AuthError, ProtocolError
 from shipsure.registry.retry import RETRY_STATUSES, TransientError
 from shipsure.registry.wire import (
@@ -197,6 +197,14 @@ class RegistryAuth:
                 self._credentials = source() if callable(source) else source
                 self._credentials_loaded = True
             return self._credentials
+
+    def refusal(self) -> str:
+        """What a 401 that stands means, for its message: whose credentials were refused,
+        or that none were found (and where they could come from)."""
+        creds = self.credentials()
+        if creds is None:
+            return f"no credentials for {self._netloc}: {NO_CREDENTIALS_HINT}"
+        return f"credentials from {creds.source} refused"
 
     def _preemptive_header(self, scope: str | None) -> str | None:
         if self._basic is not None:

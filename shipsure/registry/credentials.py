@@ -31,6 +31,12 @@ ENV_PASSWORD = "SHIPSURE_PASSWORD"
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
+# Where credentials could come from, for the message of a registry that asked for none.
+NO_CREDENTIALS_HINT = (
+    f"give them with --username and --password-stdin, {ENV_USERNAME}/{ENV_PASSWORD}, "
+    "or docker login"
+)
+
 HELPER_TIMEOUT_SECONDS = 15.0
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 # docker-credential-helpers' "not found" message (credentials/error.go).

@@ -48,6 +48,7 @@ from shipsure.registry.retry import (
     parse_retry_after,
 )
 from shipsure.registry.wire import (
+    CHUNK,
     ConnectFailed,
     Disconnected,
     InvalidURL,
@@ -80,6 +81,29 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 _LINK_NEXT_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
+# Go's net/http answers plain HTTP sent to its TLS port with this (status 400).
+HTTPS_ONLY_ANSWER = b"Client sent an HTTP request to an HTTPS server"
+
+
+class _Replayed:
+    """An answer whose (small) body was read to look at it, handed on as if unread."""
+
+    def __init__(self, original: Response, body: bytes) -> None:
+        self._original = original
+        self._body = body
+        self.status = original.status
+        self.headers = original.headers
+        self.url = original.url
+        self.method = original.method
+
+    def read_chunk(self, limit: int = CHUNK) -> bytes:
+        piece, self._body = self._body[:limit], self._body[limit:]
+        return piece
+
+    def close(self) -> None:
+        self._original.close()
+
+
 # Failures below the seam that a second attempt may cure; a malformed answer is not one.
 _TRANSIENT = (WireTimeout, ConnectFailed, NetworkFailed, Disconnected, TransientError)
 
@@ -99,6 +123,7 @@ class HttpRegistry:
         concurrency: int,
         retry: RetryPolicy,
         scheme_fallback: bool = False,
+        https_upgrade: bool = False,
     ) -> None:
         self._host = host
         self._base = base_url.rstrip("/")
@@ -109,6 +134,7 @@ class HttpRegistry:
         self._slots = threading.BoundedSemaphore(concurrency)
         self._retry = retry
         self._scheme_fallback = scheme_fallback
+        self._https_upgrade = https_upgrade
         self._scheme_lock = threading.Lock()
         # Built once and shared by every request (registry-facts §5: the client's CPU is
         # taken from the registry it probes).
@@ -365,6 +391,11 @@ class HttpRegistry:
                 retry_after: float | None = None
                 try:
                     response = self._send_following_redirects(method, url, headers)
+                    if response.status == 400 and self._https_upgrade:
+                        response, upgraded = self._upgrade_to_https(response)
+                        if upgraded:
+                            url = self._base + path
+                            continue
                     try:
                         status = response.status
                         if status in RETRY_STATUSES and attempt < retry.attempts:
@@ -452,6 +483,31 @@ class HttpRegistry:
                 self._scheme_fallback = False
         return self._base
 
+    def _upgrade_to_https(self, response: Response) -> tuple[Response, bool]:
+        """A loopback registry spoken to over plain HTTP that answers with Go's "HTTP
+        request to an HTTPS server" 400 serves TLS: move this client to HTTPS (verified
+        unless --insecure) and say to ask again. Any other 400 comes back readable."""
+        body = b""
+        looked_at = response
+        with contextlib.suppress(WireError):
+            if response.method == "HEAD":  # no body to look at: ask GET /v2/ once
+                response.close()
+                looked_at = self._wire.send(
+                    Request("GET", self._base + "/v2/", self._headers_json), self._timeouts
+                )
+            while len(body) <= MAX_ERROR_BODY and (chunk := looked_at.read_chunk()):
+                body += chunk
+        if looked_at is not response:
+            looked_at.close()
+        if HTTPS_ONLY_ANSWER not in body:
+            return _Replayed(response, body if looked_at is response else b""), False
+        response.close()
+        with self._scheme_lock:  # threads that met the 400 together move it once
+            self._https_upgrade = False
+            if self._base.startswith("http://"):
+                self._base = "https://" + self._base.removeprefix("http://")
+        return response, True
+
     def _probe_scheme(self) -> str:
         """`--insecure` without a scheme: HTTPS when the host speaks it, else plain HTTP,
         as docker does for its insecure registries."""
@@ -475,7 +531,22 @@ class HttpRegistry:
         if response.method != "HEAD":
             body, _ = read_capped(response, MAX_ERROR_BODY)
             code = error_code(body)
-        raise status_error(self._host, what, status, code)
+        raise self.refused(what, status, code)
+
+    def refused(
+        self,
+        what: str,
+        status: int,
+        code: str | None,
+        other: type[RegistryError] = ProtocolError,
+        note: str = "",
+    ) -> RegistryError:
+        """`status_error` for this registry, reads and writes alike: a 401 also says which
+        credentials were tried (never the secret): none (and where they come from), or
+        which source's were refused."""
+        if status == 401 and not note:
+            note = self._auth.refusal()
+        return status_error(self._host, what, status, code, other, note=note)
 
     def _read_small(self, response: Response, cap: int, what: str, *, exact: bool = False) -> bytes:
         declared = _content_length(response, f"{self._host}: {what}")
@@ -543,11 +614,16 @@ def status_error(
     status: int,
     code: str | None,
     other: type[RegistryError] = ProtocolError,
+    *,
+    note: str = "",
 ) -> RegistryError:
     """The error for an answer of `status` (not 2xx) with the registry error `code`: the
     registry says it is not there (404), refused us (401, 403) or could not answer (429,
-    5xx); anything else is `other` (a reader's unusable answer, a writer's refusal)."""
+    5xx); anything else is `other` (a reader's unusable answer, a writer's refusal).
+    `note`, when given, follows in parentheses (what the caller knows of the cause)."""
     detail = f"{host}: {what}: HTTP {status}" + (f" {code}" if code else "")
+    if note:
+        detail += f" ({note})"
     if status == 404:
         return NotFoundError(detail, status=status, code=code)
     if status in (401, 403):

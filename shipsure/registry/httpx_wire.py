@@ -17,6 +17,7 @@ import httpx
 
 from shipsure.registry.wire import (
     CHUNK,
+    CertificateRefused,
     ConnectFailed,
     Deadline,
     Disconnected,
@@ -46,6 +47,12 @@ def wire_error(exc: httpx.TransportError) -> WireError:
     if isinstance(exc, httpx.TimeoutException):
         return WireTimeout(f"timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__  # httpx wraps httpcore wraps ssl
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            netloc = exc.request.url.netloc.decode("ascii", "replace")
+            return CertificateRefused(netloc, cause.verify_message)
         return ConnectFailed(text)
     if isinstance(exc, httpx.RemoteProtocolError):
         if any(hint in text.lower() for hint in _DISCONNECT_HINTS):

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 from shipsure.errors import InvalidDigestError
 from shipsure.model import Digest, is_repository_name, is_tag
-from shipsure.registry.http import HttpRegistry, error_code, status_error
+from shipsure.registry.http import HttpRegistry, error_code
 from shipsure.registry.interface import ProtocolError, RegistryError, UnavailableError
 from shipsure.registry.wire import (
     CHUNK,
@@ -176,7 +176,13 @@ class Pusher:
 
     def _raise(self, response: Response, what: str) -> None:
         code = error_code(_read_error(response))
-        raise status_error(self.registry.host, what, response.status, code, PushError)
+        status = response.status
+        allowed = response.headers.get("allow")
+        note = ""
+        if status == 405 and allowed is not None and "PUT" not in allowed.upper():
+            # distribution in read-only mode (storage.maintenance.readonly) answers so.
+            note = f"the registry allows only {allowed}: is it in read-only mode?"
+        raise self.registry.refused(what, status, code, PushError, note)
 
 
 def _name(repository: str) -> str:

@@ -25,6 +25,7 @@ from shipsure.registry.wire import (
     CHUNK,
     DEFAULT_PORTS,
     AnswerTo,
+    CertificateRefused,
     ConnectFailed,
     Deadline,
     Disconnected,
@@ -163,6 +164,9 @@ class KeepAliveWire:
         except TimeoutError:
             connection.close()
             raise WireTimeout(f"timed out connecting to {host}:{port}") from None
+        except ssl.SSLCertVerificationError as exc:
+            connection.close()
+            raise CertificateRefused(f"{host}:{port}", exc.verify_message) from None
         except (OSError, ssl.SSLError) as exc:
             connection.close()
             raise ConnectFailed(f"{host}:{port}: {exc}") from None

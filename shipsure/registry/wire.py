@@ -46,6 +46,17 @@ class ConnectFailed(WireError):
     """No connection: refused, unreachable, name not found, TLS handshake failed."""
 
 
+class CertificateRefused(WireError):
+    """The server's TLS certificate did not verify. Not retried: asking again cannot make
+    it trusted, and the fix (--ca-file, --insecure) is the user's."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(
+            f"{where}: TLS certificate not trusted ({reason}); add its CA with "
+            "--ca-file PEM, or skip verification with --insecure"
+        )
+
+
 class WireTimeout(WireError):
     """Connecting, or the whole request (status line, headers, body), took longer than
     the timeout allows (see `Timeouts`)."""

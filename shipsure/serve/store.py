@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shipsure.checks.probe_state import identity
-from shipsure.errors import CouldNotRunError
+from shipsure.errors import BadInputError, CouldNotRunError
 from shipsure.findings import Finding, Report, Severity
 from shipsure.serve.pushqueue import PushJob
 
@@ -181,6 +181,8 @@ class Store:
         self.max_probes = max(1, max_probes)
         self.resolved_retention = resolved_retention
         self._lock = threading.Lock()
+        if self.path != ":memory:" and Path(self.path).is_dir():
+            raise BadInputError(f"--state {self.path}: a folder; give the state file's path")
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +200,13 @@ class Store:
                     f"--state {self.path}: state of schema {row[0]}, this shipsure reads "
                     f"{SCHEMA_VERSION}"
                 )
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise CouldNotRunError(f"--state {self.path}: cannot open: {exc}") from None
+            # Another file given by mistake (probe's JSON state, say): the user's input.
+            raise BadInputError(
+                f"--state {self.path}: not a serve state file (SQLite): {exc}"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise CouldNotRunError(f"--state {self.path}: cannot open: {exc}") from None
 

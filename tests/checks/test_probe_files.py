@@ -187,3 +187,13 @@ def test_textfile_not_named_prom_is_warned_about(
         "only *.prom files\n"
     )
     assert target.exists()
+
+
+def test_textfile_naming_a_folder_is_refused_before_the_walk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The collector's folder given for the file: exit 2 at once (it was exit 3 after the
+    whole walk, "not a regular file")."""
+    code, out, err = _run(capsys, "probe", "--textfile", str(tmp_path), NOWHERE)
+    assert code == 2 and out == ""
+    assert err == f"shipsure: --textfile {tmp_path}: a folder; give e.g. {tmp_path}/shipsure.prom\n"

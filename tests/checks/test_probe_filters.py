@@ -39,3 +39,22 @@ def test_repo_glob_matching_nothing_is_warned(
     out, err = capsys.readouterr()
     assert json.loads(out)["probe"]["repository_globs_unmatched"] == ["["]
     assert err == "shipsure: warning: --repo '[' matched no repository\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["127.0.0.1:5000/team/app", "127.0.0.1:5000/team/app:1.0", "https://reg.example/team/app"],
+)
+def test_probe_of_a_repository_says_how_to_ask_for_one(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["probe", text]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--repo 'team/app'" in err, err
+
+
+def test_probe_of_user_info_with_a_slash_never_echoes_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["probe", "ci:pa/ss@127.0.0.1:5000/team/app"]) == 2
+    assert "pa/ss" not in "".join(capsys.readouterr())

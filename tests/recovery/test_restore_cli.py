@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from shipsure.cli.main import main
+from shipsure.sandbox import images
+from shipsure.sandbox.registry import SandboxRegistry
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -73,3 +75,32 @@ def test_unreachable_target_is_could_not_check(
 def test_all_wants_a_registry_or_repository(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, "--all", "r.example/team/app:1", "--from", "x.example")
     assert code == 2 and "not an image" in err
+
+
+def test_all_over_a_repository_the_target_no_longer_lists_is_not_called_intact(
+    registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every tag of the repository is gone from the target (its tags list answers
+    NAME_UNKNOWN): --all found nothing to check, which is exit 3 with the way out (name
+    the tags), never "nothing to restore: every reference checked is intact" and exit 0."""
+    images.push_image(registry.url, repo_name, None)  # in the catalog, without a tag
+    for target in (f"{registry.host}/{repo_name}", f"{registry.host}/{repo_name}-never"):
+        code = main(["restore", "--all", target, "--from", registry.host])
+        out = capsys.readouterr().out
+        assert code == 3, out
+        assert "intact" not in out
+        assert f"{target}: the target lists no tags" in out and "REPOSITORY:TAG" in out
+
+
+def test_apply_to_a_read_only_registry_says_so(
+    registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """distribution in read-only mode answers every write 405 with `Allow: GET, HEAD` and a
+    plain-text body: the failed step says what that means, not just "HTTP 405"."""
+    images.push_image(registry.url, repo_name, "v1")
+    with SandboxRegistry(readonly=True) as read_only:
+        argv = ["restore", f"{read_only.host}/{repo_name}:v1", "--from", registry.host]
+        code = main([*argv, "--apply", "--journal", str(read_only.workdir / "j.jsonl")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "HTTP 405 (the registry allows only GET, HEAD: is it in read-only mode?)" in out, out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.cli.main import build_parser
+from shipsure.cli.main import build_parser, main
 from shipsure.cli.serve import apply_config
 from shipsure.errors import BadInputError
 
@@ -49,3 +49,17 @@ def test_a_config_file_nested_too_deep_is_bad_input(tmp_path: Path) -> None:
     args = build_parser("serve").parse_args(["serve", "--config", str(config), "r:5000"])
     with pytest.raises(BadInputError, match="not YAML"):
         apply_config(args, args.serve_parser)
+
+
+def test_a_state_path_that_is_a_folder_or_another_file_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 (bad option), one line: it was 3 ("cannot open: unable to open database
+    file"), as if the machine were at fault."""
+    other = tmp_path / "probe.json"
+    other.write_text('{"findings": []}')
+    for state, says in ((tmp_path, "a folder"), (other, "not a serve state file")):
+        argv = ["serve", "--listen", "127.0.0.1:0", "--state", str(state), "127.0.0.1:1"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
