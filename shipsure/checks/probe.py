@@ -32,7 +32,7 @@ from shipsure.checks.scan.shard import Shard
 from shipsure.checks.verify import TAG_NOT_FOUND, CheckedKey, VerifyOptions, walk
 from shipsure.errors import InvalidReferenceError
 from shipsure.findings import CHECK_ERROR, Finding, Report, Severity
-from shipsure.model import Descriptor, Digest, Reference
+from shipsure.model import Descriptor, Digest, Reference, is_repository_name
 from shipsure.registry.interface import (
     AuthError,
     BlobRead,
@@ -335,6 +335,8 @@ class _Probe:
             workers=max(1, options.workers),
             deep_for=_deep_for(options),
         )
+        # `--repo` names probed without the catalog (see _named_repositories).
+        self._named: set[str] = set()
 
     def _registry_for(self, host: str) -> Registry:
         return self.registry
@@ -375,6 +377,8 @@ class _Probe:
             self._repository_error(name, tags)
             return batch_size
         self.coverage.tags += len(tags)
+        if tags and name in self._named:
+            self.coverage.globs_matched.add(name)  # found without the catalog
         if name in self.options.remember_tags_of:
             self.coverage.remembered.setdefault(name, {"clean": [], "unchecked": []})
         if not tags:
@@ -427,10 +431,25 @@ class _Probe:
                     page_size = None
                     continue
                 self._catalog_failed(exc)
-                return
             except RegistryError as exc:
                 self._catalog_failed(exc)
-                return
+            yield from self._named_repositories(listed_before=previous)
+            return
+
+    def _named_repositories(self, listed_before: str | None) -> Iterator[str]:
+        """Without the catalog (Docker Hub, GHCR, Harbor for most users refuse it), the
+        `--repo` values that are plain names, not globs, are still probed: the user named
+        them, and their tags list says whether they exist. Names the catalog listed before
+        it failed (it lists them sorted) were probed already."""
+        for name in dict.fromkeys(self.options.repositories):
+            if any(c in name for c in "*?[") or not is_repository_name(name):
+                continue
+            if listed_before is not None and name <= listed_before:
+                continue
+            self._named.add(name)
+            if self.options.shard.owns(name):
+                self.coverage.repositories += 1
+                yield name
 
     def _catalog_failed(self, exc: RegistryError) -> None:
         self.coverage.catalog_complete = False
