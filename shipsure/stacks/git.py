@@ -18,7 +18,7 @@ GIT_TIMEOUT_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class FileChange:
-    status: str  # git's letter: A added, M modified, D deleted, T type change
+    status: str  # git's letter: A added, M modified, D deleted, T type change; ? untracked
     path: str
 
 
@@ -105,13 +105,27 @@ class Git:
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files that differ between two commits' trees. Renames count as delete + add so
         both the old and the new folder are seen."""
-        out = self._git("diff", "--name-status", "-z", "--no-renames", base, head, "--")
-        parts = out.split("\0")
-        changes: list[FileChange] = []
-        for i in range(0, len(parts) - 1, 2):
-            if parts[i]:
-                changes.append(FileChange(parts[i][0], parts[i + 1]))
-        return changes
+        return _name_status(
+            self._git("diff", "--name-status", "-z", "--no-renames", base, head, "--")
+        )
+
+    def uncommitted(self) -> list[FileChange]:
+        """Tracked files whose work tree or index differs from HEAD (staged or not)."""
+        return _name_status(self._git("diff", "--name-status", "-z", "--no-renames", "HEAD", "--"))
+
+    def untracked(self) -> list[str]:
+        """Files in the work tree that git neither tracks nor ignores."""
+        out = self._git("ls-files", "--others", "--exclude-standard", "-z")
+        return [p for p in out.split("\0") if p]
+
+
+def _name_status(out: str) -> list[FileChange]:
+    parts = out.split("\0")
+    changes: list[FileChange] = []
+    for i in range(0, len(parts) - 1, 2):
+        if parts[i]:
+            changes.append(FileChange(parts[i][0], parts[i + 1]))
+    return changes
 
 
 class _GitFailed(Exception):

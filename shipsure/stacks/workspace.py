@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipsure.fileio import read_regular
@@ -17,6 +20,19 @@ from shipsure.stacks.links import Links, resolve
 
 MAX_HCL_BYTES = 4 * 1024 * 1024
 LOCK_URL_ENV = "SHIPSURE_LOCK_URL"
+# What Terraform and Terragrunt write into a stack folder while they run. Left untracked (a
+# repository without a .gitignore for them), they are output, not a change someone made.
+RUNTIME_FOLDERS = frozenset({".terraform", ".terragrunt-cache", "terraform.tfstate.d"})
+RUNTIME_FILES = frozenset(
+    {
+        "terraform.tfstate",
+        "terraform.tfstate.backup",
+        ".terraform.tfstate.lock.info",
+        ".terraform.lock.hcl",
+        "crash.log",
+    }
+)
+MAX_NAMES_SHOWN = 5
 
 
 @dataclass
@@ -24,6 +40,7 @@ class Workspace:
     git: Git
     config: StacksConfig
     state_dir: Path
+    _local: list[FileChange] | None = field(default=None, init=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -56,8 +73,50 @@ class Workspace:
         return raw.decode("utf-8", "replace")
 
     def tracked(self) -> tuple[list[str], Links]:
+        """The repository's files as the work tree holds them: tracked files, plus files
+        not yet added (a new stack is a stack before its first commit, as in Terramate)."""
         files, raw = self.git.tracked()
+        local = self.local_changes()
+        gone = {c.path for c in local if c.status == "D"}
+        if gone:
+            files = [f for f in files if f not in gone]
+            raw = {link: target for link, target in raw.items() if link not in gone}
+        for change in local:
+            if change.status != "?":
+                continue
+            files.append(change.path)
+            with contextlib.suppress(OSError):  # not a link
+                raw[change.path] = os.readlink(self.root / change.path)
         return files, resolve(raw)
+
+    def local_changes(self) -> list[FileChange]:
+        """Uncommitted changes to tracked files and untracked files git does not ignore,
+        without what Terraform and shipsure write while running."""
+        if self._local is None:
+            own = self._own_folders()
+            found = [
+                *self.git.uncommitted(),
+                *(FileChange("?", p) for p in self.git.untracked() if not _runtime(p, own)),
+            ]
+            self._local = found
+        return self._local
+
+    def _own_folders(self) -> tuple[str, ...]:
+        """Repository-relative folders where shipsure keeps state, logs and locks."""
+        folders = [".shipsure"]
+        for folder in (self.state_dir, self.root / self.config.log_dir):
+            with contextlib.suppress(ValueError):  # outside the repository
+                folders.append(folder.absolute().relative_to(self.root).as_posix())
+        return tuple(f"{f}/" for f in folders if f not in ("", "."))
+
+    def local_summary(self) -> str | None:
+        """What `local_changes` found, in a few words; None for a clean work tree."""
+        local = self.local_changes()
+        if not local:
+            return None
+        shown = ", ".join(c.path for c in local[:MAX_NAMES_SHOWN])
+        more = f" and {len(local) - MAX_NAMES_SHOWN} more" if len(local) > MAX_NAMES_SHOWN else ""
+        return f"the work tree has {len(local)} uncommitted or untracked file(s) ({shown}{more})"
 
     def all_stacks(self) -> list[str]:
         files, links = self.tracked()
@@ -91,6 +150,21 @@ class Workspace:
             else:
                 assert baseline.commit is not None
                 changes = self.git.changes(baseline.commit, "HEAD")
+            # What the work tree holds is what Terraform would run: edits not yet committed
+            # change stacks too (as in Terramate since v0.11), never a silent 0 changed.
+            changes = [*changes, *self.local_changes()]
             result = detect(files, changes, self.config, self.read_text, links)
+            local = self.local_summary()
+            if local is not None:
+                result.warnings.insert(0, f"{local}; they count as changes")
         result.baseline = baseline.to_dict()
         return result
+
+
+def _runtime(path: str, own: tuple[str, ...]) -> bool:
+    folders = posixpath.dirname(path).split("/")
+    return (
+        posixpath.basename(path) in RUNTIME_FILES
+        or any(f in RUNTIME_FOLDERS for f in folders)
+        or path.startswith(own)
+    )

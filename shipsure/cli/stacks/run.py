@@ -43,8 +43,13 @@ def run_run(args: argparse.Namespace) -> int:
     ok = all(r.ok for r in runs)
     recorded = False
     if args.action == "apply" and complete and ok:
-        state.write_last_applied(ws.state_dir, head)
-        recorded = True
+        if ws.local_changes():
+            # What was applied is not HEAD: recording HEAD would hide the difference from
+            # the next `--since-last-apply` if those edits are never committed.
+            warn([f"not recording {head[:12]} as the last applied commit: {ws.local_summary()}"])
+        else:
+            state.write_last_applied(ws.state_dir, head)
+            recorded = True
     if args.format == "json":
         body = {
             "action": args.action,

@@ -1,0 +1,114 @@
+"""`stacks changed` on a work tree that differs from HEAD: edits not committed yet and new
+files not added yet are changes (as in Terramate since v0.11), never a silent 0 changed;
+what Terraform and shipsure write while running is not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_tf_repo
+from stack_helpers import commit, git, init_repo, module_call, write
+
+from shipsure.cli.main import main
+
+FILES: dict[str, str | None] = {
+    ".gitignore": "ignored/\n",
+    "modules/base/main.tf": 'output "x" { value = 1 }\n',
+    "modules/net/main.tf": module_call("base", "../base"),
+    "live/prod/my app/main.tf": module_call("net", "../../../modules/net"),
+    "live/dev/db/main.tf": 'output "y" { value = 2 }\n',
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("CI", "CI_PIPELINE_EVENT", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "infra"
+    init_repo(root)
+    commit(root, FILES, "base")
+    return root
+
+
+def changed(repo: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+    code = main(["stacks", "changed", "--repo", str(repo), "--base", "HEAD", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    result: dict[str, Any] = json.loads(out)
+    return result, err
+
+
+def test_uncommitted_module_edit_changes_its_users(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(repo, {"modules/base/main.tf": 'output "x" { value = 2 }\n'})
+    result, err = changed(repo, capsys)
+    assert [s["path"] for s in result["stacks"]] == ["live/prod/my app"]
+    assert "1 uncommitted or untracked file(s) (modules/base/main.tf)" in err
+    # Staged but not committed counts the same.
+    git(repo, "add", "-A")
+    result, _ = changed(repo, capsys)
+    assert [s["path"] for s in result["stacks"]] == ["live/prod/my app"]
+
+
+def test_new_stack_not_added_yet_and_stack_deleted_in_work_tree(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        repo,
+        {
+            "live/dev/new/main.tf": module_call("net", "../../../modules/net"),
+            "live/prod/my app/main.tf": None,
+            "ignored/x/main.tf": "locals {}\n",
+        },
+    )
+    result, _ = changed(repo, capsys)
+    assert [s["path"] for s in result["stacks"]] == ["live/dev/new"]
+    assert [s["path"] for s in result["deleted"]] == ["live/prod/my app"]
+
+
+def test_what_terraform_and_shipsure_write_is_no_change(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        repo,
+        {
+            "live/dev/db/.terraform/modules/modules.json": "{}\n",
+            "live/dev/db/.terraform/providers/p/main.tf": "locals {}\n",
+            "live/dev/db/.terragrunt-cache/abc/main.tf": "locals {}\n",
+            "live/dev/db/terraform.tfstate": "{}\n",
+            "live/dev/db/terraform.tfstate.backup": "{}\n",
+            "live/dev/db/.terraform.lock.hcl": "# written by init\n",
+            ".shipsure/logs/live__dev__db.log": "init\n",
+            ".shipsure/locks/x.lock.json": "{}\n",
+        },
+    )
+    result, err = changed(repo, capsys)
+    assert result["stacks"] == [] and result["warnings"] == []
+    assert err == ""
+    # A lock file Terraform wrote once it is tracked is the repository's: a change to it is.
+    git(repo, "add", "-f", "live/dev/db/.terraform.lock.hcl")
+    commit(repo, {})
+    write(repo, {"live/dev/db/.terraform.lock.hcl": "# upgraded\n"})
+    result, _ = changed(repo, capsys)
+    assert [s["path"] for s in result["stacks"]] == ["live/dev/db"]
+
+
+def test_apply_of_a_dirty_work_tree_records_no_last_applied_commit(
+    tmp_path: Path, plugin_cache: Path, terraform_bin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_tf_repo(tmp_path / "infra", ["s1"])
+    write(repo, {"stacks/s1/extra.tf": 'output "extra" { value = 1 }\n'})
+    argv = ["stacks", "run", "apply", "--all", "--repo", str(repo), "--binary", terraform_bin]
+    argv += ["--plugin-cache", str(plugin_cache), "--format", "json"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["last_applied_recorded"] is False
+    assert "not recording" in err and "stacks/s1/extra.tf" in err
+    assert not (repo / ".shipsure/state/last-applied").exists()
+    commit(repo, {}, "extra output")
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["last_applied_recorded"] is True
