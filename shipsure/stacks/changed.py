@@ -49,6 +49,7 @@ from shipsure.stacks.sources import (
     HclScanError,
     is_local,
     is_outside,
+    json_sources,
     lenient_sources,
     resolve_local,
     scan_sources,
@@ -204,14 +205,18 @@ def _terragrunt_reasons(
             continue
         result = terragrunt.unit_reads(stack, file_set, read_text, terragrunt.parse_hcl)
         for read in result.reads:
-            if read.folder:
-                prefix = f"{read.path}/" if read.path else ""
-                hits = [p for p in changed_paths if p == read.path or p.startswith(prefix)]
-                if read.why.startswith(("dependency", "depends")):
-                    dependencies.setdefault(stack, []).append(read.path)
-                    hits = [] if read.path == stack else hits
-            else:
-                hits = [p for p in changed_paths if p == read.path]
+            below = (f"{read.path}/" if read.path else "") if read.folder else None
+            hits = [
+                p
+                for p in changed_paths
+                if p == read.path
+                or (below is not None and p.startswith(below))
+                # A submodule whose commit moved is one changed path above what it holds.
+                or read.path.startswith(f"{p}/")
+            ]
+            if read.folder and read.why.startswith(("dependency", "depends")):
+                dependencies.setdefault(stack, []).append(read.path)
+                hits = [] if read.path == stack else hits
             if hits:
                 shown = ", ".join(hits[:MAX_FILES_PER_REASON])
                 more = len(hits) - MAX_FILES_PER_REASON
@@ -277,10 +282,11 @@ class _SourceReader:
         if path not in self.cache:
             text = self.read_text(path) or ""
             try:
-                sources = scan_sources(text)
+                sources = json_sources(text) if path.endswith(".json") else scan_sources(text)
             except HclScanError as exc:
                 self.warnings.append(
-                    f"{path}: could not parse as HCL ({exc}); "
+                    f"{path}: could not parse as {'JSON' if path.endswith('.json') else 'HCL'} "
+                    f"({exc}); "
                     "read its module sources with a pattern match instead"
                 )
                 sources = lenient_sources(text)
@@ -328,6 +334,16 @@ def _module_reasons(
         if cause.changed_file:
             return f"{cause.changed_file} changed"
         return f"{cause.user} uses {cause.via}; {explain(cause.via)}"
+
+    # A changed path with a module below it is a folder git reports as one entry: a
+    # submodule whose commit moved (or a file replaced by a folder). Everything under it
+    # may have changed.
+    changed_set = frozenset(changed_paths)
+    for ref in refs:
+        if ref.target not in touched:
+            above = next((a for a in ancestors(ref.target) if a in changed_set), None)
+            if above is not None:
+                touched[ref.target] = _Cause(changed_file=above)
 
     found: list[tuple[str, str]] = []
     pending = [r for r in refs if not is_outside(r.target)]

@@ -7,7 +7,8 @@ shipsure reads, at the repository root, the first of:
 
 Every key is optional; without any file the defaults below apply::
 
-    markers: ["*.tf", "terragrunt.hcl"]   # a folder holding one of these is a stack
+    markers: ["*.tf", "*.tf.json", "*.tofu", "*.tofu.json", "terragrunt.hcl"]
+                                          # a folder holding one of these is a stack
     exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks
     include: []                           # stacks even when every marker file in them is
                                           # linked into other stacks (shared files)
@@ -54,7 +55,9 @@ MAX_CONFIG_BYTES = 1 << 20
 
 CONFIG_FILES = (".shipsure/stacks.yaml", "shipsure.yaml")
 
-DEFAULT_MARKERS = ("*.tf", "terragrunt.hcl")
+# Terraform reads `*.tf` and `*.tf.json` (what CDKTF and generators write); OpenTofu also
+# `*.tofu` and `*.tofu.json`.
+DEFAULT_MARKERS = ("*.tf", "*.tf.json", "*.tofu", "*.tofu.json", "terragrunt.hcl")
 DEFAULT_EXCLUDE = ("modules/**", "**/modules/**", "**/.terraform/**")
 DEFAULT_GLOBALS = (
     "terragrunt.hcl",

@@ -19,7 +19,8 @@ from shipsure.stacks.config import StacksConfig
 from shipsure.stacks.links import Links
 from shipsure.stacks.pathglob import first_match
 
-HCL_SUFFIXES = (".tf", ".hcl")
+# Files that can hold module sources: Terraform and OpenTofu, native and JSON syntax.
+HCL_SUFFIXES = (".tf", ".hcl", ".tofu", ".tf.json", ".tofu.json")
 
 
 def display(folder: str) -> str:

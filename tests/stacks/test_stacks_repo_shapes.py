@@ -1,0 +1,104 @@
+"""`stacks changed` on repository shapes real infrastructure repositories have: modules
+vendored as git submodules, stacks written in Terraform's JSON syntax (CDKTF output) or as
+OpenTofu files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stack_helpers import GIT_ENV, commit, git, init_repo, module_call
+
+from shipsure.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CI", "CI_PIPELINE_EVENT", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def changed(repo: Path, capsys: pytest.CaptureFixture[str], base: str) -> dict[str, Any]:
+    code = main(["stacks", "changed", "--repo", str(repo), "--base", base, "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def paths(result: dict[str, Any]) -> list[str]:
+    return [s["path"] for s in result["stacks"]]
+
+
+def test_submodule_bump_changes_stacks_using_modules_inside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared-modules"
+    init_repo(shared)
+    commit(shared, {"net/main.tf": 'output "id" { value = 1 }\n', "dns/env.hcl": "locals {}\n"})
+    repo = tmp_path / "infra"
+    init_repo(repo)
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+    allow_file = ("-c", "protocol.file.allow=always")
+    git(repo, *allow_file, "submodule", "add", "-q", str(shared), "vendor/mods")
+    base = commit(
+        repo,
+        {
+            "live/a/main.tf": module_call("net", "../../vendor/mods/net"),
+            "live/b/terragrunt.hcl": 'terraform {\n  source = "../../vendor/mods//net"\n}\n',
+            "live/c/terragrunt.hcl": (
+                'locals {\n  env = read_terragrunt_config("../../vendor/mods/dns/env.hcl")\n}\n'
+            ),
+            "live/d/main.tf": 'output "d" { value = 1 }\n',
+        },
+    )
+    commit(shared, {"net/main.tf": 'output "id" { value = 2 }\n'})
+    git(repo / "vendor/mods", "pull", "-q", "origin", "main")
+    commit(repo, {}, "bump shared modules")
+    assert git(repo, "diff", "--name-only", base, "HEAD") == "vendor/mods"
+    result = changed(repo, capsys, base)
+    assert paths(result) == ["live/a", "live/b", "live/c"]
+    assert result["stacks"][0]["reasons"] == ["module vendor/mods/net changed: vendor/mods changed"]
+
+
+def test_json_and_opentofu_stacks_are_stacks_and_their_modules_are_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "infra"
+    init_repo(repo)
+    cdktf = {
+        "module": {"net": {"source": "../../../modules/net"}},
+        "output": {"o": {"value": "${module.net.id}"}},
+    }
+    listed = {"module": [{"dns": [{"source": "../../modules/dns"}]}]}
+    base = commit(
+        repo,
+        {
+            "modules/net/main.tf": 'output "id" { value = 1 }\n',
+            "modules/dns/main.tofu": 'output "id" { value = 1 }\n',
+            "cdktf.out/stacks/app/cdk.tf.json": json.dumps(cdktf),
+            "live/dns/main.tf.json": json.dumps(listed),
+            "live/tofu/main.tofu": module_call("dns", "../../modules/dns"),
+            "live/plain/main.tofu.json": '{"output": {"x": {"value": 1}}}',
+        },
+    )
+    commit(repo, {"modules/net/main.tf": 'output "id" { value = 2 }\n'})
+    result = changed(repo, capsys, base)
+    assert paths(result) == ["cdktf.out/stacks/app"]
+    assert result["stacks"][0]["reasons"] == [
+        "module modules/net changed: modules/net/main.tf changed"
+    ]
+    head = commit(repo, {"modules/dns/main.tofu": 'output "id" { value = 2 }\n'})
+    assert paths(changed(repo, capsys, f"{head}^")) == ["live/dns", "live/tofu"]
+    commit(repo, {"live/plain/main.tofu.json": '{"output": {"x": {"value": 2}}}'})
+    assert paths(changed(repo, capsys, "HEAD^")) == ["live/plain"]
+    # A JSON file that is not JSON: its sources are read leniently, with a warning.
+    commit(repo, {"live/dns/main.tf.json": '{"module": {"dns": {"source": "../../modules/dns"}'})
+    commit(repo, {"modules/dns/main.tofu": 'output "id" { value = 3 }\n'})
+    code = main(["stacks", "changed", "--repo", str(repo), "--base", "HEAD^", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "live/dns" in paths(json.loads(out))
+    assert "live/dns/main.tf.json: could not parse as JSON" in err
