@@ -19,7 +19,7 @@ import yaml
 from shipsure.errors import BadInputError
 from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report
-from shipsure.lint import compose, dockerfile, pins
+from shipsure.lint import compose, dockerfile, helm, pins
 from shipsure.lint.config import LintConfig, load_config
 from shipsure.lint.discover import FileKind, classify, walk, woodpecker_group, workflow_name
 from shipsure.lint.images import ImageUse, check_image
@@ -218,6 +218,12 @@ class _Run:
                 continue
             docs = _parse_yaml(text, kind)
             src = pins.SourceLines(text)
+            template = None
+            if kind is FileKind.YAML and isinstance(docs, yaml.YAMLError) and "{{" in text:
+                # A Helm template: read the images it writes literally (see `helm`).
+                template = helm.neutralize(text)
+                if not isinstance(parsed := _parse_yaml(template.text, kind), yaml.YAMLError):
+                    docs, src = parsed, pins.SourceLines(template.text)
             if isinstance(docs, yaml.YAMLError):
                 self._yaml_error(root, rel, kind, text, docs, groups)
                 continue
@@ -237,7 +243,8 @@ class _Run:
                 if kind is FileKind.GITHUB:
                     uses += pins.github_images(doc, src, shown)
                 elif kind is FileKind.YAML:
-                    uses += pins.kubernetes_images(doc, src, shown)
+                    found = pins.kubernetes_images(doc, src, shown)
+                    uses += [template.restore(u) for u in found] if template else found
             if kind is FileKind.WOODPECKER:
                 doc = docs[0] if docs else None
                 uses += pins.woodpecker_images(doc, src, shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,8 @@ def test_kubernetes_multi_document_and_helm_output(lint_tree: LintTree) -> None:
         """,
         # Not Kubernetes: no apiVersion/kind, never judged.
         "config/app.yaml": "image: nginx\n",
-        # A Helm template does not parse as YAML: skipped, lint the rendered output instead.
+        # A Helm template does not parse as YAML: its actions are neutralized (see
+        # test_helm_template_literal_images_are_checked).
         "chart/templates/deployment.yaml": """
             apiVersion: apps/v1
             kind: Deployment
@@ -155,9 +157,86 @@ def test_kubernetes_multi_document_and_helm_output(lint_tree: LintTree) -> None:
         """,
     }
     assert lint_tree(files) == [
+        ("PIN005", "chart/templates/deployment.yaml", 7),
         ("PIN002", "deploy/rendered.yaml", 12),
         ("PIN004", "deploy/rendered.yaml", 32),
     ]
+
+
+def test_helm_template_literal_images_are_checked(
+    tmp_path: Path, lint_json: Callable[..., tuple[int, dict[str, Any]]]
+) -> None:
+    # `helm create` output plus what charts add by hand: an init container and a sidecar
+    # written literally, an image only in one branch of an `if`, a second document.
+    files = {
+        "chart/templates/deployment.yaml": """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata:
+              name: {{ include "app.fullname" . }}
+              labels:
+                {{- include "app.labels" . | nindent 4 }}
+            spec:
+              {{- if not .Values.autoscaling.enabled }}
+              replicas: {{ .Values.replicaCount }}
+              {{- end }}
+              template:
+                spec:
+                  {{- with .Values.imagePullSecrets }}
+                  imagePullSecrets:
+                    {{- toYaml . | nindent 8 }}
+                  {{- end }}
+                  initContainers:
+                    - name: wait
+                      image: busybox
+                  containers:
+                    - name: {{ .Chart.Name }}
+                      image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .x }}"
+                      ports:
+                        - containerPort: {{ .Values.service.port }}
+                    {{- if .Values.metrics.enabled }}
+                    - name: exporter
+                      image: nginx/nginx-prometheus-exporter:1.1
+                    {{- end }}
+            ---
+            apiVersion: batch/v1
+            kind: CronJob
+            metadata:
+              name: {{ .Release.Name }}-gc
+            spec:
+              jobTemplate:
+                spec:
+                  template:
+                    spec:
+                      containers:
+                        - name: gc
+                          image: {{ .Values.gc.image }}
+                        - name: curl
+                          image: curlimages/curl:latest
+        """,
+        "chart/values.yaml": "image:\n  repository: nginx\n  tag: ''\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    code, data = lint_json(str(tmp_path / "chart"))
+    hits = [(f["rule"], f["line"], f["column"], f["message"]) for f in data["findings"]]
+    assert [h[:2] for h in hits] == [
+        ("PIN001", 19),
+        ("PIN005", 22),
+        ("PIN003", 27),
+        ("PIN005", 41),
+        ("PIN002", 43),
+    ]
+    # Columns point at the image as written; templated names read as written.
+    lines = (tmp_path / "chart/templates/deployment.yaml").read_text().splitlines()
+    written = ["busybox", '"{{ .Values', "nginx/nginx-prom", "{{ .Values.gc", "curlimages/"]
+    for (_, line, column, _), text in zip(hits, written, strict=True):
+        assert lines[line - 1][column - 1 :].lstrip('"').startswith(text.lstrip('"'))
+    assert hits[0][3].startswith('Deployment {{ include "app.fullname" . }} container wait:')
+    assert "'{{ .Values.image.repository }}:{{ .Values.image.tag | default" in hits[1][3]
+    assert hits[3][3].startswith("CronJob {{ .Release.Name }}-gc container gc: image '{{ .V")
+    assert code == 1
 
 
 def test_dockerfile_stages_platform_and_args(lint_tree: LintTree) -> None:
