@@ -154,7 +154,13 @@ def _read_other(shown: str) -> str | None:
 
 def _parse_yaml(text: str, kind: FileKind | None) -> list[Any] | yaml.YAMLError:
     try:
-        return list(load_all(text, sequence_merge=kind is FileKind.WOODPECKER))
+        return list(
+            load_all(
+                text,
+                sequence_merge=kind is FileKind.WOODPECKER,
+                local_tags=kind is FileKind.GITLAB,
+            )
+        )
     except yaml.YAMLError as exc:
         return exc
 
@@ -242,6 +248,8 @@ class _Run:
             for doc in docs:
                 if kind is FileKind.GITHUB:
                     uses += pins.github_images(doc, src, shown)
+                elif kind is FileKind.GITLAB:
+                    uses += pins.gitlab_images(doc, src, shown)
                 elif kind is FileKind.YAML:
                     found = pins.kubernetes_images(doc, src, shown)
                     uses += [template.restore(u) for u in found] if template else found

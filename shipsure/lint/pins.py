@@ -112,6 +112,58 @@ def woodpecker_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
     return out
 
 
+# Top-level keys of a .gitlab-ci.yml that are not jobs.
+_GITLAB_KEYWORDS = frozenset(
+    {"default", "include", "stages", "variables", "workflow", "spec"}
+    | {"image", "services", "cache", "before_script", "after_script"}
+)
+
+
+def gitlab_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
+    """`image` and `services` of GitLab CI: at the top level, under `default`, and in
+    every job (hidden `.template` jobs too: `extends` copies them into real ones). Each is
+    a name or a mapping with `name`."""
+    out: list[ImageUse] = []
+    if not isinstance(doc, LineDict):
+        return out
+    sections = [("global", doc)]
+    if isinstance(doc.get("default"), LineDict):
+        sections.append(("default", doc["default"]))
+    for key, job in doc.items():
+        if key not in _GITLAB_KEYWORDS and isinstance(job, LineDict):
+            sections.append((f"job {key}", job))
+    for label, section in sections:
+        image = section.get("image")
+        if isinstance(image, LineDict):
+            use = _use(src, file, image, "name", f"GitLab {label} image")
+        else:
+            use = _use(src, file, section, "image", f"GitLab {label} image")
+        if use:
+            out.append(use)
+        services = section.get("services")
+        if isinstance(services, LineList):
+            for index, service in enumerate(services):
+                if isinstance(service, LineDict):
+                    use = _use(src, file, service, "name", f"GitLab {label} service")
+                elif isinstance(service, str):
+                    use = _item_use(src, file, services, index, f"GitLab {label} service")
+                else:
+                    use = None
+                if use:
+                    out.append(use)
+    return out
+
+
+def _item_use(
+    src: SourceLines, file: str, owner: LineList, index: int, source: str
+) -> ImageUse | None:
+    value = owner[index]
+    if not isinstance(value, str) or not value.strip():
+        return None
+    where = src.locate(owner.item_mark(index), value)
+    return ImageUse(file, where.line, where.column, value, source, where.line)
+
+
 _DOCKER_USES = "docker://"
 
 

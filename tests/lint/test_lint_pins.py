@@ -357,3 +357,55 @@ def test_discovery_classifies_by_name(path: str, kind: str | None) -> None:
 
     found = classify(PurePosixPath(path))
     assert (found.value if found else None) == kind
+
+
+def test_gitlab_ci_images(lint_tree: LintTree) -> None:
+    files = {
+        ".gitlab-ci.yml": """
+            include:
+              - local: .gitlab/ci/deploy.yml
+            image: node:18
+            services:
+              - postgres:16.1.0
+              - name: redis:7
+                alias: cache
+            default:
+              image:
+                name: alpine
+                entrypoint: [""]
+            variables:
+              IMAGE: nginx:latest
+            .setup:
+              image: python:3.12.1
+              script: [pip install tox]
+            build:
+              image: docker:24.0.7
+              services: [docker:24-dind]
+              script:
+                - !reference [.setup, script]
+            test:
+              extends: .setup
+              image: ${CI_REGISTRY}/tools/python:3.12.1
+              parallel:
+                matrix:
+                  - PY: ["3.11", "3.12"]
+              rules:
+                - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+        """,
+        ".gitlab/ci/deploy.yml": """
+            deploy:
+              image: bitnami/kubectl:latest
+              script: [kubectl apply -f k8s]
+        """,
+        "templates/db.gitlab-ci.yml": "migrate:\n  image: flyway/flyway\n",
+    }
+    # Variables are not images; `!reference` is read, not a parse error.
+    assert lint_tree(files) == [
+        ("PIN003", ".gitlab-ci.yml", 3),
+        ("PIN003", ".gitlab-ci.yml", 6),
+        ("PIN001", ".gitlab-ci.yml", 10),
+        ("PIN003", ".gitlab-ci.yml", 19),
+        ("PIN005", ".gitlab-ci.yml", 24),
+        ("PIN002", ".gitlab/ci/deploy.yml", 2),
+        ("PIN001", "templates/db.gitlab-ci.yml", 2),
+    ]
