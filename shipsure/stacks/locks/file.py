@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from shipsure import fileio
 from shipsure.stacks.locks.interface import (
@@ -165,9 +166,10 @@ class FileLockBackend:
         except NotALockRecord:
             # Files are only ever renamed into place whole, so this one was written by
             # something else: refuse to guess whether it is a live lock.
+            key = unquote(path.name.removesuffix(SUFFIX))
             raise LockUnreadable(
                 f"lock file {path} is {NOT_A_RECORD}; inspect it, then remove it "
-                "with `shipsure stacks locks break KEY --apply`"
+                f"with `shipsure stacks locks break {shlex.quote(key)} --apply`"
             ) from None
 
     def _write(self, path: Path, info: LockInfo) -> None:
