@@ -34,6 +34,7 @@ ALL_ZERO = "0" * 40
 ALL_EVENTS_WOODPECKER = frozenset({"manual", "cron"})
 ALL_EVENTS_GITHUB = frozenset({"workflow_dispatch", "schedule", "repository_dispatch"})
 MAX_EVENT_BYTES = 8 * 1024 * 1024
+LAST_APPLY = "last successful apply"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Baseline:
     commit: str | None = None
     files: tuple[str, ...] | None = None
     all_reason: str | None = None
+    # The last applied commit: HEAD there means everything is applied, not a mistake.
+    applied: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -78,21 +81,21 @@ def choose_baseline(
     if since_last_apply:
         if last_applied is None:
             return everything("no successful apply recorded yet: all stacks")
-        return _commit(git, last_applied, "last successful apply")
+        return _commit(git, last_applied, LAST_APPLY, applied=True)
     if env.get("CI") == "woodpecker" or "CI_PIPELINE_EVENT" in env:
         return _woodpecker(git, env)
     if env.get("GITHUB_ACTIONS") == "true":
         return _github(git, env)
     if last_applied is not None:
-        return _commit(git, last_applied, "last successful apply")
+        return _commit(git, last_applied, LAST_APPLY, applied=True)
     return everything("no baseline (not in CI, no --base, no apply recorded): all stacks")
 
 
-def _commit(git: Git, ref: str, what: str) -> Baseline:
+def _commit(git: Git, ref: str, what: str, applied: bool = False) -> Baseline:
     commit = git.resolve(ref)
     if commit is None:
         return _missing(git, ref, what)
-    return Baseline(description=f"{what} {commit[:12]}", commit=commit)
+    return Baseline(description=f"{what} {commit[:12]}", commit=commit, applied=applied)
 
 
 def _merge_base(git: Git, commit: str, what: str) -> Baseline:

@@ -157,6 +157,14 @@ class Workspace:
             local = self.local_summary()
             if local is not None:
                 result.warnings.insert(0, f"{local}; they count as changes")
+            if baseline.commit == self.git.head() and not baseline.applied:
+                # `--base origin/main` run on main itself, or a CI re-run of one commit.
+                result.warnings.insert(
+                    0,
+                    f"the baseline ({baseline.description}) is HEAD itself, so no commit "
+                    "can differ from it; on the branch it names, compare with the previous "
+                    "commit (--base HEAD^) or the last apply (--since-last-apply)",
+                )
         result.baseline = baseline.to_dict()
         return result
 

@@ -94,7 +94,7 @@ def test_an_unreadable_lock_file_is_broken_as_the_error_advises(
     bad.write_bytes(b"\x00garbage\xff")
     argv = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo)]
     assert main(["stacks", "locks", "list", "--repo", str(lock_repo)]) == 3
-    assert "locks break KEY --apply" in capsys.readouterr().err
+    assert "locks break stacks/a --apply" in capsys.readouterr().err
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("would break unreadable lock 'stacks/a': ")
     assert bad.exists()

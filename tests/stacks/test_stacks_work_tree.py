@@ -30,11 +30,12 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "infra"
     init_repo(root)
     commit(root, FILES, "base")
+    commit(root, {}, "nothing")  # so --base HEAD^ is not HEAD itself
     return root
 
 
 def changed(repo: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
-    code = main(["stacks", "changed", "--repo", str(repo), "--base", "HEAD", "--format", "json"])
+    code = main(["stacks", "changed", "--repo", str(repo), "--base", "HEAD^", "--format", "json"])
     out, err = capsys.readouterr()
     assert code == 0
     result: dict[str, Any] = json.loads(out)
@@ -92,6 +93,7 @@ def test_what_terraform_and_shipsure_write_is_no_change(
     # A lock file Terraform wrote once it is tracked is the repository's: a change to it is.
     git(repo, "add", "-f", "live/dev/db/.terraform.lock.hcl")
     commit(repo, {})
+    commit(repo, {})
     write(repo, {"live/dev/db/.terraform.lock.hcl": "# upgraded\n"})
     result, _ = changed(repo, capsys)
     assert [s["path"] for s in result["stacks"]] == ["live/dev/db"]
@@ -112,3 +114,21 @@ def test_apply_of_a_dirty_work_tree_records_no_last_applied_commit(
     commit(repo, {}, "extra output")
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["last_applied_recorded"] is True
+
+
+def test_a_baseline_that_is_head_itself_is_warned_about(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--base main` run on main after the push: the merge base is HEAD, nothing can differ.
+    commit(repo, {"live/dev/db/main.tf": 'output "y" { value = 3 }\n'})
+    assert main(["stacks", "changed", "--repo", str(repo), "--base", "main"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("0 stack(s) changed")
+    assert "is HEAD itself" in err and "--base HEAD^" in err
+    # The last applied commit being HEAD means everything is applied: no warning.
+    state = repo / ".shipsure/state"
+    state.mkdir(parents=True)
+    (state / "last-applied").write_text(git(repo, "rev-parse", "HEAD") + "\n")
+    assert main(["stacks", "changed", "--repo", str(repo), "--since-last-apply"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("0 stack(s) changed") and err == ""
