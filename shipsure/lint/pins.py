@@ -8,6 +8,10 @@ a label) is never reported.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,9 +100,86 @@ def kubernetes_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
 
 
 def woodpecker_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
-    out: list[ImageUse] = []
     if not isinstance(doc, LineDict):
-        return out
+        return []
+    rows = woodpecker_matrix(doc, src)
+    return [expanded for use in _woodpecker_uses(doc, src, file) for expanded in rows.expand(use)]
+
+
+# Woodpecker builds one workflow per matrix row; more rows than this is no real pipeline.
+MAX_MATRIX_ROWS = 256
+_MATRIX_VARIABLE = re.compile(r"\$\{(\w+)\}")
+_PLAIN_SCALAR = re.compile(r"[^\s,\]}#]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixRows:
+    """A workflow's matrix rows (variable -> value), which Woodpecker substitutes for
+    `${NAME}` in the whole file before reading it."""
+
+    rows: tuple[dict[str, str], ...] = ()
+
+    def expand(self, use: ImageUse) -> list[ImageUse]:
+        """`use` once per distinct image its matrix rows make (itself without a matrix or
+        when it names no matrix variable). A row lacking a variable leaves it as written."""
+        names = {m.group(1) for m in _MATRIX_VARIABLE.finditer(use.text)}
+        matrix_names = {name for row in self.rows for name in row}
+        if not names & matrix_names:
+            return [use]
+        if names - matrix_names or "$" in _MATRIX_VARIABLE.sub("", use.text):
+            return [use]  # another variable too: one PIN005 as written, not one per row
+        out: dict[str, ImageUse] = {}
+        for row in self.rows:
+
+            def value(m: re.Match[str], row: dict[str, str] = row) -> str:
+                return row.get(m.group(1), m.group())
+
+            text = _MATRIX_VARIABLE.sub(value, use.text)
+            shown = ", ".join(f"{n}={row[n]}" for n in sorted(names) if n in row)
+            note = f"matrix {shown}" + (f"; {use.note}" if use.note else "")
+            out.setdefault(text, dataclasses.replace(use, text=text, note=note, fix_line=None))
+        return list(out.values())
+
+
+def woodpecker_matrix(doc: LineDict, src: SourceLines) -> MatrixRows:
+    """The rows of a Woodpecker `matrix:` (axes multiplied out, or the `include` list).
+    Values keep the text they are written with (`1.20` stays `1.20`, as Go's YAML reads
+    it into a string)."""
+    matrix = doc.get("matrix")
+    if not isinstance(matrix, LineDict):
+        return MatrixRows()
+    include = matrix.get("include")
+    if isinstance(include, LineList):
+        rows = [
+            {str(k): v for k in row if (v := _scalar_text(src, row.value_mark(k), row[k]))}
+            for row in include
+            if isinstance(row, LineDict)
+        ]
+        return MatrixRows(tuple(rows[:MAX_MATRIX_ROWS]))
+    axes: list[list[tuple[str, str]]] = []
+    for name, values in matrix.items():
+        if isinstance(values, LineList):
+            texts = [_scalar_text(src, values.item_mark(i), v) for i, v in enumerate(values)]
+            axes.append([(str(name), t) for t in texts if t is not None])
+    if not axes or math.prod(len(a) for a in axes) > MAX_MATRIX_ROWS:
+        return MatrixRows()
+    return MatrixRows(tuple(dict(combo) for combo in itertools.product(*axes)))
+
+
+def _scalar_text(src: SourceLines, mark: Mark, value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if 1 <= mark.line <= len(src.lines):
+        written = _PLAIN_SCALAR.match(src.lines[mark.line - 1], mark.column - 1)
+        if written:
+            return written.group()
+    return str(value)
+
+
+def _woodpecker_uses(doc: LineDict, src: SourceLines, file: str) -> list[ImageUse]:
+    out: list[ImageUse] = []
     for section, label in (("steps", "step"), ("services", "service")):
         for name, step in _named_items(doc.get(section)):
             use = _use(src, file, step, "image", f"Woodpecker {label} {name}")

@@ -409,3 +409,59 @@ def test_gitlab_ci_images(lint_tree: LintTree) -> None:
         ("PIN002", ".gitlab/ci/deploy.yml", 2),
         ("PIN001", "templates/db.gitlab-ci.yml", 2),
     ]
+
+
+def test_woodpecker_matrix_images_are_checked_per_row(
+    lint_json: Callable[..., tuple[int, dict[str, Any]]], tmp_path: Path
+) -> None:
+    files = {
+        ".woodpecker/build.yaml": """
+            when:
+              - event: push
+            matrix:
+              GO: ["1.21", 1.20, 1.22.5]
+              DB: [postgres:16.2.0]
+            steps:
+              build:
+                image: golang:${GO}
+                commands: [go test ./...]
+            services:
+              db:
+                image: ${DB}
+              other:
+                image: ${CI_REGISTRY}/cache:${GO}
+        """,
+        ".woodpecker/rows.yaml": """
+            when:
+              - event: push
+            matrix:
+              include:
+                - IMAGE: node
+                  TAG: 20.11.1
+                - IMAGE: node
+                  TAG: lts
+            steps:
+              test:
+                image: ${IMAGE}:${TAG}
+                commands: [npm test]
+        """,
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    _, data = lint_json(str(tmp_path))
+    found = [
+        (f["rule"], f["path"].rsplit("/", 1)[-1], f["line"], f["message"]) for f in data["findings"]
+    ]
+    # 1.20 is read as written (YAML would make it the float 1.2); 1.22.5 and the pinned
+    # database pass; a variable that is not the matrix's stays PIN005.
+    assert [f[:3] for f in found] == [
+        ("PIN003", "build.yaml", 8),
+        ("PIN003", "build.yaml", 8),
+        ("PIN005", "build.yaml", 14),
+        ("PIN003", "rows.yaml", 11),
+    ]
+    assert "'golang:1.21'" in found[0][3] and "(matrix GO=1.21)" in found[0][3]
+    assert "'golang:1.20'" in found[1][3]
+    assert "'${CI_REGISTRY}/cache:${GO}'" in found[2][3]
+    assert "'node:lts'" in found[3][3] and "(matrix IMAGE=node, TAG=lts)" in found[3][3]
