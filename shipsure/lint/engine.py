@@ -123,7 +123,7 @@ def _resolve_root(argument: str, options: LintOptions) -> _Root:
         if classify(rel) is None:
             raise BadInputError(
                 f"{argument}: not a file lint reads (Dockerfile, compose, Woodpecker, "
-                "GitHub Actions or Kubernetes YAML)"
+                "GitHub Actions, GitLab CI or Kubernetes YAML)"
             )
         config_base = _config_folder(path.parent)
         config = load_config(config_base, options.config, options.secrets)

@@ -271,6 +271,21 @@ def test_dockerfile_stages_platform_and_args(lint_tree: LintTree) -> None:
     ]
 
 
+def test_dockerfile_run_mount_from_image(lint_tree: LintTree) -> None:
+    # BuildKit pulls the image a `RUN --mount=...,from=` names, as it does for COPY --from.
+    files = {
+        "Dockerfile": f"""
+            FROM golang:1.22.5@{DIGEST} AS tools
+            FROM alpine:3.19.1@{DIGEST}
+            RUN --mount=type=bind,from=tools,source=/usr/local/go,target=/go true
+            RUN --mount=type=cache,target=/root/.cache --mount=from=0,target=/x true
+            RUN --mount=type=bind,from=ghcr.io/acme/certs:latest,source=/certs,target=/c \\
+                --mount="type=bind,source=/bin,target=/b,from=busybox:1.36" cp /c/* /etc/ssl/
+        """,
+    }
+    assert lint_tree(files) == [("PIN002", "Dockerfile", 5), ("PIN003", "Dockerfile", 6)]
+
+
 def test_dockerfile_unresolvable_arg_is_info(
     lint_json: Callable[..., tuple[int, dict]], tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
