@@ -111,6 +111,8 @@ class Git:
 
     def uncommitted(self) -> list[FileChange]:
         """Tracked files whose work tree or index differs from HEAD (staged or not)."""
+        if self.resolve("HEAD") is None:  # no commit yet: everything added is new
+            return [FileChange("A", p) for p in self.tracked_files()]
         return _name_status(self._git("diff", "--name-status", "-z", "--no-renames", "HEAD", "--"))
 
     def untracked(self) -> list[str]:

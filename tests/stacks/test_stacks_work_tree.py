@@ -132,3 +132,14 @@ def test_a_baseline_that_is_head_itself_is_warned_about(
     assert main(["stacks", "changed", "--repo", str(repo), "--since-last-apply"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("0 stack(s) changed") and err == ""
+
+
+def test_a_repository_without_commits_lists_its_stacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "new"
+    init_repo(root)
+    write(root, {"live/a/main.tf": "locals {}\n", "live/b/main.tf": "locals {}\n"})
+    git(root, "add", "live/a")
+    assert main(["stacks", "changed", "--repo", str(root), "--format", "paths"]) == 0
+    assert capsys.readouterr().out == "live/a\nlive/b\n"
