@@ -143,3 +143,25 @@ def test_a_repository_without_commits_lists_its_stacks(
     git(root, "add", "live/a")
     assert main(["stacks", "changed", "--repo", str(root), "--format", "paths"]) == 0
     assert capsys.readouterr().out == "live/a\nlive/b\n"
+
+
+def test_a_lock_file_init_rewrites_does_not_make_the_apply_dirty(
+    tmp_path: Path, plugin_cache: Path, terraform_bin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `terraform init` adds the hashes of this platform to a tracked .terraform.lock.hcl:
+    # the work tree was clean when the run chose what to apply, so HEAD is what was applied.
+    repo = make_tf_repo(tmp_path / "infra", ["s1"])
+    (repo / "stacks/s1/.terraform.lock.hcl").write_text("# locked\n")
+    git(repo, "add", "-f", "stacks/s1/.terraform.lock.hcl")
+    commit(repo, {}, "lock file")
+    wrapper = tmp_path / "terraform"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = init ]; then echo "# hashes for this platform" >> .terraform.lock.hcl; fi\n'
+        f'exec "{terraform_bin}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    argv = ["stacks", "run", "apply", "--all", "--repo", str(repo), "--binary", str(wrapper)]
+    assert main([*argv, "--plugin-cache", str(plugin_cache), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["last_applied_recorded"] is True
+    assert git(repo, "status", "--porcelain") == "M stacks/s1/.terraform.lock.hcl"
