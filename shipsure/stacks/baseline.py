@@ -8,7 +8,8 @@ In order:
 3. `--since-last-apply`: the last commit `stacks run apply` applied completely.
 4. CI variables:
    * Woodpecker (`CI=woodpecker` or `CI_PIPELINE_EVENT` set): `manual` and `cron` events
-     take all stacks; `pull_request` compares with `CI_COMMIT_TARGET_BRANCH`; other events
+     take all stacks; `pull_request` compares with `CI_COMMIT_TARGET_BRANCH` (a clone
+     without it uses `CI_PIPELINE_FILES`, the pull request's files); other events
      with `CI_PREV_COMMIT_SHA`; without it, the `CI_PIPELINE_FILES` list (which Woodpecker
      leaves undefined above 500 files: then all stacks).
    * GitHub Actions: `workflow_dispatch`, `schedule` and `repository_dispatch` take all
@@ -121,7 +122,13 @@ def _woodpecker(git: Git, env: Mapping[str, str]) -> Baseline:
     if event.startswith("pull_request"):
         target = env.get("CI_COMMIT_TARGET_BRANCH", "")
         if target:
-            return _target_branch(git, target, "CI_COMMIT_TARGET_BRANCH")
+            found = _target_branch(git, target, "CI_COMMIT_TARGET_BRANCH")
+            # Woodpecker clones a pull request without its target branch; the files the
+            # forge lists for the pull request say the same, when Woodpecker passed them.
+            if found.all_reason is None or "CI_PIPELINE_FILES" not in env:
+                return found
+            why = f"CI_COMMIT_TARGET_BRANCH {target} is not in this clone; "
+            return _pipeline_files(env["CI_PIPELINE_FILES"], why)
     prev = env.get("CI_PREV_COMMIT_SHA", "")
     if prev and prev != ALL_ZERO:
         commit = git.resolve(prev)
@@ -134,13 +141,19 @@ def _woodpecker(git: Git, env: Mapping[str, str]) -> Baseline:
             f"{why} and CI_PIPELINE_FILES undefined (Woodpecker leaves it unset above 500 "
             "files): all stacks"
         )
+    return _pipeline_files(files)
+
+
+def _pipeline_files(files: str, why: str = "") -> Baseline:
     try:
         listed = json.loads(files)
     except ValueError:
         listed = None
     if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
         raise BadInputError("CI_PIPELINE_FILES: expected a JSON list of file paths")
-    return Baseline(description=f"CI_PIPELINE_FILES ({len(listed)} files)", files=tuple(listed))
+    return Baseline(
+        description=f"{why}CI_PIPELINE_FILES ({len(listed)} files)", files=tuple(listed)
+    )
 
 
 def _target_branch(git: Git, branch: str, variable: str) -> Baseline:

@@ -1,6 +1,7 @@
 """`stacks changed` on a work tree that differs from HEAD: edits not committed yet and new
 files not added yet are changes (as in Terramate since v0.11), never a silent 0 changed;
-what Terraform and shipsure write while running is not."""
+what Terraform and shipsure write while running is not. Also clones that lack what the
+baseline names."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ FILES: dict[str, str | None] = {
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("CI", "CI_PIPELINE_EVENT", "GITHUB_ACTIONS"):
+    for name in ("CI", "CI_PIPELINE_EVENT", "CI_PIPELINE_FILES", "GITHUB_ACTIONS"):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "infra"
     init_repo(root)
@@ -165,3 +166,22 @@ def test_a_lock_file_init_rewrites_does_not_make_the_apply_dirty(
     assert main([*argv, "--plugin-cache", str(plugin_cache), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["last_applied_recorded"] is True
     assert git(repo, "status", "--porcelain") == "M stacks/s1/.terraform.lock.hcl"
+
+
+def test_woodpecker_pull_request_without_its_target_branch_uses_the_listed_files(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Woodpecker clones a pull request's ref only: origin/main is not there.
+    monkeypatch.setenv("CI", "woodpecker")
+    monkeypatch.setenv("CI_PIPELINE_EVENT", "pull_request")
+    monkeypatch.setenv("CI_COMMIT_TARGET_BRANCH", "release-9")
+    monkeypatch.setenv("CI_PIPELINE_FILES", '["live/dev/db/main.tf"]')
+    code = main(["stacks", "changed", "--repo", str(repo), "--format", "json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and [s["path"] for s in result["stacks"]] == ["live/dev/db"]
+    assert result["baseline"]["description"] == (
+        "CI_COMMIT_TARGET_BRANCH release-9 is not in this clone; CI_PIPELINE_FILES (1 files)"
+    )
+    monkeypatch.delenv("CI_PIPELINE_FILES")  # not passed: every stack, never a guess
+    assert main(["stacks", "changed", "--repo", str(repo), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["all"] is True
