@@ -92,17 +92,21 @@ class FileLockBackend:
     def get(self, key: str) -> LockInfo | None:
         return self._read(self._path(key))
 
-    def list(self) -> list[LockInfo]:
+    def list(self) -> list[LockInfo | LockUnreadable]:
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise LockError(f"cannot list lock directory {self.directory}: {exc}") from None
-        found = []
+        found: list[LockInfo | LockUnreadable] = []
         for name in names:
             if name.endswith(SUFFIX) and not name.startswith("."):
-                info = self._read(self.directory / name)
+                try:
+                    info = self._read(self.directory / name)
+                except LockUnreadable as exc:
+                    found.append(exc)
+                    continue
                 if info is not None:
                     found.append(info)
         return found
@@ -169,7 +173,8 @@ class FileLockBackend:
             key = unquote(path.name.removesuffix(SUFFIX))
             raise LockUnreadable(
                 f"lock file {path} is {NOT_A_RECORD}; inspect it, then remove it "
-                f"with `shipsure stacks locks break {shlex.quote(key)} --apply`"
+                f"with `shipsure stacks locks break {shlex.quote(key)} --apply`",
+                key,
             ) from None
 
     def _write(self, path: Path, info: LockInfo) -> None:
