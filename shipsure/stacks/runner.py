@@ -119,7 +119,12 @@ def _run_one(settings: RunSettings, run: StackRun) -> None:
     started = time.monotonic()
     try:
         with Path(run.log).open("wb") as log:
-            _locked_run(settings, run, log)
+            try:
+                _locked_run(settings, run, log)
+            except OSError as exc:
+                # Not the log's fault: the plugin cache's lock file, the stack folder.
+                where = f"{exc.filename}: " if exc.filename else ""
+                run.result, run.detail = FAILED, f"{where}{exc.strerror or exc}"
     except OSError as exc:
         run.result, run.detail = FAILED, f"cannot write log {run.log}: {exc.strerror or exc}"
     finally:

@@ -77,3 +77,24 @@ def test_a_repo_path_too_long_is_a_usage_error(
     long = str(tmp_path / ("a" * 5000))
     assert main(["stacks", "changed", "--all", "--repo", long]) == 2
     assert "File name too long" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "what"), [("--log-dir", "log folder"), ("--plugin-cache", "plugin cache")]
+)
+@pytest.mark.parametrize("command", [["run", "plan", "stacks/s1"], ["drift"]])
+def test_a_folder_that_cannot_be_made_is_one_line_naming_it(
+    option: str,
+    what: str,
+    command: list[str],
+    repo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A log folder under a file was a traceback; a plugin cache there was blamed on the
+    # stack's log ("cannot write log ...").
+    (tmp_path / "a-file").write_text("")
+    bad = tmp_path / "a-file" / "sub"
+    assert main(["stacks", *command, "--repo", str(repo), option, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"shipsure: {what} {bad}: cannot create it: Not a directory\n"
