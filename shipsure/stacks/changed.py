@@ -92,12 +92,38 @@ class ChangedStacks:
 ReadText = Callable[[str], str | None]
 
 
+# Terragrunt's `terragrunt.stack.hcl` generates its units into `.terragrunt-stack/` when run
+# (`terragrunt stack run`); neither the generated units nor that command are modelled here.
+TERRAGRUNT_STACK_FILE = "terragrunt.stack.hcl"
+
+
+def not_understood(files: Iterable[str]) -> list[str]:
+    """Warnings for files that define stacks shipsure cannot see, so a result that leaves
+    them out is never taken as complete."""
+    found = [f for f in files if posixpath.basename(f) == TERRAGRUNT_STACK_FILE]
+    if not found:
+        return []
+    shown = ", ".join(found[:MAX_FILES_PER_REASON])
+    more = (
+        f" and {len(found) - MAX_FILES_PER_REASON} more"
+        if len(found) > MAX_FILES_PER_REASON
+        else ""
+    )
+    return [
+        f"Terragrunt stack files ({shown}{more}) are not understood: the units they generate "
+        "are not listed, and changes to them or to the units they use are not detected"
+    ]
+
+
 def all_stacks(
     files: Iterable[str], config: StacksConfig, reason: str, links: Links | None = None
 ) -> ChangedStacks:
     links = links or Links()
+    files = list(files)
     stacks = find_stacks(links.expand(files), config, links)
-    return ChangedStacks([StackChange(s, [reason]) for s in stacks], all=True)
+    return ChangedStacks(
+        [StackChange(s, [reason]) for s in stacks], all=True, warnings=not_understood(files)
+    )
 
 
 def detect(
@@ -112,7 +138,7 @@ def detect(
     stacks = find_stacks(files, config, links)
     stack_set = set(stacks)
     reasons: dict[str, list[str]] = {}
-    warnings: list[str] = []
+    warnings: list[str] = not_understood(files)
 
     def add(stack: str, reason: str) -> None:
         bucket = reasons.setdefault(stack, [])

@@ -12,7 +12,7 @@ from pathlib import Path
 from shipsure.fileio import read_regular
 from shipsure.stacks import state
 from shipsure.stacks.baseline import Baseline, choose_baseline
-from shipsure.stacks.changed import ChangedStacks, all_stacks, detect
+from shipsure.stacks.changed import ChangedStacks, all_stacks, detect, not_understood
 from shipsure.stacks.config import StacksConfig, load_config
 from shipsure.stacks.discovery import find_stacks
 from shipsure.stacks.git import FileChange, Git
@@ -121,6 +121,10 @@ class Workspace:
     def all_stacks(self) -> list[str]:
         files, links = self.tracked()
         return find_stacks(links.expand(files), self.config, links)
+
+    def not_understood(self) -> list[str]:
+        """Warnings for stacks defined in ways `all_stacks` cannot list."""
+        return not_understood(self.tracked()[0])
 
     def baseline(
         self,

@@ -102,3 +102,31 @@ def test_json_and_opentofu_stacks_are_stacks_and_their_modules_are_followed(
     out, err = capsys.readouterr()
     assert code == 0 and "live/dns" in paths(json.loads(out))
     assert "live/dns/main.tf.json: could not parse as JSON" in err
+
+
+def test_terragrunt_stack_files_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `terragrunt.stack.hcl` generates its units when run: none of them is a folder here,
+    # so a change to it must not read as a quiet "0 stack(s) changed".
+    repo = tmp_path / "infra"
+    init_repo(repo)
+    unit = 'unit "app" {\n  source = "../../units/app"\n  path   = "app"\n}\n'
+    base = commit(
+        repo,
+        {
+            "live/prod/terragrunt.stack.hcl": unit,
+            "live/dev/db/main.tf": 'output "d" { value = 1 }\n',
+        },
+    )
+    commit(repo, {"live/prod/terragrunt.stack.hcl": unit.replace("app", "api")})
+    result = changed(repo, capsys, base)
+    assert result["stacks"] == []
+    assert result["warnings"] == [
+        "Terragrunt stack files (live/prod/terragrunt.stack.hcl) are not understood: the units "
+        "they generate are not listed, and changes to them or to the units they use are not "
+        "detected"
+    ]
+    argv = ["stacks", "run", "plan", "--all", "--dry-run", "--repo", str(repo)]
+    assert main(argv) == 0
+    assert "Terragrunt stack files" in capsys.readouterr().err

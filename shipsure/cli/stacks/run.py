@@ -112,6 +112,7 @@ def _select(
         chosen = [normalize(ws, s, set(known)) for s in args.stacks]
         return list(dict.fromkeys(chosen)), False, None
     if args.all and not args.changed:
+        warn(ws.not_understood())
         return known, True, None
     if not args.changed:
         raise UsageError("name the stacks to run, or pass --changed or --all")
