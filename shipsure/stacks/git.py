@@ -26,6 +26,7 @@ class Git:
     def __init__(self, root: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> None:
         self.root = root
         self.timeout = timeout
+        self._head: str | None = None
 
     @classmethod
     def discover(cls, start: Path) -> Git:
@@ -61,10 +62,11 @@ class Git:
         return out.strip() or None
 
     def head(self) -> str:
-        sha = self.resolve("HEAD")
-        if sha is None:
+        if self._head is None:  # asked several times a run; HEAD does not move meanwhile
+            self._head = self.resolve("HEAD")
+        if self._head is None:
             raise BadInputError(f"{self.root}: the repository has no commits yet")
-        return sha
+        return self._head
 
     def is_shallow(self) -> bool:
         return self._git("rev-parse", "--is-shallow-repository").strip() == "true"
@@ -111,9 +113,14 @@ class Git:
 
     def uncommitted(self) -> list[FileChange]:
         """Tracked files whose work tree or index differs from HEAD (staged or not)."""
-        if self.resolve("HEAD") is None:  # no commit yet: everything added is new
-            return [FileChange("A", p) for p in self.tracked_files()]
-        return _name_status(self._git("diff", "--name-status", "-z", "--no-renames", "HEAD", "--"))
+        try:
+            diff = ["diff", "--name-status", "-z", "--no-renames", "HEAD", "--"]
+            out = _run(["git", "-C", str(self.root), *diff], self.timeout)
+        except _GitFailed as exc:
+            if self.resolve("HEAD") is None:  # no commit yet: everything added is new
+                return [FileChange("A", p) for p in self.tracked_files()]
+            raise CouldNotRunError(f"git diff failed in {self.root}: {exc}") from None
+        return _name_status(out)
 
     def untracked(self) -> list[str]:
         """Files in the work tree that git neither tracks nor ignores."""
