@@ -114,19 +114,21 @@ _PLAIN_SCALAR = re.compile(r"[^\s,\]}#]+")
 
 @dataclasses.dataclass(frozen=True)
 class MatrixRows:
-    """A workflow's matrix rows (variable -> value), which Woodpecker substitutes for
-    `${NAME}` in the whole file before reading it."""
+    """A matrix's rows (variable -> value), and how a reference to a variable is written:
+    Woodpecker substitutes `${NAME}` in the whole file before reading it, GitHub
+    `${{ matrix.NAME }}` in the job."""
 
     rows: tuple[dict[str, str], ...] = ()
+    variable: re.Pattern[str] = _MATRIX_VARIABLE
 
     def expand(self, use: ImageUse) -> list[ImageUse]:
         """`use` once per distinct image its matrix rows make (itself without a matrix or
         when it names no matrix variable). A row lacking a variable leaves it as written."""
-        names = {m.group(1) for m in _MATRIX_VARIABLE.finditer(use.text)}
+        names = {m.group(1) for m in self.variable.finditer(use.text)}
         matrix_names = {name for row in self.rows for name in row}
         if not names & matrix_names:
             return [use]
-        if names - matrix_names or "$" in _MATRIX_VARIABLE.sub("", use.text):
+        if names - matrix_names or "$" in self.variable.sub("", use.text):
             return [use]  # another variable too: one PIN005 as written, not one per row
         out: dict[str, ImageUse] = {}
         for row in self.rows:
@@ -134,9 +136,12 @@ class MatrixRows:
             def value(m: re.Match[str], row: dict[str, str] = row) -> str:
                 return row.get(m.group(1), m.group())
 
-            text = _MATRIX_VARIABLE.sub(value, use.text)
+            text = self.variable.sub(value, use.text)
             shown = ", ".join(f"{n}={row[n]}" for n in sorted(names) if n in row)
-            note = f"matrix {shown}" + (f"; {use.note}" if use.note else "")
+            missing = ", ".join(n for n in sorted(names) if n not in row)
+            note = f"matrix {shown}" if shown else ""
+            note += f"{'; ' if note else ''}a matrix row without {missing}" if missing else ""
+            note += f"; {use.note}" if use.note else ""
             out.setdefault(text, dataclasses.replace(use, text=text, note=note, fix_line=None))
         return list(out.values())
 
@@ -253,29 +258,93 @@ def github_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
     if not isinstance(doc, LineDict):
         return out
     for job_name, job in _named_items(doc.get("jobs")):
-        container = job.get("container")
-        if isinstance(container, str):
-            use = _use(src, file, job, "container", f"GitHub job {job_name} container")
-        elif isinstance(container, LineDict):
-            use = _use(src, file, container, "image", f"GitHub job {job_name} container")
-        else:
-            use = None
+        rows = github_matrix(job)
+        for use in _github_job_images(job_name, job, src, file):
+            out += rows.expand(use)
+    return out
+
+
+_GITHUB_MATRIX_VARIABLE = re.compile(r"\$\{\{\s*matrix\.([A-Za-z_][\w-]*)\s*\}\}")
+
+
+def github_matrix(job: LineDict) -> MatrixRows:
+    """The rows of a job's `strategy.matrix` as GitHub builds them: the axes multiplied
+    out, `exclude` combinations removed, then each `include` object added to every row
+    whose axis values it matches (else a row of its own). A matrix built by an expression
+    (`fromJSON(...)`) has no rows we can know."""
+    strategy = job.get("strategy")
+    matrix = strategy.get("matrix") if isinstance(strategy, LineDict) else None
+    if not isinstance(matrix, LineDict):
+        return MatrixRows(variable=_GITHUB_MATRIX_VARIABLE)
+    axes: dict[str, list[str]] = {}
+    for name, values in matrix.items():
+        if name not in ("include", "exclude") and isinstance(values, LineList):
+            axes[str(name)] = [t for v in values if (t := _github_text(v)) is not None]
+    if math.prod(len(v) for v in axes.values()) > MAX_MATRIX_ROWS:
+        return MatrixRows(variable=_GITHUB_MATRIX_VARIABLE)
+    rows = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    if not axes:
+        rows = []
+
+    def objects(key: str) -> list[dict[str, str]]:
+        listed = matrix.get(key)
+        if not isinstance(listed, LineList):
+            return []
+        return [
+            {str(k): t for k, v in item.items() if (t := _github_text(v)) is not None}
+            for item in listed
+            if isinstance(item, LineDict)
+        ]
+
+    for gone in objects("exclude"):
+        rows = [r for r in rows if any(r.get(k) != v for k, v in gone.items())]
+    originals = len(rows)
+    for extra in objects("include"):
+        matching = [
+            r for r in rows[:originals] if all(r[k] == v for k, v in extra.items() if k in axes)
+        ]
+        for row in matching:
+            row.update({k: v for k, v in extra.items() if k not in axes})
+        if not matching:
+            rows.append(dict(extra))
+    return MatrixRows(tuple(rows[:MAX_MATRIX_ROWS]), _GITHUB_MATRIX_VARIABLE)
+
+
+def _github_text(value: Any) -> str | None:
+    """A matrix value as GitHub puts it into an expression's text (`3.10` is the number
+    3.1 there too); objects and lists are not images."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def _github_job_images(job_name: str, job: LineDict, src: SourceLines, file: str) -> list[ImageUse]:
+    out: list[ImageUse] = []
+    container = job.get("container")
+    if isinstance(container, str):
+        use = _use(src, file, job, "container", f"GitHub job {job_name} container")
+    elif isinstance(container, LineDict):
+        use = _use(src, file, container, "image", f"GitHub job {job_name} container")
+    else:
+        use = None
+    if use:
+        out.append(use)
+    for service_name, service in _named_items(job.get("services")):
+        use = _use(src, file, service, "image", f"GitHub job {job_name} service {service_name}")
         if use:
             out.append(use)
-        for service_name, service in _named_items(job.get("services")):
-            use = _use(src, file, service, "image", f"GitHub job {job_name} service {service_name}")
-            if use:
-                out.append(use)
-        steps = job.get("steps")
-        if isinstance(steps, LineList):
-            for index, step in enumerate(steps):
-                uses = step.get("uses") if isinstance(step, LineDict) else None
-                if isinstance(uses, str) and uses.startswith(_DOCKER_USES):
-                    label = step.get("name") or f"#{index + 1}"
-                    image = uses[len(_DOCKER_USES) :]
-                    use = _use(
-                        src, file, step, "uses", f"GitHub job {job_name} step {label}", image
-                    )
-                    if use:
-                        out.append(use)
+    steps = job.get("steps")
+    if isinstance(steps, LineList):
+        for index, step in enumerate(steps):
+            uses = step.get("uses") if isinstance(step, LineDict) else None
+            if isinstance(uses, str) and uses.startswith(_DOCKER_USES):
+                label = step.get("name") or f"#{index + 1}"
+                image = uses[len(_DOCKER_USES) :]
+                use = _use(src, file, step, "uses", f"GitHub job {job_name} step {label}", image)
+                if use:
+                    out.append(use)
     return out

@@ -480,3 +480,49 @@ def test_woodpecker_matrix_images_are_checked_per_row(
     assert "'golang:1.20'" in found[1][3]
     assert "'${CI_REGISTRY}/cache:${GO}'" in found[2][3]
     assert "'node:lts'" in found[3][3] and "(matrix IMAGE=node, TAG=lts)" in found[3][3]
+
+
+def test_github_matrix_images_are_checked_per_row(lint_tree: LintTree) -> None:
+    files = {
+        ".github/workflows/db.yml": """
+            on: push
+            jobs:
+              test:
+                runs-on: ubuntu-latest
+                strategy:
+                  matrix:
+                    pg: [14, 16.2.0]
+                    python: ["3.12.1"]
+                    exclude:
+                      - pg: 14
+                        python: "3.12.1"
+                    include:
+                      - pg: 16.2.0
+                        redis: "7"
+                      - pg: 15
+                        python: "3.11.7"
+                container: python:${{ matrix.python }}
+                services:
+                  db:
+                    image: postgres:${{ matrix.pg }}
+                  cache:
+                    image: redis:${{ matrix.redis }}
+                  other:
+                    image: ${{ matrix.registry }}/x:1.0.0
+              dynamic:
+                runs-on: ubuntu-latest
+                strategy:
+                  matrix: ${{ fromJSON(needs.setup.outputs.matrix) }}
+                container: ${{ matrix.image }}
+        """,
+    }
+    # Rows: {pg 16.2.0, python 3.12.1, redis 7} ({14, 3.12.1} excluded), {pg 15, python
+    # 3.11.7}. postgres:15 floats; redis:7 floats; the row without redis keeps the
+    # reference as written (PIN005); a variable no row has, and a computed matrix: PIN005.
+    assert lint_tree(files) == [
+        ("PIN003", ".github/workflows/db.yml", 20),
+        ("PIN003", ".github/workflows/db.yml", 22),
+        ("PIN005", ".github/workflows/db.yml", 22),
+        ("PIN005", ".github/workflows/db.yml", 24),
+        ("PIN005", ".github/workflows/db.yml", 29),
+    ]
