@@ -120,11 +120,12 @@ class MatrixRows:
 
     rows: tuple[dict[str, str], ...] = ()
     variable: re.Pattern[str] = _MATRIX_VARIABLE
+    label: str = "matrix"  # what the note calls the values
 
     def expand(self, use: ImageUse) -> list[ImageUse]:
         """`use` once per distinct image its matrix rows make (itself without a matrix or
         when it names no matrix variable). A row lacking a variable leaves it as written."""
-        names = {m.group(1) for m in self.variable.finditer(use.text)}
+        names = {_name(m) for m in self.variable.finditer(use.text)}
         matrix_names = {name for row in self.rows for name in row}
         if not names & matrix_names:
             return [use]
@@ -134,16 +135,20 @@ class MatrixRows:
         for row in self.rows:
 
             def value(m: re.Match[str], row: dict[str, str] = row) -> str:
-                return row.get(m.group(1), m.group())
+                return row.get(_name(m), m.group())
 
             text = self.variable.sub(value, use.text)
             shown = ", ".join(f"{n}={row[n]}" for n in sorted(names) if n in row)
             missing = ", ".join(n for n in sorted(names) if n not in row)
-            note = f"matrix {shown}" if shown else ""
-            note += f"{'; ' if note else ''}a matrix row without {missing}" if missing else ""
+            note = f"{self.label} {shown}" if shown else ""
+            note += f"{'; ' if note else ''}a {self.label} row without {missing}" if missing else ""
             note += f"; {use.note}" if use.note else ""
             out.setdefault(text, dataclasses.replace(use, text=text, note=note, fix_line=None))
         return list(out.values())
+
+
+def _name(match: re.Match[str]) -> str:
+    return next(g for g in match.groups() if g)
 
 
 def woodpecker_matrix(doc: LineDict, src: SourceLines) -> MatrixRows:
@@ -218,14 +223,17 @@ def gitlab_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
     for key, job in doc.items():
         if key not in _GITLAB_KEYWORDS and isinstance(job, LineDict):
             sections.append((f"job {key}", job))
+    top = _gitlab_variables(doc, src)
     for label, section in sections:
+        rows = _gitlab_rows(section, top if section is not doc else {}, src)
+        found: list[ImageUse] = []
         image = section.get("image")
         if isinstance(image, LineDict):
             use = _use(src, file, image, "name", f"GitLab {label} image")
         else:
             use = _use(src, file, section, "image", f"GitLab {label} image")
         if use:
-            out.append(use)
+            found.append(use)
         services = section.get("services")
         if isinstance(services, LineList):
             for index, service in enumerate(services):
@@ -236,7 +244,56 @@ def gitlab_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
                 else:
                     use = None
                 if use:
-                    out.append(use)
+                    found.append(use)
+        out += [expanded for use in found for expanded in rows.expand(use)]
+    return out
+
+
+_GITLAB_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _gitlab_rows(section: LineDict, top: dict[str, str], src: SourceLines) -> MatrixRows:
+    """The values GitLab expands `$NAME` / `${NAME}` with in a job's image: its
+    `parallel: matrix:` rows over its `variables` over the file's. These are the file's
+    defaults: project and pipeline variables can override them when the job runs."""
+    base = {**top, **_gitlab_variables(section, src)}
+    rows: list[dict[str, str]] = []
+    parallel = section.get("parallel")
+    matrix = parallel.get("matrix") if isinstance(parallel, LineDict) else None
+    if isinstance(matrix, LineList):
+        for item in matrix:
+            if not isinstance(item, LineDict):
+                continue
+            axes: list[list[tuple[str, str]]] = []
+            for name, values in item.items():
+                listed = values if isinstance(values, LineList) else [values]
+                marks = [
+                    values.item_mark(i) if isinstance(values, LineList) else item.value_mark(name)
+                    for i in range(len(listed))
+                ]
+                texts = [_scalar_text(src, m, v) for m, v in zip(marks, listed, strict=True)]
+                axes.append([(str(name), t) for t in texts if t is not None])
+            if math.prod(len(a) for a in axes) + len(rows) > MAX_MATRIX_ROWS:
+                return MatrixRows((base,) if base else (), _GITLAB_VARIABLE, "variables")
+            rows += [{**base, **dict(combo)} for combo in itertools.product(*axes)]
+    if not rows and base:
+        rows = [base]
+    return MatrixRows(tuple(rows), _GITLAB_VARIABLE, "variables")
+
+
+def _gitlab_variables(section: LineDict, src: SourceLines) -> dict[str, str]:
+    """A `variables:` mapping's values (`NAME: value` or `NAME: {value: ...}`)."""
+    variables = section.get("variables")
+    out: dict[str, str] = {}
+    if not isinstance(variables, LineDict):
+        return out
+    for name, value in variables.items():
+        mark = variables.value_mark(name)
+        if isinstance(value, LineDict):
+            mark, value = value.value_mark("value"), value.get("value")
+        text = _scalar_text(src, mark, value)
+        if text is not None:
+            out[str(name)] = text
     return out
 
 

@@ -526,3 +526,39 @@ def test_github_matrix_images_are_checked_per_row(lint_tree: LintTree) -> None:
         ("PIN005", ".github/workflows/db.yml", 24),
         ("PIN005", ".github/workflows/db.yml", 29),
     ]
+
+
+def test_gitlab_variables_and_parallel_matrix_are_expanded(lint_tree: LintTree) -> None:
+    files = {
+        ".gitlab-ci.yml": """
+            variables:
+              PYTHON_VERSION: "3.12"
+              PG:
+                value: "16.2.0"
+                description: database for tests
+            test:
+              image: python:${PYTHON_VERSION}
+              services: [postgres:$PG]
+            legacy:
+              variables:
+                PYTHON_VERSION: 3.10.13
+              image: python:$PYTHON_VERSION
+            matrix:
+              parallel:
+                matrix:
+                  - NODE: ["18", 20.11.1]
+                  - NODE: "22"
+              image: node:$NODE
+            pinned:
+              image: $CI_REGISTRY_IMAGE/tools:$PYTHON_VERSION
+        """,
+    }
+    # File variables are the defaults GitLab expands (project variables may override
+    # them): 3.12 floats; the job's own 3.10.13 does not; each matrix row is checked;
+    # a predefined variable keeps the reference as written.
+    assert lint_tree(files) == [
+        ("PIN003", ".gitlab-ci.yml", 7),
+        ("PIN003", ".gitlab-ci.yml", 18),
+        ("PIN003", ".gitlab-ci.yml", 18),
+        ("PIN005", ".gitlab-ci.yml", 20),
+    ]
