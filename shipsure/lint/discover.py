@@ -8,8 +8,9 @@
 - GitLab CI: `.gitlab-ci.yml|yaml`, `*.gitlab-ci.yml|yaml`, `.gitlab/ci/**/*.yml|yaml`
 - any other `*.yml|yaml`: read for Kubernetes documents (`apiVersion` + `kind`)
 
-Never descends into `.git`, `node_modules`, `.venv`, `venv`, `__pycache__`, `.terraform` or
-`.shipsure` (lint's own config), and never follows directory symlinks (no loops).
+Never descends into `.git`, `node_modules`, `.venv`, `venv`, `__pycache__`, `.terraform`,
+`.terragrunt-cache` or `.shipsure` (lint's own config), and never follows directory symlinks
+(no loops).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 SKIP_DIRS = frozenset(
     {".git", "node_modules", ".venv", "venv", "__pycache__", ".terraform", ".shipsure"}
+    | {".terragrunt-cache"}  # Terragrunt's copies of module sources
 )
 
 
