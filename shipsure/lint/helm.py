@@ -18,6 +18,7 @@ import re
 from shipsure.lint.images import ImageUse
 
 _ACTION = re.compile(r"\{\{.*?\}\}")
+_MULTILINE_ACTION = re.compile(r"\{\{(?:(?!\}\}).)*\n.*?\}\}", re.S)
 _ONLY_ACTIONS = re.compile(r"[ \t]*(?:\{\{.*?\}\}[ \t]*)+\r?\Z")
 _PLACEHOLDER = re.compile(r"\$\{_[0-9a-f]*_*\}")
 
@@ -52,6 +53,9 @@ def neutralize(text: str) -> Neutralized:
         actions.setdefault(name, action)
         return name
 
+    # An action over several lines (`{{/* a comment */}}` block, a long `dict`) is blanked
+    # out first, its newlines kept.
+    text = _MULTILINE_ACTION.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
     lines = []
     for line in text.split("\n"):
         lines.append("" if _ONLY_ACTIONS.match(line) else _ACTION.sub(placeholder, line))

@@ -562,3 +562,23 @@ def test_gitlab_variables_and_parallel_matrix_are_expanded(lint_tree: LintTree) 
         ("PIN003", ".gitlab-ci.yml", 18),
         ("PIN005", ".gitlab-ci.yml", 20),
     ]
+
+
+def test_helm_template_actions_over_several_lines(lint_tree: LintTree) -> None:
+    files = {
+        "chart/templates/pod.yaml": """
+            {{/*
+              The pod's image: comes from values, never written here.
+            */}}
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: {{ include "app.name" (dict
+                "context" $ "suffix" "debug") }}
+            spec:
+              containers:
+                - name: shell
+                  image: busybox:1.36
+        """,
+    }
+    assert lint_tree(files) == [("PIN003", "chart/templates/pod.yaml", 12)]
