@@ -20,6 +20,12 @@ from shipsure.lint.yaml_lines import LineDict, LineList, Mark
 
 # Kubernetes pod specs hold images in these lists (core/v1 PodSpec).
 _K8S_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+# Workflow engines that run pods name their containers differently, per API group:
+# Argo Workflows (`container:`/`script:` templates, `sidecars:`), Tekton (`steps:`,
+# `sidecars:`, `stepTemplate:`). Only inside those groups' documents, so a field of the
+# same name elsewhere is never read as an image.
+_CRD_CONTAINER_LISTS = {"argoproj.io": ("sidecars",), "tekton.dev": ("steps", "sidecars")}
+_CRD_CONTAINERS = {"argoproj.io": ("container", "script"), "tekton.dev": ("stepTemplate",)}
 # Deep enough for CronJob -> jobTemplate -> spec -> template -> spec -> containers, and Lists.
 _K8S_MAX_DEPTH = 32
 
@@ -74,6 +80,9 @@ def kubernetes_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
     owner = f"{kind} {name}" if name else str(kind)
     out: list[ImageUse] = []
     seen: set[int] = set()
+    group = str(doc.get("apiVersion")).split("/", 1)[0]
+    lists = _K8S_CONTAINER_LISTS + _CRD_CONTAINER_LISTS.get(group, ())
+    singles = _CRD_CONTAINERS.get(group, ())
 
     def walk(node: Any, depth: int) -> None:
         # Aliases make shared nodes: visit each once, and never deeper than a pod spec goes.
@@ -82,13 +91,19 @@ def kubernetes_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
         seen.add(id(node))
         if isinstance(node, LineDict):
             for key, value in node.items():
-                if key in _K8S_CONTAINER_LISTS and isinstance(value, LineList):
+                if key in lists and isinstance(value, LineList):
                     for container_name, container in _named_items(value):
                         use = _use(
                             src, file, container, "image", f"{owner} container {container_name}"
                         )
                         if use:
                             out.append(use)
+                elif key in singles and isinstance(value, LineDict) and "image" in value:
+                    label = node.get("name") if isinstance(node.get("name"), str) else key
+                    use = _use(src, file, value, "image", f"{owner} {key} {label}")
+                    if use:
+                        out.append(use)
+                    walk(value, depth + 1)
                 else:
                     walk(value, depth + 1)
         elif isinstance(node, LineList):

@@ -582,3 +582,54 @@ def test_helm_template_actions_over_several_lines(lint_tree: LintTree) -> None:
         """,
     }
     assert lint_tree(files) == [("PIN003", "chart/templates/pod.yaml", 12)]
+
+
+def test_argo_and_tekton_containers(lint_tree: LintTree) -> None:
+    files = {
+        "workflows/ci.yaml": """
+            apiVersion: argoproj.io/v1alpha1
+            kind: WorkflowTemplate
+            metadata:
+              name: build
+            spec:
+              templates:
+                - name: test
+                  container:
+                    image: golang:1.22
+                - name: notify
+                  script:
+                    image: curlimages/curl
+                    source: curl -X POST https://example.invalid
+                  sidecars:
+                    - name: db
+                      image: postgres:16.2.0
+                - name: fan-out
+                  steps:
+                    - - name: a
+                        template: test
+            ---
+            apiVersion: tekton.dev/v1
+            kind: Task
+            metadata:
+              name: lint
+            spec:
+              stepTemplate:
+                image: alpine:3.19.1
+              steps:
+                - name: lint
+                  image: golangci/golangci-lint:latest
+            ---
+            apiVersion: example.com/v1
+            kind: Thing
+            spec:
+              container:
+                image: not-an-image-field
+              steps:
+                - image: nor-this
+        """,
+    }
+    assert lint_tree(files) == [
+        ("PIN003", "workflows/ci.yaml", 9),
+        ("PIN001", "workflows/ci.yaml", 12),
+        ("PIN002", "workflows/ci.yaml", 31),
+    ]
