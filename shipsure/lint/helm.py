@@ -17,9 +17,10 @@ import re
 
 from shipsure.lint.images import ImageUse
 
-_ACTION = re.compile(r"\{\{.*?\}\}")
-_MULTILINE_ACTION = re.compile(r"\{\{(?:(?!\}\}).)*\n.*?\}\}", re.S)
-_ONLY_ACTIONS = re.compile(r"[ \t]*(?:\{\{.*?\}\}[ \t]*)+\r?\Z")
+# An action never holds `}}`, so a line splits into actions one way only (no backtracking
+# blow-up on a line of many actions).
+_ACTION = re.compile(r"\{\{(?:(?!\}\}).)*\}\}")
+_ONLY_ACTIONS = re.compile(r"[ \t]*(?:\{\{(?:(?!\}\}).)*\}\}[ \t]*)+\r?\Z")
 _PLACEHOLDER = re.compile(r"\$\{_[0-9a-f]*_*\}")
 
 
@@ -41,6 +42,26 @@ class Neutralized:
         return _PLACEHOLDER.sub(lambda m: self.actions.get(m.group(), m.group()), value)
 
 
+def _blank_multiline_actions(text: str) -> str:
+    """Actions over several lines (a `{{/* comment */}}` block, a long `dict`) blanked out,
+    newlines kept. One pass with `find`: linear even in a file of unclosed `{{`."""
+    pieces: list[str] = []
+    done = 0
+    while (start := text.find("{{", done)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            break
+        end += 2
+        if "\n" in text[start:end]:
+            pieces.append(text[done:start])
+            pieces.append(re.sub(r"[^\n]", " ", text[start:end]))
+        else:
+            pieces.append(text[done:end])
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def neutralize(text: str) -> Neutralized:
     """`text` with its template actions made YAML-safe, lines and columns unchanged."""
     actions: dict[str, str] = {}
@@ -53,10 +74,16 @@ def neutralize(text: str) -> Neutralized:
         actions.setdefault(name, action)
         return name
 
-    # An action over several lines (`{{/* a comment */}}` block, a long `dict`) is blanked
-    # out first, its newlines kept.
-    text = _MULTILINE_ACTION.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+    text = _blank_multiline_actions(text)
     lines = []
     for line in text.split("\n"):
-        lines.append("" if _ONLY_ACTIONS.match(line) else _ACTION.sub(placeholder, line))
+        # Only up to the last `}}`: an unclosed `{{` after it can start no action, and
+        # trying each one to the end of a long line would take quadratic time.
+        cut = line.rfind("}}") + 2
+        if cut < 2:
+            lines.append(line)
+        elif line.rstrip().endswith("}}") and _ONLY_ACTIONS.match(line):
+            lines.append("")
+        else:
+            lines.append(_ACTION.sub(placeholder, line[:cut]) + line[cut:])
     return Neutralized("\n".join(lines), actions)

@@ -633,3 +633,15 @@ def test_argo_and_tekton_containers(lint_tree: LintTree) -> None:
         ("PIN001", "workflows/ci.yaml", 12),
         ("PIN002", "workflows/ci.yaml", 31),
     ]
+
+
+def test_helm_neutralizing_stays_linear_on_odd_lines() -> None:
+    from shipsure.lint.helm import neutralize
+
+    # Many actions then text on one line (backtracking took 2^n steps), many unclosed
+    # `{{` (each tried to the end of the line), an unclosed `{{` across lines.
+    many = "{{ a }}" * 200 + " x"
+    result = neutralize(f"{many}\n{'{{' * 100_000}\n{{{{ x\n" * 3 + "y: 1\n")
+    lines = result.text.split("\n")
+    assert len(lines) == 11 and lines[-2] == "y: 1"
+    assert lines[0].endswith(" x") and "{{" not in lines[0]
