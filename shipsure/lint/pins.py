@@ -238,9 +238,9 @@ def gitlab_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
     for key, job in doc.items():
         if key not in _GITLAB_KEYWORDS and isinstance(job, LineDict):
             sections.append((f"job {key}", job))
-    top = _gitlab_variables(doc, src)
+    top = _gitlab_variables(doc)
     for label, section in sections:
-        rows = _gitlab_rows(section, top if section is not doc else {}, src)
+        rows = _gitlab_rows(section, top if section is not doc else {})
         found: list[ImageUse] = []
         image = section.get("image")
         if isinstance(image, LineDict):
@@ -267,11 +267,11 @@ def gitlab_images(doc: Any, src: SourceLines, file: str) -> list[ImageUse]:
 _GITLAB_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
-def _gitlab_rows(section: LineDict, top: dict[str, str], src: SourceLines) -> MatrixRows:
+def _gitlab_rows(section: LineDict, top: dict[str, str]) -> MatrixRows:
     """The values GitLab expands `$NAME` / `${NAME}` with in a job's image: its
     `parallel: matrix:` rows over its `variables` over the file's. These are the file's
     defaults: project and pipeline variables can override them when the job runs."""
-    base = {**top, **_gitlab_variables(section, src)}
+    base = {**top, **_gitlab_variables(section)}
     rows: list[dict[str, str]] = []
     parallel = section.get("parallel")
     matrix = parallel.get("matrix") if isinstance(parallel, LineDict) else None
@@ -282,11 +282,7 @@ def _gitlab_rows(section: LineDict, top: dict[str, str], src: SourceLines) -> Ma
             axes: list[list[tuple[str, str]]] = []
             for name, values in item.items():
                 listed = values if isinstance(values, LineList) else [values]
-                marks = [
-                    values.item_mark(i) if isinstance(values, LineList) else item.value_mark(name)
-                    for i in range(len(listed))
-                ]
-                texts = [_scalar_text(src, m, v) for m, v in zip(marks, listed, strict=True)]
+                texts = [_yaml_text(v) for v in listed]
                 axes.append([(str(name), t) for t in texts if t is not None])
             if math.prod(len(a) for a in axes) + len(rows) > MAX_MATRIX_ROWS:
                 return MatrixRows((base,) if base else (), _GITLAB_VARIABLE, "variables")
@@ -296,17 +292,16 @@ def _gitlab_rows(section: LineDict, top: dict[str, str], src: SourceLines) -> Ma
     return MatrixRows(tuple(rows), _GITLAB_VARIABLE, "variables")
 
 
-def _gitlab_variables(section: LineDict, src: SourceLines) -> dict[str, str]:
+def _gitlab_variables(section: LineDict) -> dict[str, str]:
     """A `variables:` mapping's values (`NAME: value` or `NAME: {value: ...}`)."""
     variables = section.get("variables")
     out: dict[str, str] = {}
     if not isinstance(variables, LineDict):
         return out
     for name, value in variables.items():
-        mark = variables.value_mark(name)
         if isinstance(value, LineDict):
-            mark, value = value.value_mark("value"), value.get("value")
-        text = _scalar_text(src, mark, value)
+            value = value.get("value")
+        text = _yaml_text(value)
         if text is not None:
             out[str(name)] = text
     return out
@@ -351,7 +346,7 @@ def github_matrix(job: LineDict) -> MatrixRows:
     axes: dict[str, list[str]] = {}
     for name, values in matrix.items():
         if name not in ("include", "exclude") and isinstance(values, LineList):
-            axes[str(name)] = [t for v in values if (t := _github_text(v)) is not None]
+            axes[str(name)] = [t for v in values if (t := _yaml_text(v)) is not None]
     if math.prod(len(v) for v in axes.values()) > MAX_MATRIX_ROWS:
         return MatrixRows(variable=_GITHUB_MATRIX_VARIABLE)
     rows = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
@@ -363,7 +358,7 @@ def github_matrix(job: LineDict) -> MatrixRows:
         if not isinstance(listed, LineList):
             return []
         return [
-            {str(k): t for k, v in item.items() if (t := _github_text(v)) is not None}
+            {str(k): t for k, v in item.items() if (t := _yaml_text(v)) is not None}
             for item in listed
             if isinstance(item, LineDict)
         ]
@@ -382,9 +377,10 @@ def github_matrix(job: LineDict) -> MatrixRows:
     return MatrixRows(tuple(rows[:MAX_MATRIX_ROWS]), _GITHUB_MATRIX_VARIABLE)
 
 
-def _github_text(value: Any) -> str | None:
-    """A matrix value as GitHub puts it into an expression's text (`3.10` is the number
-    3.1 there too); objects and lists are not images."""
+def _yaml_text(value: Any) -> str | None:
+    """A value as GitHub and GitLab put it into text: by its YAML type, so an unquoted
+    `3.10` is the number 3.1 there too (unlike Woodpecker, see `_scalar_text`); objects and
+    lists are not images."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | str):

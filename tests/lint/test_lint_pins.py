@@ -528,7 +528,9 @@ def test_github_matrix_images_are_checked_per_row(lint_tree: LintTree) -> None:
     ]
 
 
-def test_gitlab_variables_and_parallel_matrix_are_expanded(lint_tree: LintTree) -> None:
+def test_gitlab_variables_and_parallel_matrix_are_expanded(
+    lint_json: Callable[..., tuple[int, dict[str, Any]]], tmp_path: Path
+) -> None:
     files = {
         ".gitlab-ci.yml": """
             variables:
@@ -543,6 +545,10 @@ def test_gitlab_variables_and_parallel_matrix_are_expanded(lint_tree: LintTree) 
               variables:
                 PYTHON_VERSION: 3.10.13
               image: python:$PYTHON_VERSION
+            yaml-number:
+              variables:
+                PY: 3.10
+              image: python:$PY
             matrix:
               parallel:
                 matrix:
@@ -556,11 +562,20 @@ def test_gitlab_variables_and_parallel_matrix_are_expanded(lint_tree: LintTree) 
     # File variables are the defaults GitLab expands (project variables may override
     # them): 3.12 floats; the job's own 3.10.13 does not; each matrix row is checked;
     # a predefined variable keeps the reference as written.
-    assert lint_tree(files) == [
+    # An unquoted 3.10 is the YAML number 3.1, as GitLab reads it too.
+    for name, text in files.items():
+        (tmp_path / name).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    _, data = lint_json(str(tmp_path))
+    hits = [
+        (f["rule"], f["path"].rsplit("/", 1)[-1], f["line"], f["message"]) for f in data["findings"]
+    ]
+    assert "'python:3.1'" in hits[1][3]
+    assert [h[:3] for h in hits] == [
         ("PIN003", ".gitlab-ci.yml", 7),
-        ("PIN003", ".gitlab-ci.yml", 18),
-        ("PIN003", ".gitlab-ci.yml", 18),
-        ("PIN005", ".gitlab-ci.yml", 20),
+        ("PIN003", ".gitlab-ci.yml", 16),
+        ("PIN003", ".gitlab-ci.yml", 22),
+        ("PIN003", ".gitlab-ci.yml", 22),
+        ("PIN005", ".gitlab-ci.yml", 24),
     ]
 
 
