@@ -333,7 +333,8 @@ class _Run:
                 ],
             )
         elif kind is FileKind.YAML and ("{{" in text or not _looks_like_kubernetes(text)):
-            # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
+            # A template even `helm` neutralizing could not read, or YAML that is not
+            # Kubernetes.
             self.report.count("skipped-templates" if "{{" in text else "skipped")
         else:
             self.report.count("files")
