@@ -107,14 +107,17 @@ class Git:
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files that differ between two commits' trees. Renames count as delete + add so
         both the old and the new folder are seen."""
-        return _name_status(
-            self._git("diff", "--name-status", "-z", "--no-renames", base, head, "--")
-        )
+        # A submodule whose commit moved is a change even where `diff.ignoreSubmodules` or
+        # `.gitmodules` say `ignore = all` (set to quiet `git status`).
+        flags = ("--name-status", "-z", "--no-renames", "--ignore-submodules=none")
+        return _name_status(self._git("diff", *flags, base, head, "--"))
 
     def uncommitted(self) -> list[FileChange]:
         """Tracked files whose work tree or index differs from HEAD (staged or not)."""
         try:
-            diff = ["diff", "--name-status", "-z", "--no-renames", "HEAD", "--"]
+            # A submodule holding only untracked files (its build output) is no change.
+            flags = ["--name-status", "-z", "--no-renames", "--ignore-submodules=untracked"]
+            diff = ["diff", *flags, "HEAD", "--"]
             out = _run(["git", "-C", str(self.root), *diff], self.timeout)
         except _GitFailed as exc:
             if self.resolve("HEAD") is None:  # no commit yet: everything added is new
