@@ -40,8 +40,12 @@ class Git:
             raise BadInputError(f"{start}: {exc.strerror or exc}") from None
         try:
             out = _run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], 30.0)
-        except _GitFailed:
-            raise BadInputError(f"{start}: not inside a git repository") from None
+        except _GitFailed as exc:
+            if "not a git repository" in str(exc):
+                raise BadInputError(f"{start}: not inside a git repository") from None
+            # A repository git refuses to read (owned by another user: safe.directory, a
+            # damaged .git): say what git said, not that there is none.
+            raise CouldNotRunError(f"{start}: git cannot read the repository: {exc}") from None
         return cls(Path(out.strip()))
 
     def _git(self, *args: str) -> str:
@@ -156,5 +160,7 @@ def _run(cmd: list[str], timeout: float) -> str:
         raise _GitFailed(f"timed out after {timeout:.0f}s") from None
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise _GitFailed(message[-1] if message else f"exit code {proc.returncode}")
+        # git's own verdict is its `fatal:` line; hints may follow it.
+        fatal = [line for line in message if line.startswith(("fatal:", "error:"))]
+        raise _GitFailed((fatal or message or [f"exit code {proc.returncode}"])[-1])
     return proc.stdout.decode("utf-8", "surrogateescape")

@@ -185,3 +185,17 @@ def test_woodpecker_pull_request_without_its_target_branch_uses_the_listed_files
     monkeypatch.delenv("CI_PIPELINE_FILES")  # not passed: every stack, never a guess
     assert main(["stacks", "changed", "--repo", str(repo), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["all"] is True
+
+
+def test_a_repository_git_refuses_is_not_called_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Git refuses a repository owned by another user (safe.directory) or in a format it
+    # does not know; "not inside a git repository" sent people looking for the wrong fix.
+    root = tmp_path / "infra"
+    init_repo(root)
+    git(root, "config", "core.repositoryformatversion", "99")
+    assert main(["stacks", "changed", "--repo", str(root)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"shipsure: {root}: git cannot read the repository: fatal: ")
+    assert "version" in err and err.count("\n") == 1
