@@ -33,6 +33,9 @@ RUNTIME_FILES = frozenset(
     }
 )
 MAX_NAMES_SHOWN = 5
+# Where `stacks run` keeps locks and the provider plugin cache unless told otherwise.
+LOCKS_FOLDER = ".shipsure/locks"
+PLUGIN_CACHE_FOLDER = ".shipsure/plugin-cache"
 
 
 @dataclass
@@ -55,7 +58,7 @@ class Workspace:
         return cls(git, config, state_dir or git.root / config.state_dir)
 
     def default_lock_url(self, env: Mapping[str, str]) -> str:
-        return env.get(LOCK_URL_ENV) or f"file://{self.root / '.shipsure' / 'locks'}"
+        return env.get(LOCK_URL_ENV) or f"file://{self.root / LOCKS_FOLDER}"
 
     def lock_key(self, stack: str) -> str:
         return f"{self.config.lock_prefix}{stack or '.'}"
@@ -102,8 +105,9 @@ class Workspace:
         return self._local
 
     def _own_folders(self) -> tuple[str, ...]:
-        """Repository-relative folders where shipsure keeps state, logs and locks."""
-        folders = [".shipsure"]
+        """Repository-relative folders where shipsure keeps state, logs, locks and the
+        plugin cache by default (not `.shipsure/` itself: a new stacks.yaml is a change)."""
+        folders = [LOCKS_FOLDER, PLUGIN_CACHE_FOLDER]
         for folder in (self.state_dir, self.root / self.config.log_dir):
             with contextlib.suppress(ValueError):  # outside the repository
                 folders.append(folder.absolute().relative_to(self.root).as_posix())

@@ -91,6 +91,11 @@ def test_what_terraform_and_shipsure_write_is_no_change(
     result, err = changed(repo, capsys)
     assert result["stacks"] == [] and result["warnings"] == []
     assert err == ""
+    # A settings file not committed yet is the repository's, though: every stack.
+    write(repo, {".shipsure/stacks.yaml": "parallel: 2\n"})
+    result, err = changed(repo, capsys)
+    assert result["all"] is True and ".shipsure/stacks.yaml" in err
+    write(repo, {".shipsure/stacks.yaml": None})
     # A lock file Terraform wrote once it is tracked is the repository's: a change to it is.
     git(repo, "add", "-f", "live/dev/db/.terraform.lock.hcl")
     commit(repo, {})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shipsure.errors import BadInputError
 from shipsure.stacks.changed import ChangedStacks
-from shipsure.stacks.workspace import Workspace
+from shipsure.stacks.workspace import PLUGIN_CACHE_FOLDER, Workspace
 
 # The runner and lock backends load only for the commands that use them: `stacks changed`
 # is on every pipeline's critical path and starts faster without.
@@ -67,7 +67,7 @@ def run_settings(
     cache = args.plugin_cache or (
         Path(env["TF_PLUGIN_CACHE_DIR"])
         if env.get("TF_PLUGIN_CACHE_DIR")
-        else ws.root / ".shipsure" / "plugin-cache"
+        else ws.root / PLUGIN_CACHE_FOLDER
     )
     return RunSettings(
         repo_root=ws.root,
