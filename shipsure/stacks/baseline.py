@@ -11,7 +11,8 @@ In order:
      take all stacks; `pull_request` compares with `CI_COMMIT_TARGET_BRANCH` (a clone
      without it uses `CI_PIPELINE_FILES`, the pull request's files); other events
      with `CI_PREV_COMMIT_SHA`; without it, the `CI_PIPELINE_FILES` list (which Woodpecker
-     leaves undefined above 500 files: then all stacks).
+     leaves undefined above 500 files, and sets to `[]` whenever it has no list: then all
+     stacks).
    * GitHub Actions: `workflow_dispatch`, `schedule` and `repository_dispatch` take all
      stacks; `pull_request*` compares with `GITHUB_BASE_REF`; `push` with the event's
      `before` commit.
@@ -151,6 +152,13 @@ def _pipeline_files(files: str, why: str = "") -> Baseline:
         listed = None
     if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
         raise BadInputError("CI_PIPELINE_FILES: expected a JSON list of file paths")
+    if not listed:
+        # Woodpecker writes `[]` whenever it has no list, also for events it never lists
+        # files for (tag, release, deployment): an empty list proves nothing.
+        return everything(
+            f"{why}CI_PIPELINE_FILES is [], which Woodpecker also sets when it did not list "
+            "the files (tag, release and deployment events): all stacks"
+        )
     return Baseline(
         description=f"{why}CI_PIPELINE_FILES ({len(listed)} files)", files=tuple(listed)
     )

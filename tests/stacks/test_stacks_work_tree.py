@@ -26,7 +26,13 @@ FILES: dict[str, str | None] = {
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("CI", "CI_PIPELINE_EVENT", "CI_PIPELINE_FILES", "GITHUB_ACTIONS"):
+    for name in (
+        "CI",
+        "CI_PIPELINE_EVENT",
+        "CI_PIPELINE_FILES",
+        "CI_PREV_COMMIT_SHA",
+        "GITHUB_ACTIONS",
+    ):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "infra"
     init_repo(root)
@@ -204,3 +210,19 @@ def test_a_repository_git_refuses_is_not_called_missing(
     err = capsys.readouterr().err
     assert err.startswith(f"shipsure: {root}: git cannot read the repository: fatal: ")
     assert "version" in err and err.count("\n") == 1
+
+
+def test_woodpecker_empty_file_list_is_no_proof_of_no_change(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Woodpecker sets CI_PIPELINE_FILES=[] for a tag pipeline (it lists files for pushes
+    # and pull requests only); with the previous commit outside a shallow clone that was
+    # "0 stack(s) changed" for a release.
+    monkeypatch.setenv("CI", "woodpecker")
+    monkeypatch.setenv("CI_PIPELINE_EVENT", "tag")
+    monkeypatch.setenv("CI_PREV_COMMIT_SHA", "f" * 40)
+    monkeypatch.setenv("CI_PIPELINE_FILES", "[]")
+    assert main(["stacks", "changed", "--repo", str(repo), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["all"] is True and len(result["stacks"]) == 2
+    assert "CI_PIPELINE_FILES is []" in result["baseline"]["all_reason"]
