@@ -38,6 +38,8 @@ def run_drift(args: argparse.Namespace) -> int:
     warn(ws.not_understood())
     stacks = [normalize(ws, s, set(known)) for s in args.stacks] if args.stacks else known
     webhook = args.webhook or os.environ.get("SHIPSURE_DRIFT_WEBHOOK")
+    if webhook:
+        alerts.check_url(webhook, "--webhook" if args.webhook else "SHIPSURE_DRIFT_WEBHOOK")
     state_file = args.state_file or ws.state_dir / state.DRIFT_STATE
     stored = state.read_json(state_file)
     previous = drift.previous_statuses(stored)
