@@ -44,6 +44,8 @@ SUFFIX = ".lock.json"
 GUARD_TIMEOUT_SECONDS = 10.0
 # Keys become file names; stay well inside the usual 255-byte name limit.
 MAX_NAME_BYTES = 200
+# A record is a few hundred bytes (a long note included); anything far larger is not one.
+MAX_RECORD_BYTES = 64 * 1024
 
 
 class FileLockBackend:
@@ -159,12 +161,18 @@ class FileLockBackend:
 
     def _read(self, path: Path) -> LockInfo | None:
         try:
-            raw = path.read_bytes()
+            # A FIFO or a link to /dev/zero in the lock folder must not hang the runner or
+            # fill its memory: only a regular file, and never more than a record can be.
+            raw = fileio.read_regular(path, MAX_RECORD_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise LockError(f"cannot read lock file {path}: {exc}") from None
+            if exc.strerror != "not a regular file":
+                raise LockError(f"cannot read lock file {path}: {exc}") from None
+            raw = b""  # no record
         try:
+            if len(raw) > MAX_RECORD_BYTES:
+                raise NotALockRecord(NOT_A_RECORD)
             # The record names its key: list() sees only quoted file names.
             return decode_record(raw, key=None)
         except NotALockRecord:

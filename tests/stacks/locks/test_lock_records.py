@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,26 @@ def test_a_record_shipsure_wrote_still_reads(tmp_path: Path) -> None:
     (tmp_path / "live%2Fprod%20app.lock.json").write_text("{garbage")
     with pytest.raises(LockUnreadable, match=r"locks break 'live/prod app' --apply"):
         backend.get("live/prod app")
+
+
+def test_a_lock_file_that_is_a_fifo_or_a_device_is_unreadable_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    # A FIFO hung every runner taking that stack's lock; a link to /dev/zero filled memory.
+    backend = FileLockBackend(tmp_path)
+    os.mkfifo(tmp_path / "stacks%2Fa.lock.json")
+    (tmp_path / "stacks%2Fb.lock.json").symlink_to("/dev/zero")
+    (tmp_path / "stacks%2Fc.lock.json").write_bytes(b" " * 100_000 + b"{}")
+    for key in ("stacks/a", "stacks/b", "stacks/c"):
+        with pytest.raises(LockUnreadable, match=f"locks break {key} --apply"):
+            backend.acquire(key, "runner-a", 30.0)
+    listed = backend.list()
+    assert [(e.key, type(e).__name__) for e in listed] == [
+        ("stacks/a", "LockUnreadable"),
+        ("stacks/b", "LockUnreadable"),
+        ("stacks/c", "LockUnreadable"),
+    ]
+    # Breaking removes the entry in the lock folder, never what a link points at.
+    assert backend.break_unreadable("stacks/b")
+    assert not (tmp_path / "stacks%2Fb.lock.json").exists()
+    assert Path("/dev/zero").exists()
