@@ -6,6 +6,7 @@ baseline names."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,19 @@ def test_woodpecker_empty_file_list_is_no_proof_of_no_change(
     result = json.loads(capsys.readouterr().out)
     assert result["all"] is True and len(result["stacks"]) == 2
     assert "CI_PIPELINE_FILES is []" in result["baseline"]["all_reason"]
+
+
+@pytest.mark.parametrize("name", ["last-applied", "drift.json"])
+def test_a_state_file_that_is_a_fifo_is_refused_not_waited_on(
+    name: str, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = repo / ".shipsure/state"
+    state.mkdir(parents=True)
+    os.mkfifo(state / name)
+    argv = ["stacks", "changed", "--since-last-apply", "--repo", str(repo)]
+    if name == "drift.json":
+        argv = ["stacks", "drift", "--repo", str(repo), "--binary", "/nonexistent/terraform"]
+    assert main(argv) == 3
+    assert capsys.readouterr().err == (
+        f"shipsure: {state / name}: cannot read: not a regular file\n"
+    )
