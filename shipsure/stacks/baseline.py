@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.stacks.git import Git
 
 ALL_ZERO = "0" * 40
@@ -190,8 +190,8 @@ def _github_before(path: str) -> str | None:
     if not path:
         return None
     try:
-        with Path(path).open("rb") as handle:
-            payload = json.loads(handle.read(MAX_EVENT_BYTES))
+        # Only a regular file: GITHUB_EVENT_PATH naming a FIFO must not hang the run.
+        payload = json.loads(read_regular(path, MAX_EVENT_BYTES)[:MAX_EVENT_BYTES])
     except (OSError, ValueError):
         return None
     before = payload.get("before") if isinstance(payload, dict) else None

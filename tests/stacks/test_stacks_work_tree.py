@@ -33,6 +33,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "CI_PIPELINE_FILES",
         "CI_PREV_COMMIT_SHA",
         "GITHUB_ACTIONS",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_EVENT_PATH",
     ):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "infra"
@@ -243,3 +245,14 @@ def test_a_state_file_that_is_a_fifo_is_refused_not_waited_on(
     assert capsys.readouterr().err == (
         f"shipsure: {state / name}: cannot read: not a regular file\n"
     )
+
+
+def test_a_github_event_file_that_is_a_fifo_means_all_stacks(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "event.json")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(tmp_path / "event.json"))
+    assert main(["stacks", "changed", "--repo", str(repo), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["all"] is True
