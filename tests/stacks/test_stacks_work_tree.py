@@ -256,3 +256,18 @@ def test_a_github_event_file_that_is_a_fifo_means_all_stacks(
     monkeypatch.setenv("GITHUB_EVENT_PATH", str(tmp_path / "event.json"))
     assert main(["stacks", "changed", "--repo", str(repo), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["all"] is True
+
+
+def test_a_fifo_at_a_stack_log_fails_that_stack_only(
+    tmp_path: Path, plugin_cache: Path, terraform_bin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_tf_repo(tmp_path / "infra", ["s1", "s2"])
+    logs = repo / ".shipsure/logs"
+    logs.mkdir(parents=True)
+    os.mkfifo(logs / "stacks__s1.log")  # opening it to write waited for a reader forever
+    argv = ["stacks", "run", "plan", "--all", "--repo", str(repo), "--binary", terraform_bin]
+    assert main([*argv, "--plugin-cache", str(plugin_cache), "--format", "json"]) == 1
+    results = {s["path"]: s for s in json.loads(capsys.readouterr().out)["stacks"]}
+    assert results["stacks/s1"]["result"] == "failed"
+    assert results["stacks/s1"]["detail"].startswith("cannot write log ")
+    assert results["stacks/s2"]["result"] == "changes"
