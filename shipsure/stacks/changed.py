@@ -43,7 +43,7 @@ from shipsure.stacks.discovery import (
 )
 from shipsure.stacks.git import FileChange
 from shipsure.stacks.links import Links
-from shipsure.stacks.pathglob import first_match, matches
+from shipsure.stacks.pathglob import covers, first_match, matches
 from shipsure.stacks.sources import (
     LOCAL_STRING,
     HclScanError,
@@ -155,7 +155,7 @@ def detect(
     for link in links.outside:
         warnings.append(f"link {link} leaves the repository; changes to it are not detected")
 
-    global_hits = [p for p in paths if first_match(p, config.globals)]
+    global_hits = [p for p in paths if covers(p, config.globals)]
     for stack in stacks:
         for reason in _file_reasons("global file", global_hits):
             add(stack, reason)
@@ -178,7 +178,7 @@ def detect(
             add(stack, f"and {len(linked) - MAX_FILES_PER_REASON} more linked files changed")
 
     for stack_pattern, file_patterns in config.watch.items():
-        hits = [p for p in paths if first_match(p, file_patterns)]
+        hits = [p for p in paths if covers(p, file_patterns)]
         if hits:
             for stack in stacks:
                 if matches(stack, stack_pattern):

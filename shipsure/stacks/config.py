@@ -26,7 +26,8 @@ Every key is optional; without any file the defaults below apply::
     parent_files: ["*.hcl", "*.tfvars", "*.tfvars.json"]
       # such a file in a folder that is not a stack (e.g. live/prod/env.hcl, read with
       # terragrunt's find_in_parent_folders) changes every stack below that folder
-    watch:                                # extra files a stack depends on (globs)
+    watch:                                # extra files a stack depends on (globs; a
+                                          # folder, as in `globals`, covers its files)
       "live/*/app": ["config/app/**"]
     binary: terraform                     # or tofu, terragrunt, or a path
     parallel: 4                           # default for --parallel

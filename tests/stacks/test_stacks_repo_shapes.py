@@ -133,3 +133,29 @@ def test_terragrunt_stack_files_are_warned_about(
     argv = ["stacks", "run", "plan", "--all", "--dry-run", "--repo", str(repo)]
     assert main(argv) == 0
     assert "Terragrunt stack files" in capsys.readouterr().err
+
+
+def test_a_folder_named_in_watch_or_globals_covers_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `.gitignore` users write `config/app`, not `config/app/**`: that matched only a file
+    # named exactly so, and a change below it was "0 stack(s) changed".
+    repo = tmp_path / "infra"
+    init_repo(repo)
+    base = commit(
+        repo,
+        {
+            ".shipsure/stacks.yaml": 'watch:\n  "live/*/app": ["config/app"]\nglobals: [ci]\n',
+            "live/prod/app/main.tf": 'output "o" { value = 1 }\n',
+            "live/prod/db/main.tf": 'output "o" { value = 1 }\n',
+            "config/app/settings.json": "{}\n",
+            "config/application.json": "{}\n",
+            "ci/deploy.sh": "true\n",
+        },
+    )
+    commit(repo, {"config/app/settings.json": '{"a": 1}\n', "config/application.json": "[]\n"})
+    result = changed(repo, capsys, base)
+    assert paths(result) == ["live/prod/app"]
+    assert result["stacks"][0]["reasons"] == ["watched file config/app/settings.json changed"]
+    head = commit(repo, {"ci/deploy.sh": "false\n"})
+    assert changed(repo, capsys, f"{head}^")["all"] is True
