@@ -9,7 +9,8 @@ Every key is optional; without any file the defaults below apply::
 
     markers: ["*.tf", "*.tf.json", "*.tofu", "*.tofu.json", "terragrunt.hcl"]
                                           # a folder holding one of these is a stack
-    exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks
+    exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks (a folder
+                                          # named here excludes the folders below it too)
     include: []                           # stacks even when every marker file in them is
                                           # linked into other stacks (shared files)
     root_is_stack: false                  # the root usually holds the shared terragrunt.hcl

@@ -2,8 +2,8 @@
 
 `*` and `?` stay inside one folder; `**` spans folders (`modules/**` matches `modules`,
 `modules/net` and `modules/net/sub/main.tf`; `**/modules/**` matches a `modules` folder at any
-depth). A pattern without `/` used as a *marker* matches the file name only. For files
-(`globals`, `watch`), `covers` also takes a pattern naming a folder to mean the files below
+depth). A pattern without `/` used as a *marker* matches the file name only. In `globals`,
+`watch` and `exclude`, `covers` also takes a pattern naming a folder to mean everything below
 it. Pure.
 """
 

@@ -159,3 +159,23 @@ def test_a_folder_named_in_watch_or_globals_covers_its_files(
     assert result["stacks"][0]["reasons"] == ["watched file config/app/settings.json changed"]
     head = commit(repo, {"ci/deploy.sh": "false\n"})
     assert changed(repo, capsys, f"{head}^")["all"] is True
+
+
+def test_a_folder_named_in_exclude_excludes_the_folders_below_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A module repository's `examples/complete` and `test/fixtures/x` hold *.tf too.
+    repo = tmp_path / "infra"
+    init_repo(repo)
+    commit(
+        repo,
+        {
+            ".shipsure/stacks.yaml": "exclude: [examples, test/fixtures]\n",
+            "live/a/main.tf": 'output "o" { value = 1 }\n',
+            "examples/complete/main.tf": 'output "o" { value = 1 }\n',
+            "test/fixtures/x/main.tf": 'output "o" { value = 1 }\n',
+            "test/unit/main.tf": 'output "o" { value = 1 }\n',
+        },
+    )
+    assert main(["stacks", "changed", "--all", "--repo", str(repo), "--format", "paths"]) == 0
+    assert capsys.readouterr().out == "live/a\ntest/unit\n"
