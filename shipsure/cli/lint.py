@@ -31,12 +31,17 @@ rules:
 {_rule_table()}
 
 what it reads (directories are walked; .git, node_modules, .venv are skipped):
-  Dockerfile, *.Dockerfile, Dockerfile.*     FROM (stages, --platform, ARG defaults), COPY --from
+  Dockerfile, *.Dockerfile, Dockerfile.*     FROM (stages, --platform, ARG defaults), COPY --from,
+                                             RUN --mount=...,from=
   docker-compose*.yml, compose*.yml          services.*.image
-  .woodpecker.yml, .woodpecker/*.yml         step/service images and the WP rules
-  .github/workflows/*.yml                    container, services.*.image, uses: docker://
+  .woodpecker.yml, .woodpecker/*.yml         step/service images (matrix rows) and the WP rules
+  .github/workflows/*.yml                    container, services.*.image (strategy.matrix rows),
+                                             uses: docker://
+  .gitlab-ci.yml, *.gitlab-ci.yml, .gitlab/ci/  image, services (variables, parallel:matrix)
   any other *.yml / *.yaml                   Kubernetes documents (containers, initContainers,
-                                             ephemeralContainers; Helm: lint `helm template` output)
+                                             ephemeralContainers; Argo, Tekton); Helm chart
+                                             templates: images written literally, templated
+                                             ones as PIN005 (`helm template` output is complete)
 
 configuration (under each linted directory):
   .shipsure/lint.yaml     disable: [WP007, {{rule: PIN003, paths: ["ci/legacy/*.yaml"]}}]

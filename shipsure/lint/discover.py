@@ -5,10 +5,12 @@
 - compose: `docker-compose*.yml|yaml`, `compose*.yml|yaml`
 - Woodpecker: `.woodpecker.yml|yaml`, `.woodpecker/*.yml|yaml`
 - GitHub Actions: `.github/workflows/*.yml|yaml`
+- GitLab CI: `.gitlab-ci.yml|yaml`, `*.gitlab-ci.yml|yaml`, `.gitlab/ci/**/*.yml|yaml`
 - any other `*.yml|yaml`: read for Kubernetes documents (`apiVersion` + `kind`)
 
-Never descends into `.git`, `node_modules`, `.venv`, `venv`, `__pycache__`, `.terraform` or
-`.shipsure` (lint's own config), and never follows directory symlinks (no loops).
+Never descends into `.git`, `node_modules`, `.venv`, `venv`, `__pycache__`, `.terraform`,
+`.terragrunt-cache` or `.shipsure` (lint's own config), and never follows directory symlinks
+(no loops).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 SKIP_DIRS = frozenset(
     {".git", "node_modules", ".venv", "venv", "__pycache__", ".terraform", ".shipsure"}
+    | {".terragrunt-cache"}  # Terragrunt's copies of module sources
 )
 
 
@@ -35,6 +38,7 @@ class FileKind(enum.Enum):
     COMPOSE = "compose"
     WOODPECKER = "woodpecker"
     GITHUB = "github-actions"
+    GITLAB = "gitlab-ci"
     YAML = "yaml"
 
 
@@ -60,6 +64,9 @@ def classify(rel: PurePosixPath) -> FileKind | None:
         return FileKind.WOODPECKER
     if rel.parent.name == "workflows" and rel.parent.parent.name == ".github":
         return FileKind.GITHUB
+    in_gitlab_ci = "/.gitlab/ci/" in f"/{rel.parent.as_posix()}/"
+    if name.endswith((".gitlab-ci.yml", ".gitlab-ci.yaml")) or in_gitlab_ci:
+        return FileKind.GITLAB
     if fnmatch.fnmatch(name, "docker-compose*.y*ml") or fnmatch.fnmatch(name, "compose*.y*ml"):
         return FileKind.COMPOSE
     return FileKind.YAML

@@ -1,5 +1,6 @@
-"""Image references in a Dockerfile: `FROM` (multi-stage, `--platform`, `ARG` defaults) and
-`COPY --from=image` / `ADD --from`. Pure: text in, `ImageUse`s out.
+"""Image references in a Dockerfile: `FROM` (multi-stage, `--platform`, `ARG` defaults),
+`COPY --from=image` / `ADD --from` and `RUN --mount=...,from=image`. Pure: text in,
+`ImageUse`s out.
 
 The text is split into instructions by BuildKit's own parser (PyPI `dockerfile`, a binding of
 `github.com/moby/buildkit/frontend/dockerfile/parser`), so everything its grammar says holds
@@ -18,6 +19,7 @@ What we add on top, from the Dockerfile reference:
 
 from __future__ import annotations
 
+import csv
 import re
 import shlex
 from dataclasses import dataclass
@@ -171,4 +173,21 @@ def image_uses(text: str, file: str) -> list[ImageUse]:
                     if source.isdigit() or source.lower() in stages:
                         continue
                     add(instruction, source, f"Dockerfile {instruction.keyword} --from")
+        elif instruction.keyword == "RUN":
+            for flag in instruction.flags:
+                mounted = _mount_from(flag)
+                if mounted and not mounted.isdigit() and mounted.lower() not in stages:
+                    add(instruction, mounted, "Dockerfile RUN --mount from")
     return uses
+
+
+def _mount_from(flag: str) -> str | None:
+    """The `from=` of a `RUN --mount=type=bind|cache,from=<stage or image>,...` (BuildKit
+    pulls an image named there like a `COPY --from`)."""
+    if not flag.startswith("--mount="):
+        return None
+    for field in next(csv.reader([flag.split("=", 1)[1]]), []):
+        key, eq, value = field.partition("=")
+        if eq and key.strip().lower() == "from" and value:
+            return value.strip()
+    return None

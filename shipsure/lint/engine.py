@@ -8,6 +8,7 @@ walk goes on.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import yaml
 from shipsure.errors import BadInputError
 from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report
-from shipsure.lint import compose, dockerfile, pins
+from shipsure.lint import compose, dockerfile, helm, pins
 from shipsure.lint.config import LintConfig, load_config
 from shipsure.lint.discover import FileKind, classify, walk, woodpecker_group, workflow_name
 from shipsure.lint.images import ImageUse, check_image
@@ -75,6 +76,29 @@ class _Root:
     def shown(self, rel: PurePosixPath) -> str:
         return f"{self.display}/{rel}" if self.display else str(rel)
 
+    def kind(self, rel: PurePosixPath) -> FileKind | None:
+        return kind_of(self.base / rel)
+
+    def woodpecker_rel(self, rel: PurePosixPath) -> PurePosixPath:
+        """`rel` as seen from above a `.woodpecker` folder the linted path is inside, so
+        its files are named and grouped as the workflows of one folder."""
+        folder = PurePosixPath(os.path.normpath((self.base / rel).absolute())).parent
+        if rel.parent.name != ".woodpecker" and folder.name == ".woodpecker":
+            return PurePosixPath(".woodpecker", rel.name)
+        return rel
+
+
+def kind_of(path: Path) -> FileKind | None:
+    """What a file is, judged by the folders it sits in, also above the linted path:
+    `shipsure lint .woodpecker` (or `lint build.yaml` inside it) still reads Woodpecker
+    workflows. Links are not followed: a link's own place says what it is."""
+    absolute = PurePosixPath(os.path.normpath(path.absolute()))
+    return classify(PurePosixPath(*absolute.parts[-_KIND_DEPTH:]))
+
+
+# Enough folders for `.gitlab/ci/<folder>/x.yml`, `.github/workflows/x.yml`.
+_KIND_DEPTH = 4
+
 
 def _display(path: str) -> str:
     text = PurePosixPath(Path(path).as_posix()).as_posix()
@@ -99,17 +123,17 @@ def _resolve_root(argument: str, options: LintOptions) -> _Root:
         if classify(rel) is None:
             raise BadInputError(
                 f"{argument}: not a file lint reads (Dockerfile, compose, Woodpecker, "
-                "GitHub Actions or Kubernetes YAML)"
+                "GitHub Actions, GitLab CI or Kubernetes YAML)"
             )
         config_base = _config_folder(path.parent)
         config = load_config(config_base, options.config, options.secrets)
         files = [rel]
-        if classify(rel) is FileKind.WOODPECKER and rel.parent.name == ".woodpecker":
+        if kind_of(path) is FileKind.WOODPECKER and path.absolute().parent.name == ".woodpecker":
             files = sorted(
                 {rel} | {rel.parent / p.name for p in path.parent.iterdir() if p.is_file()},
                 key=str,
             )
-            files = [f for f in files if classify(f) is FileKind.WOODPECKER]
+            files = [f for f in files if kind_of(Path(f)) is FileKind.WOODPECKER]
         return _Root(Path("."), "", files, config, config_base, frozenset({rel}))
     if path.is_symlink() and not path.exists():
         raise BadInputError(f"{argument}: a symbolic link to nothing (or a loop of links)")
@@ -154,7 +178,13 @@ def _read_other(shown: str) -> str | None:
 
 def _parse_yaml(text: str, kind: FileKind | None) -> list[Any] | yaml.YAMLError:
     try:
-        return list(load_all(text, sequence_merge=kind is FileKind.WOODPECKER))
+        return list(
+            load_all(
+                text,
+                sequence_merge=kind is FileKind.WOODPECKER,
+                local_tags=kind is FileKind.GITLAB,
+            )
+        )
     except yaml.YAMLError as exc:
         return exc
 
@@ -199,7 +229,7 @@ class _Run:
     def lint_root(self, root: _Root) -> None:
         groups: dict[PurePosixPath, list[Workflow]] = {}
         for rel in root.files:
-            kind = classify(rel)
+            kind = root.kind(rel)
             shown = root.shown(rel)
             self.progress(shown)
             text = _read(root.base / rel, shown)
@@ -218,6 +248,12 @@ class _Run:
                 continue
             docs = _parse_yaml(text, kind)
             src = pins.SourceLines(text)
+            template = None
+            if kind is FileKind.YAML and isinstance(docs, yaml.YAMLError) and "{{" in text:
+                # A Helm template: read the images it writes literally (see `helm`).
+                template = helm.neutralize(text)
+                if not isinstance(parsed := _parse_yaml(template.text, kind), yaml.YAMLError):
+                    docs, src = parsed, pins.SourceLines(template.text)
             if isinstance(docs, yaml.YAMLError):
                 self._yaml_error(root, rel, kind, text, docs, groups)
                 continue
@@ -236,13 +272,17 @@ class _Run:
             for doc in docs:
                 if kind is FileKind.GITHUB:
                     uses += pins.github_images(doc, src, shown)
+                elif kind is FileKind.GITLAB:
+                    uses += pins.gitlab_images(doc, src, shown)
                 elif kind is FileKind.YAML:
-                    uses += pins.kubernetes_images(doc, src, shown)
+                    found = pins.kubernetes_images(doc, src, shown)
+                    uses += [template.restore(u) for u in found] if template else found
             if kind is FileKind.WOODPECKER:
                 doc = docs[0] if docs else None
                 uses += pins.woodpecker_images(doc, src, shown)
-                workflow = build_workflow(workflow_name(rel), shown, doc)
-                groups.setdefault(woodpecker_group(rel), []).append(workflow)
+                wp = root.woodpecker_rel(rel)
+                workflow = build_workflow(workflow_name(wp), shown, doc)
+                groups.setdefault(woodpecker_group(wp), []).append(workflow)
                 if workflow.doc is None:
                     self.add(
                         root,
@@ -276,8 +316,9 @@ class _Run:
         why = error_text(exc)
         if kind is FileKind.WOODPECKER:
             self.report.count("files")
-            groups.setdefault(woodpecker_group(rel), []).append(
-                Workflow(workflow_name(rel), shown, None)
+            wp = root.woodpecker_rel(rel)
+            groups.setdefault(woodpecker_group(wp), []).append(
+                Workflow(workflow_name(wp), shown, None)
             )
             self.add(
                 root,
@@ -292,7 +333,8 @@ class _Run:
                 ],
             )
         elif kind is FileKind.YAML and ("{{" in text or not _looks_like_kubernetes(text)):
-            # A Helm template (lint its rendered output) or YAML that is not Kubernetes.
+            # A template even `helm` neutralizing could not read, or YAML that is not
+            # Kubernetes.
             self.report.count("skipped-templates" if "{{" in text else "skipped")
         else:
             self.report.count("files")

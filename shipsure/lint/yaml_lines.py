@@ -180,10 +180,27 @@ LineLoader.add_constructor(
 )
 
 
-def load_all(text: str, sequence_merge: bool = False) -> Iterator[Any]:
+class LocalTagLoader(LineLoader):
+    """Also reads nodes with a local tag (GitLab's `!reference [.setup, script]`) as the
+    plain mapping, sequence or string they are written as."""
+
+
+def _untagged(loader: LineLoader, _suffix: str, node: Node) -> Any:
+    if isinstance(node, MappingNode):
+        return loader.construct_line_mapping(node)
+    if isinstance(node, SequenceNode):
+        return loader.construct_line_sequence(node)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+LocalTagLoader.add_multi_constructor("!", _untagged)
+
+
+def load_all(text: str, sequence_merge: bool = False, local_tags: bool = False) -> Iterator[Any]:
     """Every document of a (possibly multi-document) YAML text; `sequence_merge` reads
-    `- <<: *list` items as Woodpecker does. Raises `yaml.YAMLError`."""
-    loader = LineLoader(text, sequence_merge)
+    `- <<: *list` items as Woodpecker does, `local_tags` reads `!tag` nodes untagged.
+    Raises `yaml.YAMLError`."""
+    loader = (LocalTagLoader if local_tags else LineLoader)(text, sequence_merge)
     try:
         while loader.check_data():  # type: ignore[no-untyped-call]
             yield loader.get_data()

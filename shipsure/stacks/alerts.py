@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shipsure.errors import BadInputError
 from shipsure.stacks.discovery import display
 from shipsure.stacks.drift import Transition
 
@@ -24,6 +25,18 @@ _ICONS = {"drifted": ":warning:", "resolved": ":white_check_mark:", "error": ":x
 
 class AlertFailed(Exception):
     pass
+
+
+def check_url(url: str, what: str) -> None:
+    """Refuse a webhook no POST can reach before any stack is planned, in one line that
+    does not echo it (a webhook URL holds its credentials)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number
+    except ValueError:
+        raise BadInputError(f"{what}: not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(f"{what}: expected an http:// or https:// URL with a host")
 
 
 def webhook_kind(url: str, kind: str) -> str:

@@ -8,9 +8,11 @@ In order:
 3. `--since-last-apply`: the last commit `stacks run apply` applied completely.
 4. CI variables:
    * Woodpecker (`CI=woodpecker` or `CI_PIPELINE_EVENT` set): `manual` and `cron` events
-     take all stacks; `pull_request` compares with `CI_COMMIT_TARGET_BRANCH`; other events
+     take all stacks; `pull_request` compares with `CI_COMMIT_TARGET_BRANCH` (a clone
+     without it uses `CI_PIPELINE_FILES`, the pull request's files); other events
      with `CI_PREV_COMMIT_SHA`; without it, the `CI_PIPELINE_FILES` list (which Woodpecker
-     leaves undefined above 500 files: then all stacks).
+     leaves undefined above 500 files, and sets to `[]` whenever it has no list: then all
+     stacks).
    * GitHub Actions: `workflow_dispatch`, `schedule` and `repository_dispatch` take all
      stacks; `pull_request*` compares with `GITHUB_BASE_REF`; `push` with the event's
      `before` commit.
@@ -25,15 +27,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from shipsure.errors import BadInputError
+from shipsure.fileio import read_regular
 from shipsure.stacks.git import Git
 
 ALL_ZERO = "0" * 40
 ALL_EVENTS_WOODPECKER = frozenset({"manual", "cron"})
 ALL_EVENTS_GITHUB = frozenset({"workflow_dispatch", "schedule", "repository_dispatch"})
 MAX_EVENT_BYTES = 8 * 1024 * 1024
+LAST_APPLY = "last successful apply"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Baseline:
     commit: str | None = None
     files: tuple[str, ...] | None = None
     all_reason: str | None = None
+    # The last applied commit: HEAD there means everything is applied, not a mistake.
+    applied: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -78,21 +83,21 @@ def choose_baseline(
     if since_last_apply:
         if last_applied is None:
             return everything("no successful apply recorded yet: all stacks")
-        return _commit(git, last_applied, "last successful apply")
+        return _commit(git, last_applied, LAST_APPLY, applied=True)
     if env.get("CI") == "woodpecker" or "CI_PIPELINE_EVENT" in env:
         return _woodpecker(git, env)
     if env.get("GITHUB_ACTIONS") == "true":
         return _github(git, env)
     if last_applied is not None:
-        return _commit(git, last_applied, "last successful apply")
+        return _commit(git, last_applied, LAST_APPLY, applied=True)
     return everything("no baseline (not in CI, no --base, no apply recorded): all stacks")
 
 
-def _commit(git: Git, ref: str, what: str) -> Baseline:
+def _commit(git: Git, ref: str, what: str, applied: bool = False) -> Baseline:
     commit = git.resolve(ref)
     if commit is None:
         return _missing(git, ref, what)
-    return Baseline(description=f"{what} {commit[:12]}", commit=commit)
+    return Baseline(description=f"{what} {commit[:12]}", commit=commit, applied=applied)
 
 
 def _merge_base(git: Git, commit: str, what: str) -> Baseline:
@@ -118,7 +123,13 @@ def _woodpecker(git: Git, env: Mapping[str, str]) -> Baseline:
     if event.startswith("pull_request"):
         target = env.get("CI_COMMIT_TARGET_BRANCH", "")
         if target:
-            return _target_branch(git, target, "CI_COMMIT_TARGET_BRANCH")
+            found = _target_branch(git, target, "CI_COMMIT_TARGET_BRANCH")
+            # Woodpecker clones a pull request without its target branch; the files the
+            # forge lists for the pull request say the same, when Woodpecker passed them.
+            if found.all_reason is None or "CI_PIPELINE_FILES" not in env:
+                return found
+            why = f"CI_COMMIT_TARGET_BRANCH {target} is not in this clone; "
+            return _pipeline_files(env["CI_PIPELINE_FILES"], why)
     prev = env.get("CI_PREV_COMMIT_SHA", "")
     if prev and prev != ALL_ZERO:
         commit = git.resolve(prev)
@@ -131,13 +142,26 @@ def _woodpecker(git: Git, env: Mapping[str, str]) -> Baseline:
             f"{why} and CI_PIPELINE_FILES undefined (Woodpecker leaves it unset above 500 "
             "files): all stacks"
         )
+    return _pipeline_files(files)
+
+
+def _pipeline_files(files: str, why: str = "") -> Baseline:
     try:
         listed = json.loads(files)
     except ValueError:
         listed = None
     if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
         raise BadInputError("CI_PIPELINE_FILES: expected a JSON list of file paths")
-    return Baseline(description=f"CI_PIPELINE_FILES ({len(listed)} files)", files=tuple(listed))
+    if not listed:
+        # Woodpecker writes `[]` whenever it has no list, also for events it never lists
+        # files for (tag, release, deployment): an empty list proves nothing.
+        return everything(
+            f"{why}CI_PIPELINE_FILES is [], which Woodpecker also sets when it did not list "
+            "the files (tag, release and deployment events): all stacks"
+        )
+    return Baseline(
+        description=f"{why}CI_PIPELINE_FILES ({len(listed)} files)", files=tuple(listed)
+    )
 
 
 def _target_branch(git: Git, branch: str, variable: str) -> Baseline:
@@ -166,8 +190,8 @@ def _github_before(path: str) -> str | None:
     if not path:
         return None
     try:
-        with Path(path).open("rb") as handle:
-            payload = json.loads(handle.read(MAX_EVENT_BYTES))
+        # Only a regular file: GITHUB_EVENT_PATH naming a FIFO must not hang the run.
+        payload = json.loads(read_regular(path, MAX_EVENT_BYTES)[:MAX_EVENT_BYTES])
     except (OSError, ValueError):
         return None
     before = payload.get("before") if isinstance(payload, dict) else None

@@ -43,12 +43,13 @@ from shipsure.stacks.discovery import (
 )
 from shipsure.stacks.git import FileChange
 from shipsure.stacks.links import Links
-from shipsure.stacks.pathglob import first_match, matches
+from shipsure.stacks.pathglob import covers, first_match, matches
 from shipsure.stacks.sources import (
     LOCAL_STRING,
     HclScanError,
     is_local,
     is_outside,
+    json_sources,
     lenient_sources,
     resolve_local,
     scan_sources,
@@ -91,12 +92,38 @@ class ChangedStacks:
 ReadText = Callable[[str], str | None]
 
 
+# Terragrunt's `terragrunt.stack.hcl` generates its units into `.terragrunt-stack/` when run
+# (`terragrunt stack run`); neither the generated units nor that command are modelled here.
+TERRAGRUNT_STACK_FILE = "terragrunt.stack.hcl"
+
+
+def not_understood(files: Iterable[str]) -> list[str]:
+    """Warnings for files that define stacks shipsure cannot see, so a result that leaves
+    them out is never taken as complete."""
+    found = [f for f in files if posixpath.basename(f) == TERRAGRUNT_STACK_FILE]
+    if not found:
+        return []
+    shown = ", ".join(found[:MAX_FILES_PER_REASON])
+    more = (
+        f" and {len(found) - MAX_FILES_PER_REASON} more"
+        if len(found) > MAX_FILES_PER_REASON
+        else ""
+    )
+    return [
+        f"Terragrunt stack files ({shown}{more}) are not understood: the units they generate "
+        "are not listed, and changes to them or to the units they use are not detected"
+    ]
+
+
 def all_stacks(
     files: Iterable[str], config: StacksConfig, reason: str, links: Links | None = None
 ) -> ChangedStacks:
     links = links or Links()
+    files = list(files)
     stacks = find_stacks(links.expand(files), config, links)
-    return ChangedStacks([StackChange(s, [reason]) for s in stacks], all=True)
+    return ChangedStacks(
+        [StackChange(s, [reason]) for s in stacks], all=True, warnings=not_understood(files)
+    )
 
 
 def detect(
@@ -111,7 +138,7 @@ def detect(
     stacks = find_stacks(files, config, links)
     stack_set = set(stacks)
     reasons: dict[str, list[str]] = {}
-    warnings: list[str] = []
+    warnings: list[str] = not_understood(files)
 
     def add(stack: str, reason: str) -> None:
         bucket = reasons.setdefault(stack, [])
@@ -128,7 +155,7 @@ def detect(
     for link in links.outside:
         warnings.append(f"link {link} leaves the repository; changes to it are not detected")
 
-    global_hits = [p for p in paths if first_match(p, config.globals)]
+    global_hits = [p for p in paths if covers(p, config.globals)]
     for stack in stacks:
         for reason in _file_reasons("global file", global_hits):
             add(stack, reason)
@@ -151,7 +178,7 @@ def detect(
             add(stack, f"and {len(linked) - MAX_FILES_PER_REASON} more linked files changed")
 
     for stack_pattern, file_patterns in config.watch.items():
-        hits = [p for p in paths if first_match(p, file_patterns)]
+        hits = [p for p in paths if covers(p, file_patterns)]
         if hits:
             for stack in stacks:
                 if matches(stack, stack_pattern):
@@ -204,14 +231,18 @@ def _terragrunt_reasons(
             continue
         result = terragrunt.unit_reads(stack, file_set, read_text, terragrunt.parse_hcl)
         for read in result.reads:
-            if read.folder:
-                prefix = f"{read.path}/" if read.path else ""
-                hits = [p for p in changed_paths if p == read.path or p.startswith(prefix)]
-                if read.why.startswith(("dependency", "depends")):
-                    dependencies.setdefault(stack, []).append(read.path)
-                    hits = [] if read.path == stack else hits
-            else:
-                hits = [p for p in changed_paths if p == read.path]
+            below = (f"{read.path}/" if read.path else "") if read.folder else None
+            hits = [
+                p
+                for p in changed_paths
+                if p == read.path
+                or (below is not None and p.startswith(below))
+                # A submodule whose commit moved is one changed path above what it holds.
+                or read.path.startswith(f"{p}/")
+            ]
+            if read.folder and read.why.startswith(("dependency", "depends")):
+                dependencies.setdefault(stack, []).append(read.path)
+                hits = [] if read.path == stack else hits
             if hits:
                 shown = ", ".join(hits[:MAX_FILES_PER_REASON])
                 more = len(hits) - MAX_FILES_PER_REASON
@@ -277,10 +308,11 @@ class _SourceReader:
         if path not in self.cache:
             text = self.read_text(path) or ""
             try:
-                sources = scan_sources(text)
+                sources = json_sources(text) if path.endswith(".json") else scan_sources(text)
             except HclScanError as exc:
                 self.warnings.append(
-                    f"{path}: could not parse as HCL ({exc}); "
+                    f"{path}: could not parse as {'JSON' if path.endswith('.json') else 'HCL'} "
+                    f"({exc}); "
                     "read its module sources with a pattern match instead"
                 )
                 sources = lenient_sources(text)
@@ -328,6 +360,16 @@ def _module_reasons(
         if cause.changed_file:
             return f"{cause.changed_file} changed"
         return f"{cause.user} uses {cause.via}; {explain(cause.via)}"
+
+    # A changed path with a module below it is a folder git reports as one entry: a
+    # submodule whose commit moved (or a file replaced by a folder). Everything under it
+    # may have changed.
+    changed_set = frozenset(changed_paths)
+    for ref in refs:
+        if ref.target not in touched:
+            above = next((a for a in ancestors(ref.target) if a in changed_set), None)
+            if above is not None:
+                touched[ref.target] = _Cause(changed_file=above)
 
     found: list[tuple[str, str]] = []
     pending = [r for r in refs if not is_outside(r.target)]

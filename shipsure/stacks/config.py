@@ -7,8 +7,10 @@ shipsure reads, at the repository root, the first of:
 
 Every key is optional; without any file the defaults below apply::
 
-    markers: ["*.tf", "terragrunt.hcl"]   # a folder holding one of these is a stack
-    exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks
+    markers: ["*.tf", "*.tf.json", "*.tofu", "*.tofu.json", "terragrunt.hcl"]
+                                          # a folder holding one of these is a stack
+    exclude: ["modules/**", "**/modules/**", "**/.terraform/**"]  # never stacks (a folder
+                                          # named here excludes the folders below it too)
     include: []                           # stacks even when every marker file in them is
                                           # linked into other stacks (shared files)
     root_is_stack: false                  # the root usually holds the shared terragrunt.hcl
@@ -25,7 +27,8 @@ Every key is optional; without any file the defaults below apply::
     parent_files: ["*.hcl", "*.tfvars", "*.tfvars.json"]
       # such a file in a folder that is not a stack (e.g. live/prod/env.hcl, read with
       # terragrunt's find_in_parent_folders) changes every stack below that folder
-    watch:                                # extra files a stack depends on (globs)
+    watch:                                # extra files a stack depends on (globs; a
+                                          # folder, as in `globals`, covers its files)
       "live/*/app": ["config/app/**"]
     binary: terraform                     # or tofu, terragrunt, or a path
     parallel: 4                           # default for --parallel
@@ -54,7 +57,9 @@ MAX_CONFIG_BYTES = 1 << 20
 
 CONFIG_FILES = (".shipsure/stacks.yaml", "shipsure.yaml")
 
-DEFAULT_MARKERS = ("*.tf", "terragrunt.hcl")
+# Terraform reads `*.tf` and `*.tf.json` (what CDKTF and generators write); OpenTofu also
+# `*.tofu` and `*.tofu.json`.
+DEFAULT_MARKERS = ("*.tf", "*.tf.json", "*.tofu", "*.tofu.json", "terragrunt.hcl")
 DEFAULT_EXCLUDE = ("modules/**", "**/modules/**", "**/.terraform/**")
 DEFAULT_GLOBALS = (
     "terragrunt.hcl",

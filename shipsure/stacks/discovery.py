@@ -17,9 +17,10 @@ from collections.abc import Iterable
 
 from shipsure.stacks.config import StacksConfig
 from shipsure.stacks.links import Links
-from shipsure.stacks.pathglob import first_match
+from shipsure.stacks.pathglob import covers, first_match
 
-HCL_SUFFIXES = (".tf", ".hcl")
+# Files that can hold module sources: Terraform and OpenTofu, native and JSON syntax.
+HCL_SUFFIXES = (".tf", ".hcl", ".tofu", ".tf.json", ".tofu.json")
 
 
 def display(folder: str) -> str:
@@ -33,7 +34,7 @@ def is_marker(name: str, config: StacksConfig) -> bool:
 def can_be_stack(folder: str, config: StacksConfig) -> bool:
     if folder == "":
         return config.root_is_stack
-    return first_match(folder, config.exclude) is None
+    return not covers(folder, config.exclude)
 
 
 def find_stacks(

@@ -18,7 +18,7 @@ GIT_TIMEOUT_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class FileChange:
-    status: str  # git's letter: A added, M modified, D deleted, T type change
+    status: str  # git's letter: A added, M modified, D deleted, T type change; ? untracked
     path: str
 
 
@@ -26,6 +26,7 @@ class Git:
     def __init__(self, root: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> None:
         self.root = root
         self.timeout = timeout
+        self._head: str | None = None
 
     @classmethod
     def discover(cls, start: Path) -> Git:
@@ -39,8 +40,12 @@ class Git:
             raise BadInputError(f"{start}: {exc.strerror or exc}") from None
         try:
             out = _run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], 30.0)
-        except _GitFailed:
-            raise BadInputError(f"{start}: not inside a git repository") from None
+        except _GitFailed as exc:
+            if "not a git repository" in str(exc):
+                raise BadInputError(f"{start}: not inside a git repository") from None
+            # A repository git refuses to read (owned by another user: safe.directory, a
+            # damaged .git): say what git said, not that there is none.
+            raise CouldNotRunError(f"{start}: git cannot read the repository: {exc}") from None
         return cls(Path(out.strip()))
 
     def _git(self, *args: str) -> str:
@@ -61,10 +66,11 @@ class Git:
         return out.strip() or None
 
     def head(self) -> str:
-        sha = self.resolve("HEAD")
-        if sha is None:
+        if self._head is None:  # asked several times a run; HEAD does not move meanwhile
+            self._head = self.resolve("HEAD")
+        if self._head is None:
             raise BadInputError(f"{self.root}: the repository has no commits yet")
-        return sha
+        return self._head
 
     def is_shallow(self) -> bool:
         return self._git("rev-parse", "--is-shallow-repository").strip() == "true"
@@ -105,13 +111,37 @@ class Git:
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files that differ between two commits' trees. Renames count as delete + add so
         both the old and the new folder are seen."""
-        out = self._git("diff", "--name-status", "-z", "--no-renames", base, head, "--")
-        parts = out.split("\0")
-        changes: list[FileChange] = []
-        for i in range(0, len(parts) - 1, 2):
-            if parts[i]:
-                changes.append(FileChange(parts[i][0], parts[i + 1]))
-        return changes
+        # A submodule whose commit moved is a change even where `diff.ignoreSubmodules` or
+        # `.gitmodules` say `ignore = all` (set to quiet `git status`).
+        flags = ("--name-status", "-z", "--no-renames", "--ignore-submodules=none")
+        return _name_status(self._git("diff", *flags, base, head, "--"))
+
+    def uncommitted(self) -> list[FileChange]:
+        """Tracked files whose work tree or index differs from HEAD (staged or not)."""
+        try:
+            # A submodule holding only untracked files (its build output) is no change.
+            flags = ["--name-status", "-z", "--no-renames", "--ignore-submodules=untracked"]
+            diff = ["diff", *flags, "HEAD", "--"]
+            out = _run(["git", "-C", str(self.root), *diff], self.timeout)
+        except _GitFailed as exc:
+            if self.resolve("HEAD") is None:  # no commit yet: everything added is new
+                return [FileChange("A", p) for p in self.tracked_files()]
+            raise CouldNotRunError(f"git diff failed in {self.root}: {exc}") from None
+        return _name_status(out)
+
+    def untracked(self) -> list[str]:
+        """Files in the work tree that git neither tracks nor ignores."""
+        out = self._git("ls-files", "--others", "--exclude-standard", "-z")
+        return [p for p in out.split("\0") if p]
+
+
+def _name_status(out: str) -> list[FileChange]:
+    parts = out.split("\0")
+    changes: list[FileChange] = []
+    for i in range(0, len(parts) - 1, 2):
+        if parts[i]:
+            changes.append(FileChange(parts[i][0], parts[i + 1]))
+    return changes
 
 
 class _GitFailed(Exception):
@@ -130,5 +160,7 @@ def _run(cmd: list[str], timeout: float) -> str:
         raise _GitFailed(f"timed out after {timeout:.0f}s") from None
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise _GitFailed(message[-1] if message else f"exit code {proc.returncode}")
+        # git's own verdict is its `fatal:` line; hints may follow it.
+        fatal = [line for line in message if line.startswith(("fatal:", "error:"))]
+        raise _GitFailed((fatal or message or [f"exit code {proc.returncode}"])[-1])
     return proc.stdout.decode("utf-8", "surrogateescape")

@@ -2,7 +2,9 @@
 
 `*` and `?` stay inside one folder; `**` spans folders (`modules/**` matches `modules`,
 `modules/net` and `modules/net/sub/main.tf`; `**/modules/**` matches a `modules` folder at any
-depth). A pattern without `/` used as a *marker* matches the file name only. Pure.
+depth). A pattern without `/` used as a *marker* matches the file name only. In `globals`,
+`watch` and `exclude`, `covers` also takes a pattern naming a folder to mean everything below
+it. Pure.
 """
 
 from __future__ import annotations
@@ -49,3 +51,14 @@ def first_match(path: str, patterns: Iterable[str]) -> str | None:
         if matches(path, pattern):
             return pattern
     return None
+
+
+def covers(path: str, patterns: Iterable[str]) -> bool:
+    """A file pattern matches `path` or a folder holding it: as in `.gitignore`, naming a
+    folder (`ci`, `config/app`) takes in every file below it."""
+    patterns = tuple(patterns)
+    while path:
+        if first_match(path, patterns) is not None:
+            return True
+        path = path.rpartition("/")[0]
+    return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -118,12 +119,29 @@ def _run_one(settings: RunSettings, run: StackRun) -> None:
         return
     started = time.monotonic()
     try:
-        with Path(run.log).open("wb") as log:
-            _locked_run(settings, run, log)
+        with _open_log(run.log) as log:
+            try:
+                _locked_run(settings, run, log)
+            except OSError as exc:
+                # Not the log's fault: the plugin cache's lock file, the stack folder.
+                where = f"{exc.filename}: " if exc.filename else ""
+                run.result, run.detail = FAILED, f"{where}{exc.strerror or exc}"
     except OSError as exc:
         run.result, run.detail = FAILED, f"cannot write log {run.log}: {exc.strerror or exc}"
     finally:
         run.duration = time.monotonic() - started
+
+
+def _open_log(path: str) -> BinaryIO:
+    """The stack's log, truncated. Non-blocking: a FIFO left at that path (no reader) is
+    an error (ENXIO), not a run waiting forever."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        os.set_blocking(fd, True)  # writes to a regular file or a terminal may block
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _locked_run(settings: RunSettings, run: StackRun, log: BinaryIO) -> None:

@@ -13,9 +13,10 @@ scan, a lenient pattern match is used instead and a warning says so.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Superset prefilter: every local source is a quoted string starting with ./ or ../.
 LOCAL_STRING = re.compile(r'"(\.\.?/[^"\n]*)"')
@@ -212,11 +213,43 @@ def _skip_expression(toks: list[_Tok], i: int) -> int:
 
 _LENIENT_COMMENT = re.compile(r"/\*.*?\*/|(?m:(?:#|//)[^\n\"]*$)", re.S)
 _LENIENT_SOURCE = re.compile(r'\bsource\s*=\s*"([^"\n$]*)"')
+_LENIENT_JSON_SOURCE = re.compile(r'"source"\s*:\s*"([^"\n]*)"')
 
 
 def lenient_sources(text: str) -> list[str]:
-    """Fallback for files the scanner refuses: any `source = "..."` outside comments."""
-    return _LENIENT_SOURCE.findall(_LENIENT_COMMENT.sub("", text))
+    """Fallback for files the scanner refuses: any `source = "..."` outside comments (or
+    `"source": "..."`, the JSON syntax)."""
+    return _LENIENT_SOURCE.findall(_LENIENT_COMMENT.sub("", text)) + _LENIENT_JSON_SOURCE.findall(
+        text
+    )
+
+
+def json_sources(text: str) -> list[str]:
+    """`source` values of `module` blocks in Terraform's JSON syntax (`main.tf.json`):
+    `{"module": {"name": {"source": ...}}}`, where any block level may also be a list of
+    such objects. HclScanError if the text is not JSON."""
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise HclScanError("nested too deeply") from None
+    except ValueError as exc:
+        raise HclScanError(str(exc)) from None
+    sources: list[str] = []
+    for modules in _json_objects(document.get("module") if isinstance(document, dict) else None):
+        for body in modules.values():
+            for block in _json_objects(body):
+                source = block.get("source")
+                if isinstance(source, str):
+                    sources.append(source)
+    return sources
+
+
+def _json_objects(value: object) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, dict)]
+    return []
 
 
 def is_local(source: str) -> bool:

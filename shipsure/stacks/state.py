@@ -35,14 +35,23 @@ def write_atomic(path: Path, text: str) -> None:
         raise CouldNotRunError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def read_last_applied(state_dir: Path) -> str | None:
-    path = state_dir / LAST_APPLIED
+def _read(path: Path) -> bytes | None:
+    """A state file's bytes (at most the limit + 1), None when it does not exist. Only a
+    regular file: a FIFO there must not hang every run, a device not be read forever."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        return fileio.read_regular(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CouldNotRunError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_last_applied(state_dir: Path) -> str | None:
+    path = state_dir / LAST_APPLIED
+    raw = _read(path)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
     if not _SHA.fullmatch(text):
         raise BadInputError(f"{path}: expected one commit id, found {text[:60]!r}")
     return text
@@ -54,13 +63,9 @@ def write_last_applied(state_dir: Path, commit: str) -> None:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from `path`, None when the file does not exist."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_STATE_BYTES + 1)
-    except FileNotFoundError:
+    raw = _read(path)
+    if raw is None:
         return None
-    except OSError as exc:
-        raise CouldNotRunError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_STATE_BYTES:
         raise BadInputError(f"{path}: larger than {MAX_STATE_BYTES} bytes; not a state file")
     try:

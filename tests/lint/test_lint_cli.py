@@ -226,6 +226,8 @@ def test_skips_vendored_folders(lint_tree: LintTree) -> None:
         "node_modules/x/docker-compose.yml": "services:\n  a:\n    image: nginx\n",
         ".git/Dockerfile": "FROM alpine\n",
         ".venv/lib/Dockerfile": "FROM alpine\n",
+        # Terragrunt's copies of module sources (a module's own test Dockerfile, again).
+        "live/app/.terragrunt-cache/k/h/modules/app/Dockerfile": "FROM alpine\n",
         "app/Dockerfile": "FROM alpine\n",
     }
     assert lint_tree(files) == [("PIN001", "app/Dockerfile", 1)]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 LintTree = Callable[..., list[tuple[str, str, int]]]
 
@@ -497,3 +502,37 @@ def test_wp009_knows_an_apply_from_a_plan() -> None:
         assert is_apply_step(step(command)), command
     for command in ("terraform plan -out=apply.tfplan", "terraform plan -destroy", "echo apply"):
         assert not is_apply_step(step(command)), command
+
+
+def test_pipeline_folders_linted_directly_are_read_as_pipelines(
+    tmp_path: Path,
+    lint_json: Callable[..., tuple[int, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `shipsure lint .woodpecker`, or `lint build.yaml` from inside it, is how people check
+    # the pipeline they are editing: it must be read as Woodpecker, not as some YAML.
+    wp_dir = tmp_path / ".woodpecker"
+    wp_dir.mkdir()
+    for name in ("build", "docs"):
+        text = textwrap.dedent(_APPLY_MANUAL.format(guard="", name=name)).lstrip()
+        (wp_dir / f"{name}.yaml").write_text(text.replace("alpine:3.19.1", "alpine:3.19"))
+    gh_dir = tmp_path / ".github/workflows"
+    gh_dir.mkdir(parents=True)
+    (gh_dir / "ci.yml").write_text("on: push\njobs:\n  t:\n    container: node:20\n")
+
+    def rules(*args: str) -> list[tuple[str, str, int]]:
+        _, data = lint_json(*args)
+        return [(f["rule"], f["path"].rsplit("/", 1)[-1], f["line"]) for f in data["findings"]]
+
+    expected = [
+        ("WP003", "build.yaml", 4),
+        ("PIN003", "build.yaml", 7),
+        ("WP003", "docs.yaml", 4),
+        ("PIN003", "docs.yaml", 7),
+    ]
+    assert rules(str(tmp_path)) == [("PIN003", "ci.yml", 4), *expected]
+    assert rules(str(wp_dir)) == expected
+    assert rules(str(gh_dir)) == [("PIN003", "ci.yml", 4)]
+    monkeypatch.chdir(wp_dir)
+    assert rules(".") == expected
+    assert rules("docs.yaml") == expected[2:]

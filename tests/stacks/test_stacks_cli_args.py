@@ -77,3 +77,51 @@ def test_a_repo_path_too_long_is_a_usage_error(
     long = str(tmp_path / ("a" * 5000))
     assert main(["stacks", "changed", "--all", "--repo", long]) == 2
     assert "File name too long" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "what"), [("--log-dir", "log folder"), ("--plugin-cache", "plugin cache")]
+)
+@pytest.mark.parametrize("command", [["run", "plan", "stacks/s1"], ["drift"]])
+def test_a_folder_that_cannot_be_made_is_one_line_naming_it(
+    option: str,
+    what: str,
+    command: list[str],
+    repo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A log folder under a file was a traceback; a plugin cache there was blamed on the
+    # stack's log ("cannot write log ...").
+    (tmp_path / "a-file").write_text("")
+    bad = tmp_path / "a-file" / "sub"
+    assert main(["stacks", *command, "--repo", str(repo), option, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"shipsure: {what} {bad}: cannot create it: Not a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("https://hooks.example.invalid:99999999/x", "not a valid URL"),
+        ("hooks.slack.com/services/T000/B000/SECRET", "expected an http:// or https:// URL"),
+        ("ftp://hooks.example.invalid/SECRET", "expected an http:// or https:// URL"),
+    ],
+)
+def test_a_webhook_no_post_can_reach_is_refused_before_planning(
+    url: str,
+    why: str,
+    repo: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It was taken, every stack planned, and then a traceback (http://[::1) or an alert
+    # "not delivered" at the first transition, maybe months later.
+    argv = ["stacks", "drift", "--repo", str(repo), "--binary", "/nonexistent/terraform"]
+    assert main([*argv, "--webhook", url]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"shipsure: --webhook: {why}") and "SECRET" not in err
+    monkeypatch.setenv("SHIPSURE_DRIFT_WEBHOOK", url)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"shipsure: SHIPSURE_DRIFT_WEBHOOK: {why}")

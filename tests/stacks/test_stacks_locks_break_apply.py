@@ -3,6 +3,7 @@ point then a re-run ends consistent, nothing written into the current folder."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,25 @@ def test_an_unreadable_lock_file_is_broken_as_the_error_advises(
     locks.mkdir(parents=True)
     bad = locks / "stacks%2Fa.lock.json"
     bad.write_bytes(b"\x00garbage\xff")
+    from shipsure.stacks.locks.file import FileLockBackend
+
+    assert FileLockBackend(locks).acquire("stacks/b", "runner-b", 60.0) is not None
+    argv = ["stacks", "locks", "list", "--repo", str(lock_repo)]
+    # The damaged key is listed with the live ones, not instead of them; exit 3 says some
+    # lock could not be read.
+    assert main(argv) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("stacks/b  runner-b  since ")
+    assert lines[1].startswith("stacks/a  unreadable: lock file ")
+    assert lines[1].endswith("locks break stacks/a --apply`")
+    assert main([*argv, "--format", "json"]) == 3
+    listed = json.loads(capsys.readouterr().out)["locks"]
+    assert [(e["key"], "unreadable" in e) for e in listed] == [
+        ("stacks/b", False),
+        ("stacks/a", True),
+    ]
+    FileLockBackend(locks).force_break("stacks/b")
     argv = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo)]
-    assert main(["stacks", "locks", "list", "--repo", str(lock_repo)]) == 3
-    assert "locks break KEY --apply" in capsys.readouterr().err
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("would break unreadable lock 'stacks/a': ")
     assert bad.exists()

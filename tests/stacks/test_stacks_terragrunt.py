@@ -177,6 +177,7 @@ def test_nothing_changed_means_no_unresolved_noise(
 ) -> None:
     commit(repo, {"live/prod/odd/terragrunt.hcl": 'include { path = get_env("X") }\n'})
     head = git(repo, "rev-parse", "HEAD")
+    commit(repo, {}, "an empty commit: nothing changed, and the baseline is not HEAD")
     result = changed(repo, capsys, head)
     assert (result["stacks"], result["warnings"]) == ([], [])
 

@@ -26,7 +26,8 @@ Run a repository of Terraform/Terragrunt stacks safely: find the stacks a change
 and global files), run plan/apply on them in parallel under per-stack locks with a TTL, and
 watch for drift with alerts on transitions.
 
-A stack is a folder holding *.tf or terragrunt.hcl (not modules/**, not the root).
+A stack is a folder holding *.tf, *.tf.json, *.tofu or terragrunt.hcl (not modules/**, not
+the root).
 Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml):
   markers, exclude, include, root_is_stack, globals, parent_files, watch, binary, parallel,
   step_timeout, state_dir, log_dir, lock_prefix

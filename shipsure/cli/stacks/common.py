@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shipsure.errors import BadInputError
 from shipsure.stacks.changed import ChangedStacks
-from shipsure.stacks.workspace import Workspace
+from shipsure.stacks.workspace import PLUGIN_CACHE_FOLDER, Workspace
 
 # The runner and lock backends load only for the commands that use them: `stacks changed`
 # is on every pipeline's critical path and starts faster without.
@@ -67,7 +67,7 @@ def run_settings(
     cache = args.plugin_cache or (
         Path(env["TF_PLUGIN_CACHE_DIR"])
         if env.get("TF_PLUGIN_CACHE_DIR")
-        else ws.root / ".shipsure" / "plugin-cache"
+        else ws.root / PLUGIN_CACHE_FOLDER
     )
     return RunSettings(
         repo_root=ws.root,
@@ -77,14 +77,24 @@ def run_settings(
         backend=backend,
         lock_ttl=args.lock_ttl,
         lock_wait=getattr(args, "lock_wait", 0.0),
-        log_dir=args.log_dir or ws.root / ws.config.log_dir,
-        plugin_cache=cache.absolute(),
+        log_dir=folder(args.log_dir or ws.root / ws.config.log_dir, "log folder"),
+        plugin_cache=folder(cache.absolute(), "plugin cache"),
         step_timeout=ws.config.step_timeout,
         env=env,
         owner=default_owner(),
         note=note,
         lock_prefix=ws.config.lock_prefix,
     )
+
+
+def folder(path: Path, what: str) -> Path:
+    """`path`, created if missing: one line naming it when it cannot be (a file in the way,
+    no permission), before any stack starts, never blamed on a stack's log."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"{what} {path}: cannot create it: {exc.strerror or exc}") from None
+    return path
 
 
 def note(ws: Workspace, what: str) -> str:

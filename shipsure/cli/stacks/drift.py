@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipsure.cli.stacks.common import lock_backend, normalize, note, run_settings, workspace
+from shipsure.cli.stacks.common import (
+    lock_backend,
+    normalize,
+    note,
+    run_settings,
+    warn,
+    workspace,
+)
 from shipsure.findings import ExitCode
 from shipsure.stacks import state
 from shipsure.stacks.discovery import display
@@ -28,8 +35,11 @@ def run_drift(args: argparse.Namespace) -> int:
 
     ws = workspace(args)
     known = ws.all_stacks()
+    warn(ws.not_understood())
     stacks = [normalize(ws, s, set(known)) for s in args.stacks] if args.stacks else known
     webhook = args.webhook or os.environ.get("SHIPSURE_DRIFT_WEBHOOK")
+    if webhook:
+        alerts.check_url(webhook, "--webhook" if args.webhook else "SHIPSURE_DRIFT_WEBHOOK")
     state_file = args.state_file or ws.state_dir / state.DRIFT_STATE
     stored = state.read_json(state_file)
     previous = drift.previous_statuses(stored)

@@ -21,12 +21,17 @@ def run_locks_list(args: argparse.Namespace) -> int:
     ws = workspace(args)
     backend = lock_backend(ws, args)
     try:
-        infos = backend.list()
+        entries = backend.list()
     finally:
         backend.close()
+    infos = [e for e in entries if isinstance(e, LockInfo)]
+    # A key holding no lock record is shown with the others, and makes the exit code 3:
+    # nobody can tell whether its stack is locked.
+    unreadable = [e for e in entries if isinstance(e, LockUnreadable)]
+    code = ExitCode.COULD_NOT_RUN if unreadable else ExitCode.CLEAN
     now = time.time()
     if args.format == "json":
-        body = [
+        body: list[dict[str, object]] = [
             {
                 "key": i.key,
                 "owner": i.owner,
@@ -37,11 +42,12 @@ def run_locks_list(args: argparse.Namespace) -> int:
             }
             for i in infos
         ]
+        body += [{"key": u.key, "unreadable": str(u)} for u in unreadable]
         sys.stdout.write(json.dumps({"locks": body}, indent=2) + "\n")
-        return int(ExitCode.CLEAN)
-    if not infos:
+        return int(code)
+    if not entries:
         sys.stdout.write("no locks held\n")
-        return int(ExitCode.CLEAN)
+        return int(code)
     for i in infos:
         left = i.expires_at - now
         when = f"stale for {-left:.0f}s" if left <= 0 else f"expires in {left:.0f}s"
@@ -49,7 +55,9 @@ def run_locks_list(args: argparse.Namespace) -> int:
         line = f"{i.key}  {i.owner}  since {utc(i.acquired_at)}  {when}"
         sys.stdout.write(printable(line))
         sys.stdout.write(f"  {printable(i.note)}\n" if i.note else "\n")
-    return int(ExitCode.CLEAN)
+    for u in unreadable:
+        sys.stdout.write(printable(f"{u.key}  unreadable: {u}") + "\n")
+    return int(code)
 
 
 def run_locks_break(args: argparse.Namespace) -> int:

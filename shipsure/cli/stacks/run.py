@@ -31,6 +31,8 @@ def run_run(args: argparse.Namespace) -> int:
     ws = workspace(args)
     stacks, complete, detection = _select(ws, args)
     head = ws.git.head()
+    # Taken before the run: `init` may rewrite a tracked .terraform.lock.hcl.
+    dirty = ws.local_summary()
     if args.dry_run:
         return _dry_run(ws, args, stacks, detection)
     backend = lock_backend(ws, args)
@@ -43,8 +45,13 @@ def run_run(args: argparse.Namespace) -> int:
     ok = all(r.ok for r in runs)
     recorded = False
     if args.action == "apply" and complete and ok:
-        state.write_last_applied(ws.state_dir, head)
-        recorded = True
+        if dirty is not None:
+            # What was applied is not HEAD: recording HEAD would hide the difference from
+            # the next `--since-last-apply` if those edits are never committed.
+            warn([f"not recording {head[:12]} as the last applied commit: {dirty}"])
+        else:
+            state.write_last_applied(ws.state_dir, head)
+            recorded = True
     if args.format == "json":
         body = {
             "action": args.action,
@@ -105,6 +112,7 @@ def _select(
         chosen = [normalize(ws, s, set(known)) for s in args.stacks]
         return list(dict.fromkeys(chosen)), False, None
     if args.all and not args.changed:
+        warn(ws.not_understood())
         return known, True, None
     if not args.changed:
         raise UsageError("name the stacks to run, or pass --changed or --all")

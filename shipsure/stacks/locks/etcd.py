@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
+from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost, LockUnreadable
 from shipsure.stacks.locks.record import (
     NOT_A_RECORD,
     checked_key,
@@ -123,14 +123,17 @@ class EtcdLockBackend:
         kv = self._range_one(key, "read")
         return self._with_lease_time(key, kv) if kv is not None else None
 
-    def list(self) -> list[LockInfo]:
+    def list(self) -> list[LockInfo | LockUnreadable]:
         start = self.prefix.encode()
         body = {"key": _b64(start), "range_end": _b64(_prefix_end(start))}
         answer = self._call("/v3/kv/range", body, "list", self.prefix + "*")
-        found = []
+        found: list[LockInfo | LockUnreadable] = []
         for kv in answer.get("kvs", []):
             key = _unb64(kv.get("key", "")).decode("utf-8", "replace")[len(self.prefix) :]
-            found.append(self._with_lease_time(key, kv))
+            try:
+                found.append(self._with_lease_time(key, kv))
+            except LockUnreadable as exc:
+                found.append(exc)
         return sorted(found, key=lambda info: info.key)
 
     def force_break(self, key: str) -> bool:
@@ -199,8 +202,8 @@ class EtcdLockBackend:
         try:
             return decode_record(_unb64(kv.get("value", "")), key)
         except (ValueError, TypeError):  # NotALockRecord, or a value that is not base64
-            raise LockError(
-                f"etcd key {(self.prefix + key)!r} at {self.endpoint} is {NOT_A_RECORD}"
+            raise LockUnreadable(
+                f"etcd key {(self.prefix + key)!r} at {self.endpoint} is {NOT_A_RECORD}", key
             ) from None
 
 

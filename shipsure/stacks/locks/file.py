@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from shipsure import fileio
 from shipsure.stacks.locks.interface import (
@@ -43,6 +44,8 @@ SUFFIX = ".lock.json"
 GUARD_TIMEOUT_SECONDS = 10.0
 # Keys become file names; stay well inside the usual 255-byte name limit.
 MAX_NAME_BYTES = 200
+# A record is a few hundred bytes (a long note included); anything far larger is not one.
+MAX_RECORD_BYTES = 64 * 1024
 
 
 class FileLockBackend:
@@ -91,17 +94,21 @@ class FileLockBackend:
     def get(self, key: str) -> LockInfo | None:
         return self._read(self._path(key))
 
-    def list(self) -> list[LockInfo]:
+    def list(self) -> list[LockInfo | LockUnreadable]:
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise LockError(f"cannot list lock directory {self.directory}: {exc}") from None
-        found = []
+        found: list[LockInfo | LockUnreadable] = []
         for name in names:
             if name.endswith(SUFFIX) and not name.startswith("."):
-                info = self._read(self.directory / name)
+                try:
+                    info = self._read(self.directory / name)
+                except LockUnreadable as exc:
+                    found.append(exc)
+                    continue
                 if info is not None:
                     found.append(info)
         return found
@@ -154,20 +161,28 @@ class FileLockBackend:
 
     def _read(self, path: Path) -> LockInfo | None:
         try:
-            raw = path.read_bytes()
+            # A FIFO or a link to /dev/zero in the lock folder must not hang the runner or
+            # fill its memory: only a regular file, and never more than a record can be.
+            raw = fileio.read_regular(path, MAX_RECORD_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise LockError(f"cannot read lock file {path}: {exc}") from None
+            if exc.strerror != "not a regular file":
+                raise LockError(f"cannot read lock file {path}: {exc}") from None
+            raw = b""  # no record
         try:
+            if len(raw) > MAX_RECORD_BYTES:
+                raise NotALockRecord(NOT_A_RECORD)
             # The record names its key: list() sees only quoted file names.
             return decode_record(raw, key=None)
         except NotALockRecord:
             # Files are only ever renamed into place whole, so this one was written by
             # something else: refuse to guess whether it is a live lock.
+            key = unquote(path.name.removesuffix(SUFFIX))
             raise LockUnreadable(
                 f"lock file {path} is {NOT_A_RECORD}; inspect it, then remove it "
-                "with `shipsure stacks locks break KEY --apply`"
+                f"with `shipsure stacks locks break {shlex.quote(key)} --apply`",
+                key,
             ) from None
 
     def _write(self, path: Path, info: LockInfo) -> None:

@@ -63,6 +63,10 @@ class LockUnreadable(LockError):
     """What the backend stores under a key is not a shipsure lock record (written by
     something else, or damaged): nobody can tell whether it is a live lock."""
 
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
 
 class LockHeld(ShipsureError):
     """Someone else holds a live lock; `info` says who, since when and until when."""
@@ -95,7 +99,10 @@ class LockBackend(Protocol):
 
     def get(self, key: str) -> LockInfo | None: ...
 
-    def list(self) -> list[LockInfo]: ...
+    def list(self) -> list[LockInfo | LockUnreadable]:
+        """Every lock under the backend's prefix; a key holding no lock record is listed
+        as its LockUnreadable, so one damaged key does not hide the others."""
+        ...
 
     def force_break(self, key: str) -> bool:
         """Remove a lock whatever its owner (`shipsure stacks locks break`)."""

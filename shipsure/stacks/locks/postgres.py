@@ -28,7 +28,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.interface import (
+    SYSTEM_CLOCK,
+    Clock,
+    LockError,
+    LockInfo,
+    LockLost,
+    LockUnreadable,
+)
 from shipsure.stacks.locks.record import checked_key, new_token
 
 TABLE = "shipsure_locks"
@@ -149,7 +156,7 @@ class PostgresLockBackend:
             row = cur.fetchone()
         return self._info(row) if row is not None else None
 
-    def list(self) -> list[LockInfo]:
+    def list(self) -> list[LockInfo | LockUnreadable]:
         with self._transaction("list", self.prefix + "*") as cur:
             if not self._table_exists(cur):
                 return []

@@ -9,6 +9,7 @@ ValueError, and each backend turns it into a LockError that says where the stray
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -49,16 +50,28 @@ def info_from_fields(fields: object, key: str | None) -> LockInfo:
     if not isinstance(fields, Mapping):
         raise NotALockRecord(NOT_A_RECORD)
     try:
-        return LockInfo(
+        info = LockInfo(
             key=str(fields["key"]) if key is None else key,
             owner=str(fields["owner"]),
-            acquired_at=float(fields["acquired_at"]),
-            expires_at=float(fields["expires_at"]),
+            acquired_at=_time(fields["acquired_at"]),
+            expires_at=_time(fields["expires_at"]),
             note=str(fields.get("note", "")),
             token=str(fields.get("token", "")),
         )
     except (KeyError, TypeError, ValueError):
         raise NotALockRecord(NOT_A_RECORD) from None
+    return info
+
+
+def _time(value: object) -> float:
+    """A time shipsure wrote: a finite number of seconds. NaN would make a lock that never
+    goes stale (every comparison with it is false), infinity one that never expires:
+    neither is a record to act on."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return float(value)
 
 
 def decode_record(raw: bytes | str, key: str | None) -> LockInfo:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost
+from shipsure.stacks.locks.interface import LockError, LockInfo, LockLost, LockUnreadable
 from shipsure.stacks.locks.record import (
     NOT_A_RECORD,
     NotALockRecord,
@@ -128,13 +128,17 @@ class RedisLockBackend:
             )
         return info
 
-    def list(self) -> list[LockInfo]:
+    def list(self) -> list[LockInfo | LockUnreadable]:
         pattern = _glob_escape(self.prefix) + "*"
         with self._errors("list", self.prefix + "*"):
             names = sorted(self.client.scan_iter(match=pattern, count=500))
-        found = []
+        found: list[LockInfo | LockUnreadable] = []
         for name in names:
-            info = self.get(name.decode("utf-8", "replace")[len(self.prefix) :])
+            try:
+                info = self.get(name.decode("utf-8", "replace")[len(self.prefix) :])
+            except LockUnreadable as exc:
+                found.append(exc)
+                continue
             if info is not None:
                 found.append(info)
         return found
@@ -168,7 +172,9 @@ class RedisLockBackend:
         try:
             return decode_record(raw, key)
         except NotALockRecord:
-            raise LockError(f"{self.where} key {self._name(key)!r} is {NOT_A_RECORD}") from None
+            raise LockUnreadable(
+                f"{self.where} key {self._name(key)!r} is {NOT_A_RECORD}", key
+            ) from None
 
 
 def _ms(ttl: float) -> int:

@@ -25,7 +25,14 @@ from urllib.parse import quote
 
 import httpx
 
-from shipsure.stacks.locks.interface import SYSTEM_CLOCK, Clock, LockError, LockInfo, LockLost
+from shipsure.stacks.locks.interface import (
+    SYSTEM_CLOCK,
+    Clock,
+    LockError,
+    LockInfo,
+    LockLost,
+    LockUnreadable,
+)
 from shipsure.stacks.locks.record import (
     NOT_A_RECORD,
     NotALockRecord,
@@ -134,18 +141,26 @@ class VaultLockBackend:
         _, current = self._read(key, "read")
         return current
 
-    def list(self) -> list[LockInfo]:
-        found = []
+    def list(self) -> list[LockInfo | LockUnreadable]:
+        found: list[LockInfo | LockUnreadable] = []
         for key in self._list_keys("", 0):
-            info = self.get(key)
+            try:
+                info = self.get(key)
+            except LockUnreadable as exc:
+                found.append(exc)
+                continue
             if info is not None:
                 found.append(info)
         return sorted(found, key=lambda info: info.key)
 
     def force_break(self, key: str) -> bool:
-        _, current = self._read(key, "break")
+        try:
+            _, current = self._read(key, "break")
+            existed = current is not None
+        except LockUnreadable:
+            existed = True  # whatever it holds, breaking removes it
         self._delete_metadata(key, "break")
-        return current is not None
+        return existed
 
     def close(self) -> None:
         self.http.close()
@@ -196,8 +211,8 @@ class VaultLockBackend:
         try:
             info = info_from_fields(record, key)
         except NotALockRecord:
-            raise LockError(
-                f"Vault path {self.mount}/{self.prefix + key} is {NOT_A_RECORD}"
+            raise LockUnreadable(
+                f"Vault path {self.mount}/{self.prefix + key} is {NOT_A_RECORD}", key
             ) from None
         if not info.owner:
             return version, None  # a released record (see release)

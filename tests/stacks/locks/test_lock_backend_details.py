@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shipsure.stacks.locks import LockError, open_backend
-from shipsure.stacks.locks.etcd import EtcdLockBackend
+from shipsure.stacks.locks import LockError, LockInfo, open_backend
+from shipsure.stacks.locks.etcd import EtcdLockBackend, _b64
+from shipsure.stacks.locks.interface import LockUnreadable
 from shipsure.stacks.locks.vault import VaultLockBackend
 
 from .conftest import PREFIX
@@ -149,10 +150,39 @@ def test_redis_key_that_is_not_a_lock_record_is_a_lock_error(redis_url: str) -> 
     backend = open_backend(f"{redis_url}?prefix={PREFIX}")
     try:
         backend.client.set(f"{PREFIX}stacks/junk", b"not json")  # type: ignore[attr-defined]
-        with pytest.raises(LockError, match="not a shipsure lock record"):
+        with pytest.raises(LockUnreadable, match="not a shipsure lock record"):
             backend.get("stacks/junk")
+        # Listed as what it is, next to the live locks: one junk key hides nothing.
+        assert backend.acquire("stacks/live", "runner-a", TTL) is not None
+        listed = {e.key: e for e in backend.list()}
+        assert isinstance(listed["stacks/junk"], LockUnreadable)
+        assert isinstance(listed["stacks/live"], LockInfo)
+        backend.force_break("stacks/live")
         with pytest.raises(LockError, match="not a shipsure lock record"):
             backend.renew("stacks/junk", "runner-a", TTL)
     finally:
         backend.force_break("stacks/junk")
         backend.close()
+
+
+def test_etcd_and_vault_keys_that_are_not_lock_records_are_listed_as_unreadable(
+    etcd_url: str, vault: tuple[VaultLockBackend, FakeClock]
+) -> None:
+    etcd = open_backend(etcd_url.replace("http://", "etcd://") + f"?prefix={PREFIX}")
+    assert isinstance(etcd, EtcdLockBackend)
+    try:
+        key = f"{PREFIX}stacks/junk".encode()
+        etcd._call("/v3/kv/put", {"key": _b64(key), "value": _b64(b"{}")}, "put", "junk")
+        listed = {e.key: e for e in etcd.list()}
+        assert isinstance(listed["stacks/junk"], LockUnreadable)
+        with pytest.raises(LockUnreadable, match="not a shipsure lock record"):
+            etcd.get("stacks/junk")
+    finally:
+        etcd.force_break("stacks/junk")
+        etcd.close()
+    backend, _ = vault
+    path = f"/v1/{backend.mount}/data/{PREFIX}stacks/junk"
+    assert backend.http.post(path, json={"data": {"owner": 1}}).status_code == 200
+    listed = {e.key: e for e in backend.list()}
+    assert isinstance(listed["stacks/junk"], LockUnreadable)
+    backend.force_break("stacks/junk")
