@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_tf_repo
+from stack_helpers import make_tf_repo
 
 from shipsure.stacks.locks import open_backend
 from shipsure.stacks.terraform import pdeathsig_supported

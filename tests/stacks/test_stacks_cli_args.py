@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from stack_helpers import make_tf_repo
 
 from shipsure.cli.main import main
-from tests.stacks.conftest import make_tf_repo
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Recorder, make_tf_repo
+from stack_helpers import Recorder, make_tf_repo
 
 from shipsure.cli.main import main
 from shipsure.stacks import alerts

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_tf_repo
-from stack_helpers import commit, git
+from stack_helpers import commit, git, make_tf_repo
 
 from shipsure.cli.main import main
 from shipsure.stacks.locks import open_backend

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_helpers import commit, git, init_repo, module_call, write
+from stack_helpers import commit, git, init_repo, make_tf_repo, module_call, write
 
 from shipsure.cli.main import main
-from tests.stacks.conftest import make_tf_repo
 
 FILES: dict[str, str | None] = {
     ".gitignore": "ignored/\n",
