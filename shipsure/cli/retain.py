@@ -106,23 +106,16 @@ def run(args: argparse.Namespace) -> int:
         writer = StorageTagWriter(storage)
         made = plan_retention(images, policies, now, delete_manifests=False)
     else:
-        from shipsure.cli.registry_options import _explicit_credentials
-        from shipsure.registry.credentials import provider_for
-        from shipsure.retention.api import ApiWriter, RegistryClient
+        from shipsure.cli.registry_options import registry_from_args
+        from shipsure.retention.api import ApiWriter
         from shipsure.retention.api import read_images as api_images
 
-        client = RegistryClient(
-            args.registry,
-            insecure=args.insecure,
-            ca_file=args.ca_file,
-            credentials=provider_for(args.registry, explicit=_explicit_credentials(args)),
-            timeout=args.timeout,
-        )
-        closer = client.close
+        registry = registry_from_args(args, args.registry)
+        closer = registry.close
         try:
-            images, untagged = api_images(client, args.repository)
+            images, untagged = api_images(registry, args.repository)
         except BaseException:
-            client.close()
+            registry.close()
             raise
         for name in untagged:
             # distribution answers NAME_UNKNOWN alike for "no tags" and "never held".
@@ -130,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 f"shipsure: warning: {args.registry}: repository {name} has no tags "
                 "(or does not exist): nothing to retain there\n"
             )
-        writer = ApiWriter(client)
+        writer = ApiWriter(registry)
         made = plan_retention(images, policies, now, delete_manifests=True)
     try:
         outcomes: list[planning.Outcome] = []
