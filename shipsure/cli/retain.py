@@ -39,8 +39,9 @@ examples:
   shipsure retain --policy retention.yaml --on-storage /var/lib/registry --apply && \\
       shipsure gc /var/lib/registry --apply
 
-exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options or not a registry
-storage root, 3 registry or storage unreachable, or an action failed."""
+exit codes: 0 planned (or applied) cleanly, 1 an action was refused (what it would delete
+changed since the plan: run again to re-plan), 2 bad policy file or options or not a
+registry storage root, 3 registry or storage unreachable, or an action failed."""
 
 
 def add_parser(sub: Any) -> None:
@@ -163,4 +164,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if counts.get("failed"):
         return int(ExitCode.COULD_NOT_RUN)
+    if counts.get("refused"):
+        # The registry or storage changed since the plan: what the plan said would be
+        # deleted was not, and a run that did less than it printed must not look clean.
+        return int(ExitCode.FINDINGS)
     return int(ExitCode.CLEAN)
