@@ -102,6 +102,8 @@ def read_images(
 
     A catalog repository without tags (NAME_UNKNOWN from its tags list) has nothing to
     retain and is passed over; one the user named is returned, so the CLI can say so."""
+    # A web server's 404 for a tags list is not "no such repository": ask GET /v2/ first.
+    registry.ping()
     repos = repositories if repositories else list(registry.catalog())
     images: list[TagImage] = []
     untagged: list[str] = []
@@ -215,10 +217,13 @@ class ApiWriter:
             self.pusher.delete_manifest(repository, current)
             return
         try:
-            self.pusher.delete_manifest(repository, tag)
-            return
-        except PushError:
-            pass  # no DELETE by tag here (distribution 2.x): the throw-away image's way
+            # A 404 for a tag just seen means the registry deletes no tags (nor does a
+            # refusal: distribution 2.x): then the throw-away image's way.
+            if self.pusher.delete_manifest(repository, tag):
+                return
+        except PushError as exc:
+            if exc.status is None:
+                raise
         self._refuse_unless_deletes_work(repository, tag)
         throwaway = self._push_throwaway(repository, tag)
         self.pusher.delete_manifest(repository, throwaway)
