@@ -39,8 +39,9 @@ examples:
   shipsure retain --policy retention.yaml --on-storage /var/lib/registry --apply && \\
       shipsure gc /var/lib/registry --apply
 
-exit codes: 0 planned (or applied) cleanly, 2 bad policy file or options or not a registry
-storage root, 3 registry or storage unreachable, or an action failed."""
+exit codes: 0 planned (or applied) cleanly, 1 an action was refused (what it would delete
+changed since the plan: run again to re-plan), 2 bad policy file or options or not a
+registry storage root, 3 registry or storage unreachable, or an action failed."""
 
 
 def add_parser(sub: Any) -> None:
@@ -106,23 +107,16 @@ def run(args: argparse.Namespace) -> int:
         writer = StorageTagWriter(storage)
         made = plan_retention(images, policies, now, delete_manifests=False)
     else:
-        from shipsure.cli.registry_options import _explicit_credentials
-        from shipsure.registry.credentials import provider_for
-        from shipsure.retention.api import ApiWriter, RegistryClient
+        from shipsure.cli.registry_options import registry_from_args
+        from shipsure.retention.api import ApiWriter
         from shipsure.retention.api import read_images as api_images
 
-        client = RegistryClient(
-            args.registry,
-            insecure=args.insecure,
-            ca_file=args.ca_file,
-            credentials=provider_for(args.registry, explicit=_explicit_credentials(args)),
-            timeout=args.timeout,
-        )
-        closer = client.close
+        registry = registry_from_args(args, args.registry)
+        closer = registry.close
         try:
-            images, untagged = api_images(client, args.repository)
+            images, untagged = api_images(registry, args.repository)
         except BaseException:
-            client.close()
+            registry.close()
             raise
         for name in untagged:
             # distribution answers NAME_UNKNOWN alike for "no tags" and "never held".
@@ -130,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 f"shipsure: warning: {args.registry}: repository {name} has no tags "
                 "(or does not exist): nothing to retain there\n"
             )
-        writer = ApiWriter(client)
+        writer = ApiWriter(registry)
         made = plan_retention(images, policies, now, delete_manifests=True)
     try:
         outcomes: list[planning.Outcome] = []
@@ -170,4 +164,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if counts.get("failed"):
         return int(ExitCode.COULD_NOT_RUN)
+    if counts.get("refused"):
+        # The registry or storage changed since the plan: what the plan said would be
+        # deleted was not, and a run that did less than it printed must not look clean.
+        return int(ExitCode.FINDINGS)
     return int(ExitCode.CLEAN)

@@ -225,6 +225,26 @@ class HttpRegistry:
 
         return self._call("GET", path, self._headers_none, read)
 
+    def get_blob(self, repository: str, digest: Digest, limit: int) -> bytes | None:
+        """A small blob's bytes (an image config), checked against `digest`; None when it is
+        larger than `limit` (the caller does without it)."""
+        path = f"/v2/{_repo(repository)}/blobs/{digest}"
+        what = f"blob {repository}@{digest}"
+
+        def read(response: Response) -> bytes | None:
+            self._raise_for_status(response, what)
+            declared = _content_length(response, f"{self._host}: {what}")
+            if declared is not None and declared > limit:
+                return None
+            body, overflow = read_capped(response, limit)
+            if overflow:
+                return None
+            if not digest.matches(body):
+                raise ProtocolError(f"{self._host}: {what}: the bytes sent are not its digest's")
+            return body
+
+        return self._call("GET", path, self._headers_none, read)
+
     def catalog(self, page_size: int | None = MAX_CATALOG_PAGE) -> Iterator[str]:
         if page_size is not None and not 1 <= page_size <= MAX_CATALOG_PAGE:
             raise UsageError(f"catalog page size {page_size}: must be 1..{MAX_CATALOG_PAGE}")
@@ -336,21 +356,27 @@ class HttpRegistry:
         pages = 0
         while path is not None:
             if path in seen:
-                raise ProtocolError(f"{self._host}: {what}: pagination loops back to {path}")
+                raise ProtocolError(
+                    f"{self._host}: {what}: pagination does not end (loops back to {path})"
+                )
             seen.add(path)
             pages += 1
             if pages > MAX_PAGES:
-                raise ProtocolError(f"{self._host}: {what}: more than {MAX_PAGES} pages")
+                raise ProtocolError(
+                    f"{self._host}: {what}: pagination does not end (more than {MAX_PAGES} pages)"
+                )
 
             def read(response: Response) -> tuple[dict[str, Any], str | None]:
                 self._raise_for_status(response, what)
                 body = self._read_small(response, MAX_LISTING_BODY, what)
+                # A web page or a proxy's answer is not a listing: say what it is not.
+                not_listing = f"{self._host}: {what}: not a registry's listing"
                 try:
                     doc = json.loads(body)
                 except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                    raise ProtocolError(f"{self._host}: {what}: answer is not JSON") from None
+                    raise ProtocolError(f"{not_listing} (not JSON: is this a registry?)") from None
                 if not isinstance(doc, dict):
-                    raise ProtocolError(f"{self._host}: {what}: answer is not a JSON object")
+                    raise ProtocolError(f"{not_listing} (not a JSON object)")
                 return doc, self._next_link(response, what)
 
             doc, path = self._call("GET", path, self._headers_json, read)

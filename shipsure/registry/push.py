@@ -47,7 +47,10 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class PushError(RegistryError):
-    """The registry refused or failed a write; `status`/`code` say what it answered."""
+    """The registry refused or failed a write; `status`/`code` say what it answered, and
+    `note` what that most likely means (read-only mode, deletes disabled), when known."""
+
+    note = ""
 
 
 class Pusher:
@@ -150,6 +153,23 @@ class Pusher:
                     status=201,
                 )
 
+    def delete_manifest(self, repository: str, reference: str) -> bool:
+        """DELETE a manifest by digest (distribution drops every tag naming it too), or only
+        a tag where the registry allows that (distribution 3, OCI distribution-spec 1.1).
+        True when deleted, False when it was not there (404); a refusal raises `PushError`
+        saying what it most likely means."""
+        if not (is_tag(reference) or _is_digest(reference)):
+            raise PushError(f"invalid tag or digest {reference[:160]!r}")
+        separator = "@" if ":" in reference else ":"
+        what = f"DELETE {repository}{separator}{reference}"
+        response = self._send("DELETE", f"/v2/{_name(repository)}/manifests/{reference}", [])
+        with _closing(response):
+            if response.status == 404:
+                return False
+            if not 200 <= response.status < 300:
+                self._raise(response, what)
+        return True
+
     # -- requests -------------------------------------------------------------------------
 
     def _send(
@@ -179,10 +199,16 @@ class Pusher:
         status = response.status
         allowed = response.headers.get("allow")
         note = ""
-        if status == 405 and allowed is not None and "PUT" not in allowed.upper():
+        if status == 405 and allowed is not None and response.method not in allowed.upper():
             # distribution in read-only mode (storage.maintenance.readonly) answers so.
             note = f"the registry allows only {allowed}: is it in read-only mode?"
-        raise self.registry.refused(what, status, code, PushError, note)
+        elif status == 405 and response.method == "DELETE":
+            # ... and so (405 UNSUPPORTED) to every DELETE when deletes are disabled.
+            note = "is storage.delete.enabled set?"
+        error = self.registry.refused(what, status, code, PushError, note)
+        if isinstance(error, PushError):
+            error.note = note
+        raise error
 
 
 def _name(repository: str) -> str:

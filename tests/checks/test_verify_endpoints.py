@@ -154,6 +154,21 @@ def test_probe_and_retain_name_an_untrusted_certificate_in_one_line(
         assert main([*retain, "--ca-file", str(cert)]) == 0
 
 
+def test_retain_of_a_web_server_says_it_is_no_registry(
+    web_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A web server answers 404 for a repository's tags list: retain said "tags of team/app:
+    HTTP 404", as if the registry lacked the repository; it asks GET /v2/ first, as probe
+    does, and says the host serves no registry API."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies:\n  - keep: {newest: 1}\n")
+    argv = ["retain", "--policy", str(policy), "--registry", web_server]
+    assert main([*argv, "--repository", "team/app"]) == 3
+    # The web server logs its 404s to the same stderr: shipsure's lines are its own.
+    said = [line for line in capsys.readouterr().err.splitlines() if "shipsure" in line]
+    assert len(said) == 1 and "does not serve the registry API" in said[0], said
+
+
 def test_restore_from_a_web_server_does_not_call_the_content_unheld(
     web_server: str, registry: SandboxRegistry, repo_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -47,6 +47,26 @@ def test_a_wrong_digest_is_refused(registry: SandboxRegistry, repo_name: str) ->
 
 
 @pytest.mark.both_registries
+def test_delete_manifest_says_deleted_gone_or_why_refused(
+    registry: SandboxRegistry, repo_name: str
+) -> None:
+    image = images.push_image(registry.url, repo_name, "v1")
+    with open_registry(registry.host) as client:
+        pusher = Pusher(client)
+        assert pusher.delete_manifest(repo_name, image.digest) is True
+        assert pusher.delete_manifest(repo_name, image.digest) is False  # 404: not there
+        with pytest.raises(NotFoundError):
+            client.head_manifest(repo_name, "v1")  # distribution dropped its tag too
+    with SandboxRegistry(registry.root, flavour=registry.flavour, readonly=True) as readonly:
+        kept = images.push_image(registry.url, repo_name, "v2")
+        with open_registry(readonly.host) as client, pytest.raises(PushError) as refused:
+            Pusher(client).delete_manifest(repo_name, kept.digest)
+    assert refused.value.status == 405
+    assert refused.value.note == "the registry allows only GET, HEAD: is it in read-only mode?"
+    assert f"DELETE {repo_name}@{kept.digest}: HTTP 405" in str(refused.value)
+
+
+@pytest.mark.both_registries
 def test_mount_links_without_moving_bytes(registry: SandboxRegistry, repo_name: str) -> None:
     image = images.push_image(registry.url, repo_name, "v1")
     layer = Digest.parse(image.layer_digests[0])

@@ -8,7 +8,8 @@
   credentials; a web page is not read as a listing; a listing that loops, a body that
   never ends or drips are bounded.
 - A registry with deletes disabled: every tag is left as it was, and the summary says the
-  actions failed."""
+  actions failed (exit 3); a tag pushed again since the plan: its action is refused and the
+  run exits 1."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,6 +145,48 @@ def test_retain_names_refused_and_missing_credentials_in_one_line(
     assert code == 3
     assert err.count("\n") == 1 and "credentials from --username refused" in err, err
     assert wrong not in out + err
+
+
+def test_retain_apply_exits_1_when_the_registry_changed_since_the_plan(
+    registry: SandboxRegistry,
+    repo_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tag pushed again between the plan and its action: the action is refused and the
+    new image kept. retain said so in its summary but exited 0, as if the plan had been
+    carried out; a run that did less than it printed now exits 1 (run again to re-plan)."""
+    from shipsure.retention import plan as retention_plan
+
+    images.push_image(registry.url, repo_name, "1.0.0", seed=f"{repo_name}-one")
+    images.push_image(registry.url, repo_name, "2.0.0", seed=f"{repo_name}-two")
+    planned = retention_plan.plan_retention
+    moved: list[str] = []
+
+    def plan_then_push(*args: Any, **kwargs: Any) -> Any:
+        made = planned(*args, **kwargs)
+        pushed = images.push_image(registry.url, repo_name, "1.0.0", seed=f"{repo_name}-new")
+        moved.append(pushed.digest)
+        return made
+
+    monkeypatch.setattr(retention_plan, "plan_retention", plan_then_push)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"policies:\n  - repositories: [{repo_name}]\n    keep: {{match: '2[.].*'}}\n"
+    )
+    argv = ["retain", "--policy", str(policy), "--registry", registry.host, "--apply"]
+    argv += ["--repository", repo_name, "--journal", str(tmp_path / "j.jsonl")]
+    code, out, err = _run(argv, capsys)
+    assert code == 1, err + out
+    assert f"tag 1.0.0 moved to {moved[0]} since the plan" in out, out
+    assert "(actions: 1 refused)" in out, out
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        assert _tags(client, repo_name) == {"1.0.0", "2.0.0"}
+        now = client.head(
+            f"/v2/{repo_name}/manifests/1.0.0", headers={"Accept": mt.MANIFEST_ACCEPT}
+        )
+    assert now.headers["docker-content-digest"] == moved[0]
 
 
 def test_retain_warns_about_a_named_repository_without_tags(
@@ -327,10 +371,10 @@ def _endless() -> Iterator[bytes]:
 @pytest.mark.parametrize(
     ("answer", "says"),
     [
-        (MockAnswer(200, [("Content-Type", mt.OCI_MANIFEST)], _endless()), "answer over"),
+        (MockAnswer(200, [("Content-Type", mt.OCI_MANIFEST)], _endless()), "byte limit"),
         (
             MockAnswer(200, [("Content-Type", mt.OCI_MANIFEST)], [b"{"] * 100, pause=0.3),
-            "the answer took longer than 1 s",
+            "timed out reading the body",
         ),
     ],
     ids=["endless", "dripping"],
