@@ -54,6 +54,7 @@ from typing import Any, Protocol
 
 from shipsure.errors import CouldNotRunError, ShipsureError
 from shipsure.fileio import fsync_dir
+from shipsure.findings import ExitCode
 
 STATE_DIR_ENV = "SHIPSURE_STATE_DIR"
 # Test hook: "POINT" or "POINT:N" makes the process exit abruptly (os._exit, no clean-up, as
@@ -377,3 +378,17 @@ def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
     for o in outcomes:
         counts[str(o.result)] = counts.get(str(o.result), 0) + 1
     return counts
+
+
+def exit_code(outcomes: Iterable[Outcome]) -> ExitCode:
+    """What an `--apply` run's outcomes say for its exit code (README, "Writes"):
+    COULD_NOT_RUN (3) when an action failed; FINDINGS (1) when one was refused (the
+    storage or registry changed since the plan, so the run did less than it printed and
+    must not look clean); CLEAN otherwise. Abandoned intents of an earlier run are CLEAN:
+    running again would not change them."""
+    results = {o.result for o in outcomes}
+    if Result.FAILED in results:
+        return ExitCode.COULD_NOT_RUN
+    if Result.REFUSED in results:
+        return ExitCode.FINDINGS
+    return ExitCode.CLEAN

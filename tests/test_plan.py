@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shipsure import plan as p
+from shipsure.findings import ExitCode
 
 # A writer small enough to read: each action writes `facts["text"]` into the file `target`,
 # planned only when the file does not hold that text yet.
@@ -220,3 +221,19 @@ def test_an_over_long_line_is_skipped_in_bounded_reads(tmp_path: Path) -> None:
         handle.write(b"x" * (3 * p._MAX_JOURNAL_LINE + 5) + b"\n")
     p.Journal(journal).record("w", "id", "intent", p.Action("op", "t"))
     assert [a.key for a in p.Journal(journal).open_intents("w")] == ["op t"]
+
+
+@pytest.mark.parametrize(
+    ("results", "code"),
+    [
+        ([], ExitCode.CLEAN),
+        ([p.Result.DONE, p.Result.ALREADY_DONE, p.Result.ABANDONED], ExitCode.CLEAN),
+        ([p.Result.DONE, p.Result.REFUSED], ExitCode.FINDINGS),
+        ([p.Result.REFUSED, p.Result.FAILED], ExitCode.COULD_NOT_RUN),
+    ],
+)
+def test_an_apply_that_did_less_than_it_printed_is_not_clean(
+    results: list[p.Result], code: ExitCode
+) -> None:
+    action = p.Action("remove-upload", "x", "because", {})
+    assert p.exit_code([p.Outcome(action, r) for r in results]) is code

@@ -8,9 +8,8 @@ import json
 import sys
 from typing import Any
 
-from shipsure.cli.common import number
+from shipsure.cli.common import add_journal_options, journal_path, number
 from shipsure.errors import CouldNotRunError, UsageError
-from shipsure.findings import ExitCode
 
 EPILOG = """\
 Marks every tag -> index (nested) -> child -> config and layers (all that References()
@@ -33,8 +32,12 @@ examples:
   shipsure gc /var/lib/registry --apply
   shipsure gc /var/lib/registry --format json > gc-plan.json
 
-exit codes: 0 planned (or applied) cleanly, 2 bad option or not a registry storage root,
+exit codes: 0 planned (or applied) cleanly, 1 a deletion was refused (the storage changed
+since the plan: what it names was kept), 2 bad option or not a registry storage root,
 3 storage unreadable, a registry is serving the storage read-write, or some deletion failed."""
+
+
+JOURNAL_NAME = "gc.jsonl"
 
 
 def add_parser(sub: Any) -> None:
@@ -60,11 +63,7 @@ def add_parser(sub: Any) -> None:
         metavar="HOURS",
         help="keep blobs and revisions younger than this (default: 1)",
     )
-    parser.add_argument(
-        "--journal",
-        metavar="FILE",
-        help="journal file (default: gc.jsonl in shipsure's state folder)",
-    )
+    add_journal_options(parser, JOURNAL_NAME)
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
     parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     made = plan_gc(storage, min_age=args.min_age * 3600)
     outcomes: list[planning.Outcome] = []
     if args.apply:
-        journal = planning.Journal(args.journal or planning.state_dir() / "gc.jsonl")
+        journal = planning.Journal(journal_path(args, JOURNAL_NAME))
         outcomes = planning.apply(made.plan, GCWriter(storage), journal)
     counts = planning.summary(outcomes)
     if args.format == "json":
@@ -130,6 +129,4 @@ def run(args: argparse.Namespace) -> int:
             + ("" if args.apply else "; run again with --apply to delete")
             + "\n"
         )
-    if counts.get("failed"):
-        return int(ExitCode.COULD_NOT_RUN)
-    return int(ExitCode.CLEAN)
+    return int(planning.exit_code(outcomes))

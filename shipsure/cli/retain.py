@@ -9,9 +9,9 @@ import sys
 import time
 from typing import Any
 
+from shipsure.cli.common import add_journal_options, journal_path
 from shipsure.cli.registry_options import add_registry_options
 from shipsure.errors import UsageError
-from shipsure.findings import ExitCode
 from shipsure.model import is_repository_name
 
 EPILOG = """\
@@ -44,6 +44,9 @@ changed since the plan: run again to re-plan), 2 bad policy file or options or n
 registry storage root, 3 registry or storage unreachable, or an action failed."""
 
 
+JOURNAL_NAME = "retain.jsonl"
+
+
 def add_parser(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "retain",
@@ -63,7 +66,7 @@ def add_parser(sub: Any) -> None:
         help="only these repositories (repeatable; default: the whole catalog)",
     )
     parser.add_argument("--apply", action="store_true", help="carry out the plan")
-    parser.add_argument("--journal", metavar="FILE", help="journal (default: state folder)")
+    add_journal_options(parser, JOURNAL_NAME)
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument(
         "--print-schema", action="store_true", help="print the policy file's JSON Schema"
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes: list[planning.Outcome] = []
         if args.apply:
-            journal = planning.Journal(args.journal or planning.state_dir() / "retain.jsonl")
+            journal = planning.Journal(journal_path(args, JOURNAL_NAME))
             outcomes = planning.apply(made.plan, writer, journal)
     finally:
         if closer is not None:
@@ -162,10 +165,4 @@ def run(args: argparse.Namespace) -> int:
             + ("" if args.apply else "; run again with --apply to delete")
             + "\n"
         )
-    if counts.get("failed"):
-        return int(ExitCode.COULD_NOT_RUN)
-    if counts.get("refused"):
-        # The registry or storage changed since the plan: what the plan said would be
-        # deleted was not, and a run that did less than it printed must not look clean.
-        return int(ExitCode.FINDINGS)
-    return int(ExitCode.CLEAN)
+    return int(planning.exit_code(outcomes))

@@ -28,7 +28,7 @@ from shipsure.cli.common import (
     whole_number,
 )
 from shipsure.errors import BadInputError, UsageError
-from shipsure.plan import Journal, Outcome, Plan, apply
+from shipsure.plan import Journal, Outcome, Plan, apply, exit_code
 from shipsure.report import OutputFormat
 from shipsure.storage.interface import Storage
 from shipsure.storage.inventory import check_registry_root
@@ -69,8 +69,9 @@ Safe while the registry runs: every fault is re-read before it is reported, and 
 files changed within --recheck-delay seconds is re-read again after that long, so a
 concurrent push or delete never becomes a finding.
 
-exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad option or not a registry
-storage root, 3 storage unreadable or something could not be checked."""
+exit codes: 0 clean, 1 findings at or above --fail-on (or, with --apply, a repair refused
+because the storage changed since the scan), 2 bad option or not a registry storage root,
+3 storage unreadable, something could not be checked, or a repair failed."""
 
 
 JOURNAL_NAME = "scan-journal.jsonl"
@@ -203,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     code = emit(report, args)
     if OutputFormat(args.format) == OutputFormat.TEXT:
         _print_plan(plan, outcomes, journal)
-    return code
+    # A repair that failed (3) or was refused (1) outranks a clean report of the findings.
+    return max(code, exit_code(outcomes))
 
 
 def _print_plan(plan: Plan, outcomes: list[Outcome], journal: Path | None) -> None:

@@ -190,3 +190,28 @@ def test_a_repository_without_its_tags_folder_is_not_collected(tmp_path: Path) -
     made = plan_gc(FilesystemStorage(root), min_age=0)
     assert not [a for a in made.plan.actions if a.facts.get("repository") == repo]
     assert any(repo in note and "tags folder" in note for note in made.plan.notes)
+
+
+def test_a_deletion_refused_since_the_plan_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A blob written again between the plan and its deletion is kept (refused); the run
+    did less than it printed, so it exits 1, not 0 (retain and scan --apply alike)."""
+    import shipsure.gc.safe as safe
+
+    root = tmp_path / "storage"
+    seed.seed(root, "tag-folders-deleted")
+    planned = safe.plan_gc
+
+    def plan_then_write(*args: object, **kwargs: object) -> safe.GCPlan:
+        made = planned(*args, **kwargs)  # type: ignore[arg-type]
+        blob = next(a for a in made.plan.actions if a.op == "delete-blob")
+        data = root / blob.target / "data"
+        os.utime(data, (time.time() + 60, time.time() + 60))
+        return made
+
+    monkeypatch.setattr(safe, "plan_gc", plan_then_write)
+    argv = ["gc", str(root), "--apply", "--min-age", "0", "--journal", str(tmp_path / "j")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "the blob was written again since the plan" in out, out
