@@ -12,8 +12,10 @@ import pytest
 from writer_helpers import run_shipsure, tree_digest
 
 from shipsure import plan
-from shipsure.checks.scan import ScanOptions, repair, scan
+from shipsure.checks.scan import repair
 from shipsure.checks.scan.apply import RepairWriter, to_plan
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.sandbox import faults
 from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate
 from shipsure.storage import layout

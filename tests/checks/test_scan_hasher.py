@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.findings import Report
 from shipsure.model import DIGEST_ALGORITHMS
 from shipsure.sandbox import faults

@@ -22,8 +22,9 @@ import pytest
 
 from shipsure import mediatypes as mt
 from shipsure import plan as writes
-from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.gc.predict import check
 from shipsure.gc.safe import GCWriter, plan_gc
 from shipsure.sandbox import faults, images

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks.scan import ScanOptions, repair, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan import repair
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.findings import CHECK_ERROR
 from shipsure.sandbox.synthetic import SyntheticSpec, SyntheticStorage, generate
 from shipsure.storage import layout

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from shipsure import mediatypes as mt
-from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.cli.main import main
 from shipsure.findings import Report
 from shipsure.sandbox import faults, images

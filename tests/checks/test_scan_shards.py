@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shipsure.checks.scan import Shard
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.shard import Shard
 from shipsure.cli.main import main
 from shipsure.sandbox import faults
 from shipsure.sandbox.synthetic import SyntheticSpec, generate

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.cli.main import main
 from shipsure.sandbox import faults, images, peers
 from shipsure.sandbox.registry import SandboxRegistry

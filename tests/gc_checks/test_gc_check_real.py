@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.cli.main import main
 from shipsure.gc.collect import predict
 from shipsure.gc.tree import GCTree

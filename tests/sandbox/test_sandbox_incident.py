@@ -9,7 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.images import PushedIndex
 from shipsure.sandbox.registry import SandboxRegistry

@@ -13,7 +13,8 @@ import re
 import httpx
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.cli.main import main
 from shipsure.sandbox import faults, images
 from shipsure.sandbox.registry import SandboxRegistry

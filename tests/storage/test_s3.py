@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipsure.checks.scan import ScanOptions, scan
 from shipsure.checks.scan import kinds as k
+from shipsure.checks.scan.core import scan
+from shipsure.checks.scan.options import ScanOptions
 from shipsure.cli.main import main
 from shipsure.sandbox import images
 from shipsure.sandbox.registry import (

@@ -16,19 +16,15 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from shipsure.checks.scan import kinds as k
-from shipsure.checks.scan.executor import (
-    DEFAULT_THREADS,
-    BlobListing,
-    Executor,
-    Walked,
-    WalkJob,
+from shipsure.checks.scan.executor import BlobListing, Executor, Walked, WalkJob
+from shipsure.checks.scan.options import (
+    ScanOptions,
+    start_hashing,
 )
 from shipsure.checks.scan.recheck import Present, recently_changed, still_holds
-from shipsure.checks.scan.shard import Shard
 from shipsure.checks.scan.walk import (
     Candidate,
     Unknown,
@@ -36,8 +32,8 @@ from shipsure.checks.scan.walk import (
     temp_file_candidate,
 )
 from shipsure.findings import CHECK_ERROR, Finding, Report
-from shipsure.model import DIGEST_ALGORITHMS
-from shipsure.storage import blob_hasher, layout
+from shipsure.storage import layout
+from shipsure.storage.blob_hasher import BackgroundHasher
 from shipsure.storage.digests import DigestLog
 from shipsure.storage.interface import (
     FileInfo,
@@ -55,42 +51,42 @@ from shipsure.storage.inventory import (
 )
 
 COMMAND = "scan"
-DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0  # distribution's upload purging age (168 h)
-# A blob a push is writing right now is unreferenced until its manifest lands; only blobs
-# older than this are reported as garbage-collection candidates.
-DEFAULT_UNREFERENCED_MIN_AGE = 3600.0
-DEFAULT_WORKERS = DEFAULT_THREADS  # threads, where the storage cannot fork workers
-
-
-# A registry writes a push as several files (data, revision link, tag links) milliseconds
-# apart; a fault whose files changed within this long must still hold this long after it
-# was seen to be reported (older evidence is re-read once, without waiting).
-DEFAULT_RECHECK_DELAY = 0.5
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    verify_content: bool = False
-    upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
-    unreferenced_min_age: float = DEFAULT_UNREFERENCED_MIN_AGE
-    shard: Shard | None = None
-    # Processes where the storage can fork workers (a local filesystem), else threads (S3);
-    # None: one process per core, or DEFAULT_WORKERS threads.
-    workers: int | None = None
-    now: float | None = None  # "now" for ages; the clock when None
-    recheck_delay: float = DEFAULT_RECHECK_DELAY
-
 
 ProgressCallback = Callable[[int, int], None]
 
 
 def scan(
-    storage: Storage, options: ScanOptions, progress: ProgressCallback | None = None
+    storage: Storage,
+    options: ScanOptions,
+    progress: ProgressCallback | None = None,
+    *,
+    hashing: BackgroundHasher | None = None,
 ) -> Report:
-    """Scan the storage and return a report of re-checked findings."""
+    """Scan the storage and return a report of re-checked findings.
+
+    `hashing`: the process `options.start_hashing` started for this scan when the caller
+    started it early (the command line does, before this module loads); otherwise the scan
+    starts it. Either way the scan stops it. Raises StorageError (exit 3) when the root
+    cannot be read, BadInputError (exit 2) when it is not a registry's rootdirectory."""
     started = time.monotonic()
+    try:
+        check_registry_root(storage)
+        if hashing is None:
+            hashing = start_hashing(storage, options)
+        return _scan(storage, options, progress, hashing, started)
+    finally:
+        if hashing is not None:
+            hashing.stop()
+
+
+def _scan(
+    storage: Storage,
+    options: ScanOptions,
+    progress: ProgressCallback | None,
+    hashing: BackgroundHasher | None,
+    started: float,
+) -> Report:
     now = options.now if options.now is not None else time.time()
-    check_registry_root(storage)
     report = Report(COMMAND)
     problems: list[ReadProblem] = []
     repositories = discover_repositories(storage, problems)
@@ -112,7 +108,7 @@ def scan(
     if not options.verify_content:
         walked = walk_all(job, list_store)
     else:
-        walked = _walk_verifying(storage, walk_all, job, options, list_store)
+        walked = _walk_verifying(walk_all, job, hashing, list_store)
     candidates += walked.candidates
     # Folders of `repositories/` not read hide whole repositories: their manifests too.
     unknown = [Unknown(p.path, None, None, p.message) for p in problems] + walked.unknown
@@ -179,33 +175,27 @@ def scan(
 
 
 def _walk_verifying(
-    storage: Storage,
     walk_all: Callable[[WalkJob, bool], Walked],
     job: WalkJob,
-    options: ScanOptions,
+    hasher: BackgroundHasher | None,
     list_store: bool,
 ) -> Walked:
     """The walk with every referenced blob's content verified.
 
-    On a local filesystem another process hashes the whole blob store while the walk runs
-    without hashing (other cores instead of one interpreter). Only when it names blobs that
-    did not hash to their digest (or could not be read) is the walk repeated, hashing just
-    those, so findings, tags and re-checks are exactly those of hashing in the walk (storage
-    with corrupt blobs pays for that second walk; clean storage, the usual case, does not).
-    A sharded scan hashes only its own repositories' blobs, and S3 has no local files: both
-    hash in the walk, as does any scan whose hashing process cannot start or does not finish.
+    On a local filesystem another process (`hasher`) hashes the whole blob store while the
+    walk runs without hashing (other cores instead of one interpreter). Only when it names
+    blobs that did not hash to their digest (or could not be read) is the walk repeated,
+    hashing just those, so findings, tags and re-checks are exactly those of hashing in the
+    walk (storage with corrupt blobs pays for that second walk; clean storage, the usual
+    case, does not). Without that process (a shard hashes only its own repositories' blobs,
+    S3 has no local files, or it could not start) the walk hashes, as it does when the
+    process does not finish.
     """
-    hasher = None
-    if options.shard is None and storage.local_root is not None:
-        hasher = blob_hasher.start(storage.local_root, DIGEST_ALGORITHMS)
     verifying = dataclasses.replace(job, verify_content=True)
     if hasher is None:
         return walk_all(verifying, list_store)
-    try:
-        walked = walk_all(job, list_store)
-        suspects = hasher.result()
-    finally:
-        hasher.stop()
+    walked = walk_all(job, list_store)
+    suspects = hasher.result()
     if suspects is not None and not suspects:
         return walked
     store = walked.store

@@ -22,13 +22,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from shipsure.checks.scan.options import DEFAULT_THREADS
 from shipsure.checks.scan.walk import Candidate, RepositoryWalk, Unknown, WalkResult
 from shipsure.errors import CouldNotRunError
 from shipsure.storage.digests import DigestLog
 from shipsure.storage.interface import Storage
 from shipsure.storage.inventory import BlobStore, ReadProblem, list_blobs, read_repository
-
-DEFAULT_THREADS = 4  # S3: threads mostly wait on the network
 
 
 def default_workers(storage: Storage) -> int:
