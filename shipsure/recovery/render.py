@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from shipsure.recovery.apply import Outcome
 from shipsure.recovery.plan import PUT_TAG, RestorePlan, Step
+from shipsure.report.terminal import printable
 
 STALE_ADVICE = (
     "the registry answers HEAD 200 for blob data it cannot serve: its blob-descriptor "
@@ -97,7 +98,8 @@ def render_plan(plan: RestorePlan, checked: str, *, applying: bool = False) -> s
     if plan.notes:
         lines.append("notes:")
         lines += [f"  {text}" for text in plan.notes]
-    return "\n".join(lines) + "\n"
+    # Every line holds registry, repository or file names: escaped for a terminal.
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def render_outcomes(outcomes: Sequence[Outcome], journal: str) -> str:
@@ -113,4 +115,4 @@ def render_outcomes(outcomes: Sequence[Outcome], journal: str) -> str:
             lines.append(
                 f"  {outcome.result}: {step.op} {step.repository}@{step.digest}: {outcome.reason}"
             )
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)
