@@ -18,6 +18,7 @@ from shipsure.lint.fix import apply_plan, plan_fixes
 from shipsure.lint.rules import RULES
 from shipsure.registry.interface import Registry
 from shipsure.report import json_format
+from shipsure.report.terminal import printable
 
 JOURNAL_NAME = "lint-fix.jsonl"
 
@@ -152,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
         if o.recovered:
             print(f"shipsure: earlier interrupted run: {o.describe()}", file=sys.stderr)
     for step, why in applied.skipped:
-        print(f"shipsure: {step.file}:{step.line}: not changed: {why}", file=sys.stderr)
+        print(
+            f"shipsure: {printable(f'{step.file}:{step.line}: not changed: {why}')}",
+            file=sys.stderr,
+        )
     print(f"applied {len(applied.applied)} change(s); journal: {journal}", file=sys.stderr)
     if plan.unresolved or applied.skipped:
         return int(ExitCode.COULD_NOT_RUN)
