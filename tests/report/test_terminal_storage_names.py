@@ -108,6 +108,24 @@ def test_gc_check_and_gc_text_escape_storage_names(
         target.encode("utf-8")
 
 
+def test_retain_on_storage_text_escapes_tag_names(
+    odd_storage: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tags = odd_storage / layout.V2 / "repositories/team0/app00000/_manifests/tags"
+    [listed] = [p for p in tags.iterdir() if (p / "current/link").is_file()]
+    for name in (RAW, RED.encode()):  # the odd tag folders become tags of the same image
+        current = os.fsencode(tags) + b"/" + name + b"/current"
+        os.mkdir(current)
+        shutil.copy(listed / "current/link", current + b"/link")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('policies:\n  - repositories: "team0/app*"\n    keep: {match: "v.*"}\n')
+    argv = ["retain", "--policy", str(policy), "--on-storage", str(odd_storage)]
+    assert main([*argv, "--journal", str(tmp_path / "j.jsonl")]) == 0
+    out = capsys.readouterr().out
+    _clean(out)
+    assert "team0/app00000:bad\\xff" in out and "team0/app00000:red\\x1b[31m" in out
+
+
 def test_plan_lines_escape_what_they_name() -> None:
     action = planning.Action("remove-layer-link", f"repositories/{BAD}/{RED}", "because\r")
     plan = planning.Plan("scan-repair", [action], notes=[f"note {RED}"])
