@@ -55,6 +55,7 @@ from typing import Any, Protocol
 from shipsure.errors import CouldNotRunError, ShipsureError
 from shipsure.fileio import fsync_dir
 from shipsure.findings import ExitCode
+from shipsure.report.terminal import printable
 
 STATE_DIR_ENV = "SHIPSURE_STATE_DIR"
 # Test hook: "POINT" or "POINT:N" makes the process exit abruptly (os._exit, no clean-up, as
@@ -102,8 +103,9 @@ class Action:
         return f"{self.op} {self.target}"
 
     def describe(self) -> str:
+        # Targets and reasons hold storage and registry names: escaped for a terminal.
         why = f"  ({self.because})" if self.because else ""
-        return f"{self.op:18} {self.target}{why}"
+        return printable(f"{self.op:18} {self.target}{why}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,7 +153,7 @@ class Plan:
     def render_text(self) -> str:
         lines = [f"{self.writer} plan: {len(self.actions)} action(s)"]
         lines += [f"  {a.describe()}" for a in self.actions]
-        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  note: {printable(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 
@@ -209,7 +211,7 @@ class Outcome:
     def describe(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
         earlier = " [interrupted earlier]" if self.recovered else ""
-        return f"{self.result:13} {self.action.describe()}{why}{earlier}"
+        return printable(f"{self.result:13} {self.action.describe()}{why}{earlier}")
 
 
 _FINAL = frozenset(str(r) for r in Result)

@@ -250,6 +250,9 @@ class _Coverage:
     # `--repo` globs that matched some catalog name (in any shard): the others are typos
     # or repositories not pushed yet, which a run must not pass over in silence.
     globs_matched: set[str] = field(default_factory=set)
+    # `--repo` names probed without the catalog whose tags list answered NAME_UNKNOWN: the
+    # same typo or unpushed repository, told by the registry instead of the catalog.
+    repositories_unknown: set[str] = field(default_factory=set)
 
     def miss(self, repository: str, tags: int, reason: str, *, whole: bool = False) -> None:
         entry = self.unchecked.setdefault(repository, {"tags": 0, "reasons": []})
@@ -306,6 +309,7 @@ def probe(
         ]
         if coverage.catalog_accessible and coverage.catalog_complete
         else [],
+        "repositories_unknown": sorted(coverage.repositories_unknown),
         "remembered": coverage.remembered,
         "deep": opts.deep,
         "deep_sample_percent": opts.deep_sample,
@@ -373,11 +377,17 @@ class _Probe:
     ) -> int:
         name, future = item
         tags = future.result()
+        if isinstance(tags, NotFoundError):
+            # Only for a name the user gave (see _list_tags): said, like a --repo that
+            # matches nothing in the catalog, never counted as a repository of 0 tags.
+            self.coverage.repositories_unknown.add(name)
+            self.coverage.repositories -= 1
+            return batch_size
         if isinstance(tags, RegistryError):
             self._repository_error(name, tags)
             return batch_size
         self.coverage.tags += len(tags)
-        if tags and name in self._named:
+        if name in self._named:
             self.coverage.globs_matched.add(name)  # found without the catalog
         if name in self.options.remember_tags_of:
             self.coverage.remembered.setdefault(name, {"clean": [], "unchecked": []})
@@ -463,7 +473,9 @@ class _Probe:
             # The catalog's own answer named it: a broken or hostile registry, not a typo of
             # the user's; the other repositories are still probed.
             return ProtocolError(f"the catalog lists an invalid repository name {repository!r}")
-        except NotFoundError:
+        except NotFoundError as exc:
+            if repository in self._named:
+                return exc  # the user named it, and the registry does not know it
             # Deleted since the catalog was read (or the catalog lists a repository whose
             # tags are all gone): nothing a pull could ask for.
             return []

@@ -36,6 +36,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
     finished: list[float] = []
     last_complete: list[float | None] = []
     unmatched: list[set[str]] = []
+    unknown: set[str] = set()
     for name, doc in reports:
         probe = doc.get("probe") if is_probe_report(doc) else None
         if not isinstance(probe, Mapping):
@@ -63,6 +64,8 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         # Every shard matches the globs against the whole catalog: unmatched in all is
         # unmatched (a shard that could not read the catalog lists none).
         unmatched.append({str(g) for g in probe.get("repository_globs_unmatched") or []})
+        # A name probed without the catalog is asked by the shard that owns it only.
+        unknown.update(str(n) for n in probe.get("repositories_unknown") or [])
         for method, n_requests in (probe.get("requests") or {}).items():
             requests[str(method)] = requests.get(str(method), 0) + int(n_requests)
         started.append(float(probe.get("started_timestamp") or 0))
@@ -91,6 +94,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
         requests=requests,
         merged_shards=count,
         repository_globs_unmatched=sorted(set.intersection(*unmatched)),
+        repositories_unknown=sorted(unknown),
         state={"last_complete_timestamp": min(known) if len(known) == count else None},
     )
     merged.meta["probe"] = meta
@@ -115,8 +119,9 @@ def _check_shape(name: str, doc: Mapping[str, Any], probe: Mapping[str, Any]) ->
             raise bad(f"probe.{key}", "a time in Unix seconds")
     if not isinstance(probe.get("unchecked") or [], list):
         raise bad("probe.unchecked", "a list")
-    if not isinstance(probe.get("repository_globs_unmatched") or [], list):
-        raise bad("probe.repository_globs_unmatched", "a list")
+    for key in ("repository_globs_unmatched", "repositories_unknown"):
+        if not isinstance(probe.get(key) or [], list):
+            raise bad(f"probe.{key}", "a list")
     requests = probe.get("requests") or {}
     if not isinstance(requests, Mapping) or not all(number(v) for v in requests.values()):
         raise bad("probe.requests", "an object of counts")

@@ -4,12 +4,12 @@ index or referrer needs; a plan first, deletions only with --apply."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from shipsure.cli.common import add_journal_options, journal_path, number
 from shipsure.errors import CouldNotRunError, UsageError
+from shipsure.report import json_format
 
 EPILOG = """\
 Marks every tag -> index (nested) -> child -> config and layers (all that References()
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             "kept_blobs": made.kept_blobs,
             "outcomes": [o.to_json() for o in outcomes],
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json_format.dumps(doc))
     else:
         out = sys.stdout
         if outcomes:

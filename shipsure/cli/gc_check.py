@@ -14,6 +14,7 @@ from shipsure.errors import BadInputError
 from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report, kind
 from shipsure.report import OutputFormat
+from shipsure.report.terminal import printable
 
 EPILOG = """\
 It replays the mark-and-sweep of the given distribution version on the storage, flaws
@@ -140,9 +141,10 @@ def _print_summary(report: Report) -> None:
     flags = " --delete-untagged" if gc["delete_untagged"] else ""
     head = f"garbage-collect{flags} (distribution {gc['registry_version']}.x)"
     if gc["aborted"]:
-        sys.stdout.write(f"{head} would stop: {gc['aborted']}\n")
+        sys.stdout.write(f"{head} would stop: {printable(gc['aborted'])}\n")
     if gc.get("unknown"):
-        sys.stdout.write(f"{head}: what it would delete is unknown ({gc['unknown']})\n")
+        unknown = printable(gc["unknown"])
+        sys.stdout.write(f"{head}: what it would delete is unknown ({unknown})\n")
         return
     sys.stdout.write(
         f"{head} would delete {len(wd['manifests'])} manifest revision(s), "

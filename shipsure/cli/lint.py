@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from shipsure.lint.engine import LintOptions, lint_paths
 from shipsure.lint.fix import apply_plan, plan_fixes
 from shipsure.lint.rules import RULES
 from shipsure.registry.interface import Registry
+from shipsure.report import json_format
+from shipsure.report.terminal import printable
 
 JOURNAL_NAME = "lint-fix.jsonl"
 
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     roots = [Path(p) for p in args.paths]
     plan = plan_fixes(report, result.images, Path, open_registry, roots)
     if args.format == "json":
-        sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json_format.dumps(plan.to_dict()))
     else:
         sys.stdout.write(plan.render_text())
     if not args.apply:
@@ -152,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
         if o.recovered:
             print(f"shipsure: earlier interrupted run: {o.describe()}", file=sys.stderr)
     for step, why in applied.skipped:
-        print(f"shipsure: {step.file}:{step.line}: not changed: {why}", file=sys.stderr)
+        print(
+            f"shipsure: {printable(f'{step.file}:{step.line}: not changed: {why}')}",
+            file=sys.stderr,
+        )
     print(f"applied {len(applied.applied)} change(s); journal: {journal}", file=sys.stderr)
     if plan.unresolved or applied.skipped:
         return int(ExitCode.COULD_NOT_RUN)

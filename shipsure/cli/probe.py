@@ -213,8 +213,12 @@ def publish(report: Report, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if args.format != "text":
         # Text says it in its summary; json and prometheus runs (cron, CI) say it here.
-        for glob in report.meta.get("probe", {}).get("repository_globs_unmatched", []):
+        meta = report.meta.get("probe", {})
+        for glob in meta.get("repository_globs_unmatched", []):
             print(f"shipsure: warning: --repo {glob!r} matched no repository", file=sys.stderr)
+        for name in meta.get("repositories_unknown", []):
+            warning = f"--repo {name!r}: {probe_text.UNKNOWN_REPOSITORY}"
+            print(f"shipsure: warning: {warning}", file=sys.stderr)
     code = int(report.exit_code(args.fail_on))
     try:
         if getattr(args, "textfile", None):

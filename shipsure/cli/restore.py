@@ -29,6 +29,7 @@ from shipsure.recovery.plan import (
 from shipsure.recovery.render import render_outcomes, render_plan
 from shipsure.registry.http import HttpRegistry
 from shipsure.registry.interface import NotFoundError
+from shipsure.report import json_format
 
 JOURNAL_NAME = "restore-journal.jsonl"
 
@@ -287,7 +288,7 @@ def _emit(
             doc["outcomes"] = [
                 {**o.step.to_dict(), "result": o.result, "reason": o.reason} for o in outcomes
             ]
-        out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        out.write(json_format.dumps(doc, sort_keys=True))
     else:
         out.write(render_plan(plan, check_note, applying=args.apply))
         if args.apply and outcomes:

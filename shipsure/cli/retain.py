@@ -13,6 +13,8 @@ from shipsure.cli.common import add_journal_options, journal_path
 from shipsure.cli.registry_options import add_registry_options
 from shipsure.errors import UsageError
 from shipsure.model import is_repository_name
+from shipsure.report import json_format
+from shipsure.report.terminal import printable
 
 EPILOG = """\
 policy file (YAML; `shipsure retain --print-schema` prints its JSON Schema):
@@ -124,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         for name in untagged:
             # distribution answers NAME_UNKNOWN alike for "no tags" and "never held".
             sys.stderr.write(
-                f"shipsure: warning: {args.registry}: repository {name} has no tags "
-                "(or does not exist): nothing to retain there\n"
+                f"shipsure: warning: {args.registry}: repository {printable(name)} has no "
+                "tags (or does not exist): nothing to retain there\n"
             )
         writer = ApiWriter(registry)
         made = plan_retention(images, policies, now, delete_manifests=True)
@@ -144,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
             "tags": [d.__dict__ for d in made.decisions],
             "outcomes": [o.to_json() for o in outcomes],
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json_format.dumps(doc))
     else:
         out = sys.stdout
         for d in made.decisions:
-            out.write(f"  {'keep' if d.keep else 'delete':6} {d.repository}:{d.tag}  ({d.why})\n")
+            line = f"{'keep' if d.keep else 'delete':6} {d.repository}:{d.tag}  ({d.why})"
+            out.write(f"  {printable(line)}\n")
         if outcomes:
             for o in outcomes:
                 out.write(f"  {o.describe()}\n")

@@ -7,11 +7,11 @@ shared `Finding.to_dict` reserves `path` for an object path, so lint maps its fi
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shipsure.findings import Finding, Report
 from shipsure.lint.rules import location
+from shipsure.report import json_format
 from shipsure.report.terminal import printable
 
 
@@ -37,7 +37,7 @@ def render_json(report: Report) -> str:
         **report.meta,
         "findings": [finding_dict(f) for f in report.findings],
     }
-    return json.dumps(data, indent=2) + "\n"
+    return json_format.dumps(data)
 
 
 def render_text(report: Report) -> str:

@@ -11,7 +11,6 @@ repository gets its absolute `file://` URI. Files that could not be checked are
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import quote
 from shipsure import __version__
 from shipsure.findings import Finding, Report, Severity
 from shipsure.lint.rules import RULES, location
+from shipsure.report import json_format
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -100,4 +100,4 @@ def render(report: Report) -> str:
         "results": results,
     }
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
-    return json.dumps(log, indent=2) + "\n"
+    return json_format.dumps(log)

@@ -38,6 +38,9 @@ class Rejected:
 
     source: str
     reason: str
+    # The source could not be read (unreachable, unusable answer): not a bad copy, and
+    # not a sign that it holds nothing either.
+    unread: bool = False
 
 
 def fetch_manifest(
@@ -51,7 +54,7 @@ def fetch_manifest(
         try:
             found = source.manifest(repository, digest)
         except SourceError as exc:
-            rejected.append(Rejected(source.name, f"could not read: {exc}"))
+            rejected.append(Rejected(source.name, f"could not read: {exc}", unread=True))
             continue
         if found is None:
             continue
@@ -116,7 +119,7 @@ def _fetch_one(
         held = source.copy_blob(repository, digest, size, spool.write)
     except SourceError as exc:
         spool.file.close()
-        return Rejected(source.name, f"could not read: {exc}")
+        return Rejected(source.name, f"could not read: {exc}", unread=True)
     reason = ""
     if not held:
         spool.file.close()

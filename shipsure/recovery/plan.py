@@ -146,6 +146,9 @@ class Lost:
     platforms: set[str] = field(default_factory=set)
     shared_with: set[str] = field(default_factory=set)  # other references using it
     rejected: list[str] = field(default_factory=list)  # bad copies sources held
+    # Sources that could not be asked for it (unreachable, no registry API): "no source
+    # holds it" is then not known, and nothing may say it is.
+    sources_not_checked: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +161,7 @@ class Lost:
             "platforms": sorted(self.platforms),
             "shared_with": sorted(self.shared_with),
             "rejected_copies": list(self.rejected),
+            "sources_not_checked": list(self.sources_not_checked),
         }
 
 
@@ -463,6 +467,9 @@ class Planner:
                                 "no source holds this tag", "no source has it"
                             ),
                             tags={item.label: "unknown"},
+                            sources_not_checked=self._unasked.get(
+                                (item.repository, f"tag {item.tag}"), []
+                            ),
                         )
                     )
                     return None
@@ -539,10 +546,7 @@ class Planner:
                 node.manifest_source = found[1]
             else:
                 node.state = "lost"
-                node.reason = "no source holds this manifest"
-                if isinstance(found, list):
-                    node.reason = "no source holds a copy that verifies"
-                    self._rejections[node.digest] = found
+                node.reason = self._manifest_not_held(node, found or [])
                 return None
         try:
             manifest = parse_manifest(raw, media_type)
@@ -554,6 +558,22 @@ class Planner:
         node.media_type = manifest.media_type
         node.size = len(raw)
         return manifest
+
+    def _manifest_not_held(self, node: _Node, rejected: list[Rejected]) -> str:
+        """Why no source gave a manifest: none holds it, only bad copies exist, or some
+        sources could not be read (noted, and not counted as holding nothing)."""
+        bad = [r for r in rejected if not r.unread]
+        unread = [r for r in rejected if r.unread]
+        with self._lock:
+            if bad:
+                self._rejections[node.digest] = bad
+            for r in unread:
+                self.plan.notes.append(f"{node.repository}@{node.digest}: {r.source}: {r.reason}")
+                key = (node.repository, str(node.digest))
+                self._unasked.setdefault(key, []).append(r.source)
+        if unread:
+            return self._not_held("manifest", node.repository, str(node.digest))
+        return "no source holds a copy that verifies" if bad else "no source holds this manifest"
 
     def _children(self, node: _Node, manifest: Manifest) -> list[_Node]:
         repo = node.repository
@@ -686,7 +706,7 @@ class Planner:
                     names = ", ".join(f"{c.role} {c.digest}" for c in held_back[:3])
                     self.plan.blocked.append(
                         f"{node.repository}@{node.digest} ({node.role}): not pushed, "
-                        f"it references content no source holds ({names})"
+                        f"it references content no source gave ({names})"
                     )
                 continue
             assert node.manifest_raw is not None
@@ -798,6 +818,7 @@ class Planner:
     def _lose(self, node: _Node, reason: str) -> None:
         role = node.role if not node.is_manifest else f"manifest {node.role}"
         lost = Lost(node.repository, str(node.digest), role, node.size, reason)
+        lost.sources_not_checked = list(self._unasked.get((node.repository, str(node.digest)), []))
         lost.rejected = [f"{r.source}: {r.reason}" for r in self._rejections.get(node.digest, [])]
         self.plan.lost.append(lost)
         self._lost_keys.add((node.repository, str(node.digest)))

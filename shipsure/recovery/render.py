@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from shipsure.recovery.apply import Outcome
 from shipsure.recovery.plan import PUT_TAG, RestorePlan, Step
+from shipsure.report.terminal import printable
 
 STALE_ADVICE = (
     "the registry answers HEAD 200 for blob data it cannot serve: its blob-descriptor "
@@ -35,6 +36,23 @@ def _step_line(step: Step) -> str:
     return f"  {step.op:<13} {what}  {target}  {_size(step.size)}  from {step.source}{why}"
 
 
+def _rebuild_header(plan: RestorePlan) -> str:
+    """Says "no source holds" only of what every source was asked for: the rest names the
+    sources that could not be checked, as its items do."""
+    n = len(plan.lost)
+    unsure = [item for item in plan.lost if item.sources_not_checked]
+    if not unsure:
+        return f"rebuild (no source holds a verified copy; {n} objects):"
+    names = ", ".join(sorted({s for item in unsure for s in item.sources_not_checked}))
+    held = n - len(unsure)
+    parts = [f"{n} objects"]
+    if held:
+        parts.append(f"no source holds a verified copy of {held}")
+    parts.append(f"{len(unsure)} not found in the sources checked")
+    parts.append(f"{names} could not be checked, see notes")
+    return f"rebuild ({'; '.join(parts)}):"
+
+
 def render_plan(plan: RestorePlan, checked: str, *, applying: bool = False) -> str:
     lines = [f"restore {plan.target} from {', '.join(plan.sources)} ({checked})"]
     if plan.steps:
@@ -45,7 +63,7 @@ def render_plan(plan: RestorePlan, checked: str, *, applying: bool = False) -> s
     elif not plan.lost and not plan.check_errors:
         lines.append("nothing to restore: every reference checked is intact")
     if plan.lost:
-        lines.append(f"rebuild (no source holds a verified copy; {len(plan.lost)} objects):")
+        lines.append(_rebuild_header(plan))
         for item in plan.lost:
             lines.append(
                 f"  {item.repository}@{item.digest or '?'}  {item.role}  {_size(item.size)}: "
@@ -80,7 +98,8 @@ def render_plan(plan: RestorePlan, checked: str, *, applying: bool = False) -> s
     if plan.notes:
         lines.append("notes:")
         lines += [f"  {text}" for text in plan.notes]
-    return "\n".join(lines) + "\n"
+    # Every line holds registry, repository or file names: escaped for a terminal.
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def render_outcomes(outcomes: Sequence[Outcome], journal: str) -> str:
@@ -96,4 +115,4 @@ def render_outcomes(outcomes: Sequence[Outcome], journal: str) -> str:
             lines.append(
                 f"  {outcome.result}: {step.op} {step.repository}@{step.digest}: {outcome.reason}"
             )
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)

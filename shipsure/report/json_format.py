@@ -16,7 +16,18 @@ from shipsure.findings import Report
 
 
 def render(report: Report) -> str:
-    return json.dumps(_clean(report.to_dict()), indent=2, sort_keys=False) + "\n"
+    return dumps(report.to_dict())
+
+
+def dumps(value: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """`value` as JSON text ending in a newline, undecodable bytes written as `\\xNN`: every
+    command's JSON output goes through here."""
+    return json.dumps(clean(value), indent=indent, sort_keys=sort_keys) + "\n"
+
+
+def clean(value: Any) -> Any:
+    """`value` with every string that is not valid Unicode respelled (see the module)."""
+    return _clean(value)
 
 
 def _clean(value: Any) -> Any:

@@ -9,6 +9,9 @@ from shipsure.findings import Report
 from shipsure.report import text_format
 from shipsure.report.terminal import printable
 
+# Said of a `--repo` name probed without the catalog whose tags list answered 404.
+UNKNOWN_REPOSITORY = "the registry does not know this repository (its tags list answered 404)"
+
 
 def render(report: Report) -> str:
     meta: Mapping[str, Any] = report.meta.get("probe", {})
@@ -52,6 +55,8 @@ def render(report: Report) -> str:
             out.append(
                 f"  warning: --repo {printable(repr(glob))} matched no repository in the catalog"
             )
+        for name in meta.get("repositories_unknown", []):
+            out.append(f"  warning: --repo {printable(repr(name))}: {UNKNOWN_REPOSITORY}")
         for entry in meta.get("unchecked", []):
             reasons = printable("; ".join(entry.get("reasons", [])))
             out.append(

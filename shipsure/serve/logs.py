@@ -13,6 +13,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from shipsure.report import json_format
+from shipsure.report.terminal import printable
+
 # LogRecord's own attributes: everything else on a record came in through `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -36,7 +39,7 @@ class JsonLinesFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str, sort_keys=False)
+        return json.dumps(json_format.clean(doc), default=str, sort_keys=False)
 
 
 class TextFormatter(logging.Formatter):
@@ -45,6 +48,9 @@ class TextFormatter(logging.Formatter):
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = f"{when} {record.levelname.lower():7} {record.getMessage()}"
         line += f" {fields}" if fields else ""
+        # Repository names and tags come from registries: escaped for a terminal, and one
+        # record stays one line.
+        line = printable(line)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
+from html import escape as html_escape
 from typing import Any
 
+from shipsure.report.terminal import printable
 from shipsure.serve.store import BROKEN, HEALTHY, UNCHECKED, ProbeRecord, PushRecord, StoredFinding
 from shipsure.serve.store import TagState as StoredTag
 
@@ -64,6 +65,13 @@ button{padding:6px 12px;font-size:14px}
 .path{margin:0;padding-left:16px}
 .muted{color:#57606a}
 """
+
+
+def escape(text: object) -> str:
+    """`text` for the page: HTML-escaped, and with control, bidi and undecodable characters
+    spelled `\\xNN` as in text output (names come from registries and storage; a lone
+    surrogate could not even be encoded, and the page answered 500)."""
+    return html_escape(printable(text))
 
 
 def render(data: PageData) -> str:

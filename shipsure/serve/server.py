@@ -18,7 +18,6 @@ GET  /                the status page (page.py); ?q= filters
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import socket
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shipsure.checks.probe_state import iso
+from shipsure.report import json_format
 from shipsure.serve import page
 from shipsure.serve.events import NotificationError, describe, parse_notification
 from shipsure.serve.metrics import CONTENT_TYPE, ServeCollector, render
@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _json(self, status: int, doc: Any, extra: dict[str, str] | None = None) -> None:
-        body = (json.dumps(doc, indent=1) + "\n").encode()
+        body = json_format.dumps(doc, indent=1).encode()
         self._send(status, body, "application/json", extra)
 
     def _error(self, status: int, message: str, extra: dict[str, str] | None = None) -> None:

@@ -81,6 +81,7 @@ def _report(index: int, **changes: Any) -> dict[str, Any]:
         "unchecked": [],
         "requests": {"GET": 4},
         "repository_globs_unmatched": [],
+        "repositories_unknown": [],
         "state": {},
     }
     doc: dict[str, Any] = {
@@ -105,12 +106,15 @@ def _write(tmp_path: Path, name: str, doc: Any) -> str:
 
 def test_merge_of_good_probe_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _write(tmp_path, "a.json", _report(0, repository_globs_unmatched=["tem/*", "x"]))
-    b = _write(tmp_path, "b.json", _report(1, repository_globs_unmatched=["tem/*"]))
+    # Without the catalog, only the shard owning a --repo name asks for it.
+    unknown = _report(1, repository_globs_unmatched=["tem/*"], repositories_unknown=["team/x"])
+    b = _write(tmp_path, "b.json", unknown)
     code, out, _ = _run(capsys, "report", "merge", "--format", "json", a, b)
     assert code == 0
     merged = json.loads(out)["probe"]
     assert merged["tags_checked"] == 4
     assert merged["repository_globs_unmatched"] == ["tem/*"]
+    assert merged["repositories_unknown"] == ["team/x"]
 
 
 @pytest.mark.parametrize(

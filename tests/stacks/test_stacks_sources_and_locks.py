@@ -95,6 +95,25 @@ def test_locks_list_and_break_with_plan_then_apply(
         backend.close()
 
 
+def test_lock_owner_and_note_are_escaped_when_breaking(
+    lock_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whoever wrote the lock chose its owner and note: `locks list` escaped them, `locks
+    # break` printed them raw (ESC recoloured the terminal, a newline forged a line).
+    url = f"file://{lock_repo}/.shipsure/locks"
+    backend = open_backend(url)
+    try:
+        backend.acquire("stacks/a", "runner\x1b[31m", ttl=600, note="ci\nbroke lock 'x'")
+        base = ["stacks", "locks", "break", "stacks/a", "--repo", str(lock_repo), "--lock-url", url]
+        for argv in (base, [*base, "--apply"]):
+            assert main(argv) == 0
+            out = capsys.readouterr().out
+            assert "\x1b" not in out and "runner\\x1b[31m" in out, out
+            assert "(ci\\nbroke lock 'x')" in out
+    finally:
+        backend.close()
+
+
 def test_bad_lock_url_is_a_usage_error(lock_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["stacks", "locks", "list", "--repo", str(lock_repo), "--lock-url", "bogus://x"]
     assert main(argv) == 2

@@ -31,6 +31,7 @@ from shipsure.checks.scan.remedy import (
     RemoveUpload,
 )
 from shipsure.findings import Finding
+from shipsure.report.terminal import printable
 from shipsure.storage import layout
 
 LINK_REVISION = "link-revision"
@@ -49,7 +50,10 @@ class Action:
     because: str  # the finding kind that asked for it
 
     def describe(self) -> str:
-        return f"{self.op:18} {self.repository} {self.target}  ({self.because}: {self.path})"
+        # Storage names (escaped for a terminal: a folder name can hold ESC or bytes that
+        # are not UTF-8).
+        text = f"{self.op:18} {self.repository} {self.target}  ({self.because}: {self.path})"
+        return printable(text)
 
 
 def plan_repairs(

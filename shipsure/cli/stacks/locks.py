@@ -71,10 +71,10 @@ def run_locks_break(args: argparse.Namespace) -> int:
         plan = plan_break(args.key, held)
         if not args.apply:
             for action in plan.actions:
-                sys.stdout.write(f"would break {action.because}\n")
+                sys.stdout.write(f"would break {printable(action.because)}\n")
                 sys.stdout.write("run again with --apply to break it\n")
             for line in plan.notes:
-                sys.stdout.write(f"{line}\n")
+                sys.stdout.write(f"{printable(line)}\n")
             return int(ExitCode.CLEAN)
         # Applied even when empty: it settles a break an interrupted run left open.
         journal = Journal(ws.state_dir / JOURNAL_NAME)
@@ -82,16 +82,17 @@ def run_locks_break(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     for line in plan.notes:
-        sys.stdout.write(f"{line}\n")
+        sys.stdout.write(f"{printable(line)}\n")
     code = ExitCode.CLEAN
     for o in outcomes:
         earlier = " (an interrupted earlier run)" if o.recovered else ""
         match o.result:
             case Result.DONE:
-                sys.stdout.write(f"broke {o.action.because}\n")
+                sys.stdout.write(f"broke {printable(o.action.because)}\n")
             case Result.ALREADY_DONE:
-                sys.stdout.write(f"already gone: {o.action.because}{earlier}\n")
+                sys.stdout.write(f"already gone: {printable(o.action.because)}{earlier}\n")
             case _:
-                sys.stdout.write(f"not broken: {o.action.because}: {o.reason}{earlier}\n")
+                why = printable(f"{o.action.because}: {o.reason}")
+                sys.stdout.write(f"not broken: {why}{earlier}\n")
                 code = ExitCode.COULD_NOT_RUN
     return int(code)
