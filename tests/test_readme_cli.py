@@ -1,0 +1,173 @@
+"""What a new user copies from the README and from `--help` parses, and every option the
+README names exists on the command it is named with."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from shipsure.cli.main import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _all_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    found = {path: parser}
+    for name, child in _subparsers(parser).items():
+        found.update(_all_parsers(child, (*path, name)))
+    return found
+
+
+PARSERS = _all_parsers(build_parser())
+
+
+def _options(command: tuple[str, ...]) -> set[str]:
+    """Every option of a command and of the subcommands under it."""
+    return {
+        option
+        for path, parser in PARSERS.items()
+        if path[: len(command)] == command
+        for action in parser._actions
+        for option in action.option_strings
+    }
+
+
+def _shipsure_lines(text: str) -> list[str]:
+    """`shipsure ...` command lines in text, continuations joined, comments, pipes,
+    redirections and `&& ...` cut off; `[--apply]` (an optional flag) taken as given."""
+    joined = re.sub(r"\s*\\\n\s*", " ", text)
+    lines = []
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if line.startswith("$ "):
+            line = line[2:]
+        if not line.startswith("shipsure "):
+            continue
+        line = re.split(r"\s(?:#|\|\||\||&&|>)\s?", line)[0]
+        # Help epilogs put a comment after two spaces without `#`.
+        line = re.split(r"\s{2,}", line)[0]
+        lines.append(line.replace("[--apply]", "--apply").strip())
+    return lines
+
+
+def _readme_examples() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    return [line for block in blocks for line in _shipsure_lines(block)]
+
+
+def _help_examples() -> list[tuple[str, str]]:
+    examples = []
+    for path, parser in PARSERS.items():
+        for line in _shipsure_lines(parser.format_help()):
+            examples.append((" ".join(path) or "shipsure", line))
+    return examples
+
+
+def _parses(line: str) -> None:
+    # Shell variables as a CI job sets them (`--shard "$JOB_COMPLETION_INDEX/4"`).
+    argv = shlex.split(re.sub(r"\$\{?\w+\}?", "0", line))[1:]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as exc:
+            pytest.fail(f"`{line}` does not parse (exit {exc.code}): {err.getvalue().strip()}")
+
+
+def test_readme_has_examples() -> None:
+    assert len(_readme_examples()) > 30
+
+
+@pytest.mark.parametrize("line", _readme_examples())
+def test_readme_example_parses(line: str) -> None:
+    _parses(line)
+
+
+@pytest.mark.parametrize(("command", "line"), _help_examples())
+def test_help_example_parses(command: str, line: str) -> None:
+    _parses(line)
+
+
+# The README's sections, by the command (or commands) each documents.
+SECTIONS = {
+    "`shipsure verify`": [("verify",)],
+    "`shipsure probe`": [("probe",), ("report", "merge")],
+    "`shipsure serve`": [("serve",)],
+    "`shipsure scan`": [("scan",), ("report", "merge")],
+    "`shipsure restore`": [("restore",)],
+    "`shipsure lint`": [("lint",)],
+    "`shipsure stacks`": [("stacks",)],
+    "Writes: plan, journal, apply": [("scan",), ("lint",), ("restore",), ("stacks",)],
+    "`shipsure gc-check`, `gc`, `retain`": [("gc-check",), ("gc",), ("retain",)],
+    "Benchmarks": [("verify",)],  # `--deep` in bench/verify.py's line
+}
+# Options named beside a command that are not its own, and why.
+OTHERS = {
+    "--delete-untagged": "registry garbage-collect's (gc-check's -m)",
+    "--dry-run": "registry garbage-collect --dry-run",
+    "--version": "the registry binary's, which gc-check asks",
+    "--all": "skopeo copy --all",
+    "--reading": "terragrunt find --reading",
+    "--remote": "crane validate --remote",
+    "--repos": "bench/restore.py's",
+    "--tags": "bench/probe.py's and bench/restore.py's",
+}
+ELSEWHERE: dict[str, dict[str, str]] = {
+    "`shipsure verify`": {"--verify-content": "scan's, in the kinds table both share"},
+    "`shipsure probe`": {"--platform": "what probe does not take"},
+    "`shipsure scan`": {"--deep": "verify's, in the kinds table both share"},
+    "`shipsure restore`": {"--deep": "the verify walk restore runs"},
+    "restore": {"--deep": "the verify walk restore runs"},
+    "`shipsure lint`": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
+    "lint": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
+    "report merge": {"--shard": "scan's and probe's, whose reports it joins"},
+}
+
+
+def _sections() -> dict[str, str]:
+    parts = re.split(r"^## (.*)$", README, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _named(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+
+
+def test_every_section_is_mapped() -> None:
+    titles = [t for t in _sections() if t.startswith("`shipsure") or t in SECTIONS]
+    assert sorted(titles) == sorted(
+        next(t for t in _sections() if t.startswith(key)) for key in SECTIONS
+    )
+    assert {c[0] for section in SECTIONS.values() for c in section} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_readme_options_exist(section: str) -> None:
+    text = next(body for title, body in _sections().items() if title.startswith(section))
+    known = set().union(*(_options(command) for command in SECTIONS[section]))
+    missing = sorted(_named(text) - known - set(OTHERS) - set(ELSEWHERE.get(section, {})))
+    assert not missing, f"README section {section} names options its commands lack: {missing}"
+
+
+@pytest.mark.parametrize("command", [" ".join(path) for path in PARSERS if path])
+def test_help_options_exist(command: str) -> None:
+    path = tuple(command.split())
+    named = _named(PARSERS[path].format_help())
+    missing = sorted(named - _options(path) - set(OTHERS) - set(ELSEWHERE.get(command, {})))
+    assert not missing, f"`shipsure {command} --help` names options it lacks: {missing}"
