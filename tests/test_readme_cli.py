@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shipsure.cli.main import COMMANDS, build_parser
 
@@ -171,3 +172,32 @@ def test_help_options_exist(command: str) -> None:
     named = _named(PARSERS[path].format_help())
     missing = sorted(named - _options(path) - set(OTHERS) - set(ELSEWHERE.get(command, {})))
     assert not missing, f"`shipsure {command} --help` names options it lacks: {missing}"
+
+
+def _manifest_args() -> list[tuple[str, list[str]]]:
+    """The `args` of every container in deploy/kubernetes (the image's entrypoint is
+    `shipsure`), with `$(VAR)` as Kubernetes expands it from an Indexed Job's index."""
+    found = []
+    for path in sorted((ROOT / "deploy" / "kubernetes").rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            for container in _containers(document):
+                args = [re.sub(r"\$\(\w+\)", "0", str(a)) for a in container.get("args", [])]
+                found.append((path.name, args))
+    return found
+
+
+def _containers(node: object) -> list[dict[str, object]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("containers"), list):
+            return list(node["containers"])
+        return [c for value in node.values() for c in _containers(value)]
+    return []
+
+
+def test_manifests_have_shipsure_containers() -> None:
+    assert len(_manifest_args()) >= 3
+
+
+@pytest.mark.parametrize(("manifest", "args"), _manifest_args())
+def test_manifest_args_parse(manifest: str, args: list[str]) -> None:
+    _parses(shlex.join(["shipsure", *args]))
