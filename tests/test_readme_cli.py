@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from shipsure.cli.main import COMMANDS, build_parser
+from shipsure.report.probe_metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -201,3 +202,12 @@ def test_manifests_have_shipsure_containers() -> None:
 @pytest.mark.parametrize(("manifest", "args"), _manifest_args())
 def test_manifest_args_parse(manifest: str, args: list[str]) -> None:
     _parses(shlex.join(["shipsure", *args]))
+
+
+def test_readme_names_every_probe_metric() -> None:
+    """The probe section lists its metrics as `shipsure_probe_findings{...}`, then the
+    others by their suffix (`_coverage_ratio`)."""
+    text = next(body for title, body in _sections().items() if title.startswith("`shipsure probe`"))
+    listed = set(re.findall(r"`(?:shipsure_probe)?(_[a-z_]+)[`{]", text))
+    missing = [m for m in METRIC_NAMES if m.removeprefix("shipsure_probe") not in listed]
+    assert not missing, f"README's probe metrics lack {missing}"
