@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from shipsure.cli.main import COMMANDS, build_parser
+from shipsure.findings import GC_CHECK, SCAN, kinds_of
 from shipsure.report.probe_metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +212,11 @@ def test_readme_names_every_probe_metric() -> None:
     listed = set(re.findall(r"`(?:shipsure_probe)?(_[a-z_]+)[`{]", text))
     missing = [m for m in METRIC_NAMES if m.removeprefix("shipsure_probe") not in listed]
     assert not missing, f"README's probe metrics lack {missing}"
+
+
+@pytest.mark.parametrize("command", [SCAN, GC_CHECK])
+def test_help_names_every_kind(command: str) -> None:
+    """`--help` lists what the command finds: every kind it emits is there."""
+    text = PARSERS[(command,)].format_help()
+    missing = [k.id for k in kinds_of(command) if not re.search(rf"\b{k.id}\b", text)]
+    assert not missing, f"`shipsure {command} --help` does not name {missing}"

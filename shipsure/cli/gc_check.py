@@ -24,8 +24,11 @@ children -> config and layers, referrers) and reports, by tag:
   gc-deepens-damage      (warning) the tag is already broken; the run deletes what a repair needs
   gc-skips-lost-manifest (warning) a manifest's data is missing: its blobs will be swept
   gc-would-abort         (warning) the collector stops with this error and deletes nothing
+  check-error            (error)   what the collector would read could not be (unreadable,
+                                   or through a link leaving the storage root): the
+                                   prediction is unknown (exit 3), never a guessed abort
 JSON adds `would_delete` (manifests, blobs, layer_links, bytes) and `gc` (version, flags,
-abort error).
+abort error, unknown).
 
 The version decides the prediction: --registry-version 2|3, or --registry-binary PATH (its
 --version is asked), or the version of a registry process here serving the same root.
