@@ -140,6 +140,8 @@ ELSEWHERE: dict[str, dict[str, str]] = {
     "`shipsure lint`": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
     "lint": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
     "report merge": {"--shard": "scan's and probe's, whose reports it joins"},
+    "report": {"--shard": "scan's and probe's, whose reports it joins"},
+    "stacks locks list": {"--apply": "locks break's, in the examples both share"},
 }
 
 
@@ -220,3 +222,12 @@ def test_help_names_every_kind(command: str) -> None:
     text = PARSERS[(command,)].format_help()
     missing = [k.id for k in kinds_of(command) if not re.search(rf"\b{k.id}\b", text)]
     assert not missing, f"`shipsure {command} --help` does not name {missing}"
+
+
+@pytest.mark.parametrize("command", [" ".join(p) for p, parser in PARSERS.items() if p])
+def test_help_teaches(command: str) -> None:
+    """Every command's `--help` shows examples and its exit codes (a group's, what its
+    subcommands give)."""
+    parser = PARSERS[tuple(command.split())]
+    text = parser.format_help()
+    assert "examples:" in text and "exit codes" in text, f"shipsure {command} --help"

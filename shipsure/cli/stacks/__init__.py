@@ -41,7 +41,11 @@ examples:
   shipsure stacks run apply live/prod/network --lock-url redis://locks:6379/0
   shipsure stacks drift --webhook https://hooks.slack.com/services/T/B/X
   shipsure stacks locks list
-  shipsure stacks locks break live/prod/network --apply"""
+  shipsure stacks locks break live/prod/network --apply
+
+exit codes: 0 ok; 1 a stack failed, was locked or drifted; 2 bad input; 3 could not run
+or check (binary or lock backend unavailable); 128 + the signal when cancelled. Each
+SUBCOMMAND's --help says which it gives."""
 
 CHANGED_EPILOG = """\
 baselines, in order: --all; --base REF (merge base with HEAD); --since-last-apply;
@@ -49,6 +53,9 @@ Woodpecker (manual/cron: all; pull_request: CI_COMMIT_TARGET_BRANCH; else
 CI_PREV_COMMIT_SHA, then CI_PIPELINE_FILES); GitHub Actions (dispatch/schedule: all;
 pull_request: GITHUB_BASE_REF; push: the event's `before`); outside CI the last applied
 commit, else all stacks. A baseline missing from a shallow clone means all stacks.
+
+exit codes: 0 listed (also when none changed); 2 bad input (not a git repository, a
+baseline that is no commit, a bad configuration).
 
 examples:
   shipsure stacks changed --base origin/main
@@ -87,6 +94,9 @@ examples:
   shipsure stacks drift live/prod/app --format json --webhook https://hooks.example/drift"""
 
 LOCKS_EPILOG = """\
+exit codes: 0 listed, planned or broken (also when no lock is held); 2 bad input (an
+unknown lock URL scheme); 3 the lock backend could not be read, or the break failed.
+
 examples:
   shipsure stacks locks list --lock-url etcd://etcd:2379
   shipsure stacks locks break live/prod/app            # prints what it would do
@@ -231,7 +241,12 @@ def add_parser(subparsers: Any) -> None:
     locks_sub = locks_parser.add_subparsers(dest="locks_command", metavar="ACTION")
     locks_sub.required = True
     list_parser = locks_sub.add_parser(
-        "list", parents=[common, locks], help="every lock, its holder and expiry"
+        "list",
+        parents=[common, locks],
+        help="every lock, its holder and expiry",
+        description="List every stack lock the backend holds: key, holder, since, expiry.",
+        epilog=LOCKS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     list_parser.add_argument("--format", choices=["text", "json"], default="text")
     list_parser.set_defaults(run=run_locks_list)
@@ -239,6 +254,8 @@ def add_parser(subparsers: Any) -> None:
         "break",
         parents=[common, locks],
         help="remove a lock whatever its holder (with --apply)",
+        description="Print what breaking a stack lock would do; with --apply, break it, "
+        "journaled in the state folder (journal.jsonl).",
         epilog=LOCKS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
