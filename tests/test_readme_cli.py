@@ -8,6 +8,7 @@ import contextlib
 import io
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,30 @@ def test_help_teaches(command: str) -> None:
     parser = PARSERS[tuple(command.split())]
     text = parser.format_help()
     assert "examples:" in text and "exit codes" in text, f"shipsure {command} --help"
+
+
+def test_layout_names_every_part() -> None:
+    """The Layout section names every module and package of shipsure/ and every top-level
+    folder of the repository, and nothing that is not there."""
+    layout = _sections()["Layout"]
+    package = ROOT / "shipsure"
+    parts = {
+        p.name
+        for p in package.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and not p.name.startswith("__"))
+    }
+    missing = sorted(p for p in parts if not re.search(rf"(?<![\w/.]){re.escape(p)}/?", layout))
+    assert not missing, f"README's Layout does not name shipsure/{missing}"
+    top = set(re.findall(r"^(\w+)/(?: |$)", layout.split("```")[1], flags=re.M))
+    assert all((ROOT / name).is_dir() for name in top), top
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=False
+    )
+    if tracked.returncode != 0:
+        return  # not a git checkout: what is tracked (and not built or cached) is unknown
+    folders = {f.split("/")[0] for f in tracked.stdout.splitlines() if "/" in f}
+    folders = {f for f in folders if not f.startswith(".")}
+    assert top == folders, f"Layout's top-level folders {sorted(top)} != {sorted(folders)}"
+    named = set(re.findall(r"^  (\w+)/ ", layout, flags=re.M))
+    assert named <= {p.name for p in package.iterdir() if p.is_dir()}, named
