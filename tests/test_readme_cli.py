@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shipsure.cli.main import COMMANDS, build_parser
+from shipsure.cli.main import COMMANDS, build_parser, main
 from shipsure.findings import GC_CHECK, SCAN, kinds_of
 from shipsure.report.probe_metrics import METRIC_NAMES
 
@@ -259,3 +259,17 @@ def test_layout_names_every_part() -> None:
     assert top == folders, f"Layout's top-level folders {sorted(top)} != {sorted(folders)}"
     named = set(re.findall(r"^  (\w+)/ ", layout, flags=re.M))
     assert named <= {p.name for p in package.iterdir() if p.is_dir()}, named
+
+
+def test_readme_ci_snippets_pass_lint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The Woodpecker and GitHub Actions snippets a reader copies pass `shipsure lint`."""
+    woodpecker, github = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)[:2]
+    (tmp_path / ".woodpecker.yml").write_text(woodpecker)
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    job = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n"
+    (workflows / "ci.yml").write_text(job + github)
+    code = main(["lint", "--fail-on", "info", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "checked 2 files, 3 images, 1 workflows" in out
