@@ -17,6 +17,7 @@ import yaml
 from shipsure.cli.main import COMMANDS, build_parser, main
 from shipsure.findings import GC_CHECK, SCAN, kinds_of
 from shipsure.report.probe_metrics import METRIC_NAMES
+from shipsure.stacks import config as stacks_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -273,3 +274,12 @@ def test_readme_ci_snippets_pass_lint(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert code == 0, out
     assert "checked 2 files, 3 images, 1 workflows" in out
+
+
+def test_stacks_help_shows_every_setting() -> None:
+    """README: "Settings live in `.shipsure/stacks.yaml`; `shipsure stacks --help` lists
+    them" — with their defaults, since `--help` is all a user has."""
+    text = PARSERS[("stacks",)].format_help()
+    missing = [key for key in sorted(stacks_config._KNOWN) if f"\n    {key}:" not in text]
+    assert not missing, f"`shipsure stacks --help` does not show {missing}"
+    assert "parallel: 4" in text and 'lock_prefix: ""' in text

@@ -16,6 +16,7 @@ from shipsure.cli.stacks.drift import run_drift
 from shipsure.cli.stacks.locks import run_locks_break, run_locks_list
 from shipsure.cli.stacks.run import run_run
 from shipsure.errors import BadInputError
+from shipsure.stacks import config as stacks_config
 from shipsure.stacks.config import positive_int
 from shipsure.stacks.locks.interface import DEFAULT_TTL_SECONDS
 from shipsure.stacks.workspace import LOCK_URL_ENV
@@ -28,10 +29,17 @@ watch for drift with alerts on transitions.
 
 A stack is a folder holding *.tf, *.tf.json, *.tofu or terragrunt.hcl (not modules/**, not
 the root).
-Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml):
-  markers, exclude, include, root_is_stack, globals, parent_files, watch, binary, parallel,
-  step_timeout, state_dir, log_dir, lock_prefix
-See the `shipsure.stacks.config` module docstring for the defaults."""
+Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml); every key is
+optional, and these are the defaults (`watch` is empty unless set: its entry is an example):
+"""
+
+
+def _settings() -> str:
+    """The defaults block of `shipsure.stacks.config`'s docstring: one place says them."""
+    doc = stacks_config.__doc__ or ""
+    block = doc.split("::\n\n", 1)[-1].split("\nPatterns", 1)[0]
+    return block.rstrip() + "\n"
+
 
 EPILOG = """\
 examples:
@@ -124,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stacks",
         help="changed stacks, parallel plan/apply under locks, drift alerts",
-        description=DESCRIPTION,
+        description=DESCRIPTION + _settings(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
