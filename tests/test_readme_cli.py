@@ -110,7 +110,7 @@ def test_help_example_parses(command: str, line: str) -> None:
 
 
 # The README's sections, by the command (or commands) each documents.
-SECTIONS = {
+SECTIONS: dict[str, list[tuple[str, ...]]] = {
     "`shipsure verify`": [("verify",)],
     "`shipsure probe`": [("probe",), ("report", "merge")],
     "`shipsure serve`": [("serve",)],
@@ -167,7 +167,7 @@ def test_every_section_is_mapped() -> None:
 @pytest.mark.parametrize("section", list(SECTIONS))
 def test_readme_options_exist(section: str) -> None:
     text = next(body for title, body in _sections().items() if title.startswith(section))
-    known = set().union(*(_options(command) for command in SECTIONS[section]))
+    known: set[str] = set().union(*(_options(command) for command in SECTIONS[section]))
     missing = sorted(_named(text) - known - set(OTHERS) - set(ELSEWHERE.get(section, {})))
     assert not missing, f"README section {section} names options its commands lack: {missing}"
 
@@ -187,7 +187,9 @@ def _manifest_args() -> list[tuple[str, list[str]]]:
     for path in sorted((ROOT / "deploy" / "kubernetes").rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             for container in _containers(document):
-                args = [re.sub(r"\$\(\w+\)", "0", str(a)) for a in container.get("args", [])]
+                given = container.get("args", [])
+                assert isinstance(given, list), path
+                args = [re.sub(r"\$\(\w+\)", "0", str(a)) for a in given]
                 found.append((path.name, args))
     return found
 
