@@ -139,8 +139,16 @@ ELSEWHERE: dict[str, dict[str, str]] = {
     "`shipsure scan`": {"--deep": "verify's, in the kinds table both share"},
     "`shipsure restore`": {"--deep": "the verify walk restore runs"},
     "restore": {"--deep": "the verify walk restore runs"},
-    "`shipsure lint`": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
-    "lint": {"--platform": "Dockerfile FROM --platform", "--from": "COPY --from"},
+    "`shipsure lint`": {
+        "--platform": "Dockerfile FROM --platform",
+        "--from": "COPY --from",
+        "--mount": "RUN --mount=...,from=",
+    },
+    "lint": {
+        "--platform": "Dockerfile FROM --platform",
+        "--from": "COPY --from",
+        "--mount": "RUN --mount=...,from=",
+    },
     "report merge": {"--shard": "scan's and probe's, whose reports it joins"},
     "report": {"--shard": "scan's and probe's, whose reports it joins"},
     "stacks locks list": {"--apply": "locks break's, in the examples both share"},

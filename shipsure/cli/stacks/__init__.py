@@ -103,7 +103,8 @@ examples:
 
 LOCKS_EPILOG = """\
 exit codes: 0 listed, planned or broken (also when no lock is held); 2 bad input (an
-unknown lock URL scheme); 3 the lock backend could not be read, or the break failed.
+unknown lock URL scheme); 3 the lock backend could not be read, a key holds no lock record
+(listed with the `locks break` that removes it), or the break failed.
 
 examples:
   shipsure stacks locks list --lock-url etcd://etcd:2379
