@@ -1,5 +1,6 @@
-"""What a new user copies from the README and from `--help` parses, and every option the
-README names exists on the command it is named with."""
+"""What a new user has is the README, the runbooks and `--help`: every command they show
+parses, every option they name exists on its command, every kind, metric, setting and part
+of the tree they list is there, and each `--help` shows examples and exit codes."""
 
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def _readme_examples() -> list[str]:
     return [line for block in blocks for line in _shipsure_lines(block)]
 
 
+def _runbook_examples() -> list[tuple[str, str]]:
+    examples = []
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        for block in re.findall(r"```\w*\n(.*?)```", path.read_text(), flags=re.S):
+            examples += [(path.name, line) for line in _shipsure_lines(block)]
+    return examples
+
+
 def _help_examples() -> list[tuple[str, str]]:
     examples = []
     for path, parser in PARSERS.items():
@@ -101,6 +110,11 @@ def test_readme_has_examples() -> None:
 
 @pytest.mark.parametrize("line", _readme_examples())
 def test_readme_example_parses(line: str) -> None:
+    _parses(line)
+
+
+@pytest.mark.parametrize(("doc", "line"), _runbook_examples())
+def test_runbook_example_parses(doc: str, line: str) -> None:
     _parses(line)
 
 
