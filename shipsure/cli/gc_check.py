@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any
 
-from shipsure.cli.common import add_output_options, emit
+from shipsure.cli.common import STORAGE_ROOT_HELP, add_output_options, add_s3_options, emit
 from shipsure.errors import BadInputError
 from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report, kind
@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> None:
         "root",
         metavar="STORAGE_ROOT",
         nargs="?",
-        help="the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX]",
+        help=STORAGE_ROOT_HELP,
     )
     add_gc_options(parser)
     parser.add_argument(
@@ -92,8 +92,7 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="ask this registry binary for its version (e.g. /usr/bin/docker-registry)",
     )
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
-    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_s3_options(parser)
 
 
 _VERSION_RE = re.compile(r"v?([0-9]+)(?:\.[0-9]+){0,2}")

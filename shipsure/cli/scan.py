@@ -18,9 +18,11 @@ from shipsure.checks.scan import (
 from shipsure.checks.scan.apply import RepairWriter, to_plan
 from shipsure.checks.scan.repair import plan_repairs
 from shipsure.cli.common import (
+    STORAGE_ROOT_HELP,
     Progress,
     add_journal_options,
     add_output_options,
+    add_s3_options,
     emit,
     journal_path,
     number,
@@ -93,7 +95,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "root",
         metavar="STORAGE_ROOT",
-        help="the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX]",
+        help=STORAGE_ROOT_HELP,
     )
     parser.add_argument(
         "--verify-content",
@@ -150,8 +152,7 @@ def add_parser(sub: Any) -> None:
         "'200 with 0 bytes' into an honest 404)",
     )
     add_journal_options(parser, JOURNAL_NAME)
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
-    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_s3_options(parser)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
