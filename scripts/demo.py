@@ -44,7 +44,9 @@ def step(title: str) -> None:
 
 
 def shell(*cmd: str, show: str | None = None) -> subprocess.CompletedProcess[str]:
-    shown = show or " ".join(shlex.quote(c) for c in cmd)
+    # The venv's path to shipsure is shown as the command a reader types.
+    words = ["shipsure" if c == SHIPSURE else shlex.quote(c) for c in cmd]
+    shown = show or " ".join(words)
     print(f"$ {shown}", flush=True)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if result.stdout:

@@ -157,7 +157,7 @@ KINDS: tuple[Kind, ...] = (
         "blob-missing",
         _E,
         "a config or layer a manifest names is gone (verify: 404, "
-        "`details.role` says which; scan: no data file)",
+        "JSON `role` says which; scan: no data file)",
         *_WALK,
         SCAN,
         untagged=_W,
@@ -245,7 +245,7 @@ KINDS: tuple[Kind, ...] = (
         "blob-unreferenced",
         _I,
         "no manifest lists the blob: the next garbage collection "
-        "deletes it (`details.bytes` says how much it reclaims); never reported while a "
+        "deletes it (JSON `bytes` says how much it reclaims); never reported while a "
         "manifest's references are unknown (a `check-error` names it instead)",
         SCAN,
     ),
@@ -269,7 +269,7 @@ KINDS: tuple[Kind, ...] = (
         "gc-breaks-tag",
         _E,
         "the tag pulls today and the collection deletes a manifest, blob or layer link its "
-        "image needs (`details.deletes` lists them)",
+        "image needs (JSON `deletes` lists them)",
         GC_CHECK,
     ),
     _kind(

@@ -70,6 +70,23 @@ def add_output_options(
     )
 
 
+STORAGE_ROOT_HELP = (
+    "the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX] "
+    "(the s3 driver's bucket and rootdirectory)"
+)
+
+
+def add_s3_options(parser: argparse._ActionsContainer) -> None:
+    """--s3-endpoint and --s3-region, for an s3:// storage root (scan, gc-check, gc)."""
+    parser.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        help="S3 endpoint URL (S3-compatible); credentials come from the AWS environment "
+        "and files, as boto3 reads them (the s3 extra)",
+    )
+    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+
+
 def add_journal_options(parser: argparse._ActionsContainer, name: str) -> None:
     """--journal FILE and --state-dir DIR: where --apply journals what it does (default:
     STATE_DIR/`name`; `shipsure.plan.state_dir` says where STATE_DIR is). Never the current

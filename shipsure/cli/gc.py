@@ -7,7 +7,13 @@ import argparse
 import sys
 from typing import Any
 
-from shipsure.cli.common import add_journal_options, journal_path, number
+from shipsure.cli.common import (
+    STORAGE_ROOT_HELP,
+    add_journal_options,
+    add_s3_options,
+    journal_path,
+    number,
+)
 from shipsure.errors import CouldNotRunError, UsageError
 from shipsure.report import json_format
 
@@ -49,7 +55,7 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("root", metavar="STORAGE_ROOT", help="the registry's rootdirectory")
+    parser.add_argument("root", metavar="STORAGE_ROOT", help=STORAGE_ROOT_HELP)
     parser.add_argument("--apply", action="store_true", help="carry out the plan")
     parser.add_argument(
         "--force",
@@ -65,8 +71,7 @@ def add_parser(sub: Any) -> None:
     )
     add_journal_options(parser, JOURNAL_NAME)
     parser.add_argument("--format", choices=["text", "json"], default="text")
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
-    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_s3_options(parser)
     parser.set_defaults(run=run)
 
 

@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any
 
-from shipsure.cli.common import add_output_options, emit
+from shipsure.cli.common import STORAGE_ROOT_HELP, add_output_options, add_s3_options, emit
 from shipsure.errors import BadInputError
 from shipsure.fileio import read_regular
 from shipsure.findings import Finding, Report, kind
@@ -25,8 +25,11 @@ children -> config and layers, referrers) and reports, by tag:
   gc-deepens-damage      (warning) the tag is already broken; the run deletes what a repair needs
   gc-skips-lost-manifest (warning) a manifest's data is missing: its blobs will be swept
   gc-would-abort         (warning) the collector stops with this error and deletes nothing
+  check-error            (error)   what the collector would read could not be (unreadable,
+                                   or through a link leaving the storage root): the
+                                   prediction is unknown (exit 3), never a guessed abort
 JSON adds `would_delete` (manifests, blobs, layer_links, bytes) and `gc` (version, flags,
-abort error).
+abort error, unknown).
 
 The version decides the prediction: --registry-version 2|3, or --registry-binary PATH (its
 --version is asked), or the version of a registry process here serving the same root.
@@ -59,7 +62,7 @@ def add_parser(sub: Any) -> None:
         "root",
         metavar="STORAGE_ROOT",
         nargs="?",
-        help="the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX]",
+        help=STORAGE_ROOT_HELP,
     )
     add_gc_options(parser)
     parser.add_argument(
@@ -90,8 +93,7 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="ask this registry binary for its version (e.g. /usr/bin/docker-registry)",
     )
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
-    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_s3_options(parser)
 
 
 _VERSION_RE = re.compile(r"v?([0-9]+)(?:\.[0-9]+){0,2}")

@@ -55,8 +55,8 @@ examples:
   shipsure lint --format sarif . > lint.sarif     for GitHub code scanning
   shipsure lint --disable WP007 --fail-on error ci/
   shipsure lint --fix .                           print the tag@digest pins it would make
-  shipsure lint --fix --apply .                   make them (journaled in
-                                                  ~/.local/state/shipsure/{JOURNAL_NAME})
+  shipsure lint --fix --apply .                   make them (journaled in {JOURNAL_NAME}
+                                                  in the state folder: see --state-dir)
   A Dockerfile that is a symlink is never replaced by a copy: a link to a file inside the
   repository edits that file (once); a link leaving the repository is reported, not followed.
 

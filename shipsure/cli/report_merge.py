@@ -33,7 +33,12 @@ checked during the scans."""
 
 def add_parser(sub: Any) -> None:
     report: argparse.ArgumentParser = sub.add_parser(
-        "report", help="work with saved JSON reports (merge the shards of a scan or probe)"
+        "report",
+        help="work with saved JSON reports (merge the shards of a scan or probe)",
+        description="Work with saved JSON reports: `report merge` joins the shards of a scan "
+        "or probe.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = report.add_subparsers(dest="report_command", metavar="ACTION")
     actions.required = True

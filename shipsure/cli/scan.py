@@ -16,9 +16,11 @@ from shipsure.checks.scan.options import (
     start_hashing,
 )
 from shipsure.cli.common import (
+    STORAGE_ROOT_HELP,
     Progress,
     add_journal_options,
     add_output_options,
+    add_s3_options,
     emit,
     journal_path,
     number,
@@ -38,8 +40,11 @@ breaks (tag -> index -> child -> blob):
   index-child-relinkable / index-child-lost     child manifest without revision link
   revision-data-missing, blob-missing           links whose data is gone
   layer-link-missing, layer-link-dangling, malformed-link
-  manifest-digest-mismatch, blob-size-mismatch, blob-digest-mismatch (--verify-content)
-  blob-unreferenced (GC candidates, with bytes), upload-stale (by upload id)
+  manifest-digest-mismatch, manifest-invalid, blob-size-mismatch,
+  blob-digest-mismatch (--verify-content)
+  blob-unreferenced (GC candidates, with bytes), upload-stale (by upload id),
+  temp-file-stale (left by an interrupted write)
+  link-outside-root: a symlink leaving the storage root (nothing behind it is read)
   check-error: a path that could not be read (never reported as missing)
 
 repairs (printed as a plan; carried out only with --apply, journaled, safe to re-run):
@@ -47,10 +52,11 @@ repairs (printed as a plan; carried out only with --apply, journaled, safe to re
   link-layer      re-create a _layers link when the blob exists and a manifest uses it
   remove-upload   remove uploads older than --upload-max-age
   remove-layer-link  only with --remove-dangling-layer-links
+  remove-temp-file   remove temp files unchanged for an hour
   Manifests and blobs are never deleted, and nothing is written or deleted through a
   symlink that leaves the storage root (such an action is refused and reported).
-  The journal goes to ~/.local/state/shipsure/scan-journal.jsonl unless --journal or
-  --state-dir says otherwise; after a crash, run the same command again: it re-scans,
+  The journal goes to scan-journal.jsonl in the state folder (see --state-dir) unless
+  --journal says otherwise; after a crash, run the same command again: it re-scans,
   settles what the killed run left open and applies what is still needed.
 
 examples:
@@ -87,7 +93,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "root",
         metavar="STORAGE_ROOT",
-        help="the registry's rootdirectory (holds docker/registry/v2), or s3://BUCKET[/PREFIX]",
+        help=STORAGE_ROOT_HELP,
     )
     parser.add_argument(
         "--verify-content",
@@ -144,8 +150,7 @@ def add_parser(sub: Any) -> None:
         "'200 with 0 bytes' into an honest 404)",
     )
     add_journal_options(parser, JOURNAL_NAME)
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible)")
-    parser.add_argument("--s3-region", metavar="REGION", help="S3 region (default: from AWS env)")
+    add_s3_options(parser)
     add_output_options(parser)
     parser.set_defaults(run=run)
 

@@ -2,7 +2,7 @@
 
 Findings (kinds from `shipsure.findings.KINDS`), each naming the repository and tag:
 - `gc-breaks-tag` (error): the tag pulls today and the run deletes a manifest, blob or layer
-  link its image needs; `details.deletes` lists every one with its path from the tag.
+  link its image needs; JSON `deletes` lists every one with its path from the tag.
 - `gc-deletes-referrer` (warning): the run deletes a signature, SBOM or other referrer of
   the tag (or what it needs), while the image itself survives.
 - `gc-deepens-damage` (warning): the tag is already broken and the run deletes content it

@@ -16,6 +16,7 @@ from shipsure.cli.stacks.drift import run_drift
 from shipsure.cli.stacks.locks import run_locks_break, run_locks_list
 from shipsure.cli.stacks.run import run_run
 from shipsure.errors import BadInputError
+from shipsure.stacks import config as stacks_config
 from shipsure.stacks.config import positive_int
 from shipsure.stacks.locks.interface import DEFAULT_TTL_SECONDS
 from shipsure.stacks.workspace import LOCK_URL_ENV
@@ -28,10 +29,17 @@ watch for drift with alerts on transitions.
 
 A stack is a folder holding *.tf, *.tf.json, *.tofu or terragrunt.hcl (not modules/**, not
 the root).
-Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml):
-  markers, exclude, include, root_is_stack, globals, parent_files, watch, binary, parallel,
-  step_timeout, state_dir, log_dir, lock_prefix
-See the `shipsure.stacks.config` module docstring for the defaults."""
+Settings live in .shipsure/stacks.yaml (or under `stacks:` in shipsure.yaml); every key is
+optional, and these are the defaults (`watch` is empty unless set: its entry is an example):
+"""
+
+
+def _settings() -> str:
+    """The defaults block of `shipsure.stacks.config`'s docstring: one place says them."""
+    doc = stacks_config.__doc__ or ""
+    block = doc.split("::\n\n", 1)[-1].split("\nPatterns", 1)[0]
+    return block.rstrip() + "\n"
+
 
 EPILOG = """\
 examples:
@@ -41,7 +49,11 @@ examples:
   shipsure stacks run apply live/prod/network --lock-url redis://locks:6379/0
   shipsure stacks drift --webhook https://hooks.slack.com/services/T/B/X
   shipsure stacks locks list
-  shipsure stacks locks break live/prod/network --apply"""
+  shipsure stacks locks break live/prod/network --apply
+
+exit codes: 0 ok; 1 a stack failed, was locked or drifted; 2 bad input; 3 could not run
+or check (binary or lock backend unavailable); 128 + the signal when cancelled. Each
+SUBCOMMAND's --help says which it gives."""
 
 CHANGED_EPILOG = """\
 baselines, in order: --all; --base REF (merge base with HEAD); --since-last-apply;
@@ -49,6 +61,9 @@ Woodpecker (manual/cron: all; pull_request: CI_COMMIT_TARGET_BRANCH; else
 CI_PREV_COMMIT_SHA, then CI_PIPELINE_FILES); GitHub Actions (dispatch/schedule: all;
 pull_request: GITHUB_BASE_REF; push: the event's `before`); outside CI the last applied
 commit, else all stacks. A baseline missing from a shallow clone means all stacks.
+
+exit codes: 0 listed (also when none changed); 2 bad input (not a git repository, a
+baseline that is no commit, a bad configuration).
 
 examples:
   shipsure stacks changed --base origin/main
@@ -87,6 +102,10 @@ examples:
   shipsure stacks drift live/prod/app --format json --webhook https://hooks.example/drift"""
 
 LOCKS_EPILOG = """\
+exit codes: 0 listed, planned or broken (also when no lock is held); 2 bad input (an
+unknown lock URL scheme); 3 the lock backend could not be read, a key holds no lock record
+(listed with the `locks break` that removes it), or the break failed.
+
 examples:
   shipsure stacks locks list --lock-url etcd://etcd:2379
   shipsure stacks locks break live/prod/app            # prints what it would do
@@ -114,7 +133,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stacks",
         help="changed stacks, parallel plan/apply under locks, drift alerts",
-        description=DESCRIPTION,
+        description=DESCRIPTION + _settings(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -231,7 +250,12 @@ def add_parser(subparsers: Any) -> None:
     locks_sub = locks_parser.add_subparsers(dest="locks_command", metavar="ACTION")
     locks_sub.required = True
     list_parser = locks_sub.add_parser(
-        "list", parents=[common, locks], help="every lock, its holder and expiry"
+        "list",
+        parents=[common, locks],
+        help="every lock, its holder and expiry",
+        description="List every stack lock the backend holds: key, holder, since, expiry.",
+        epilog=LOCKS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     list_parser.add_argument("--format", choices=["text", "json"], default="text")
     list_parser.set_defaults(run=run_locks_list)
@@ -239,6 +263,8 @@ def add_parser(subparsers: Any) -> None:
         "break",
         parents=[common, locks],
         help="remove a lock whatever its holder (with --apply)",
+        description="Print what breaking a stack lock would do; with --apply, break it, "
+        "journaled in the state folder (journal.jsonl).",
         epilog=LOCKS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
