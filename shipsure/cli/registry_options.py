@@ -93,7 +93,7 @@ def add_probe_options(parser: argparse.ArgumentParser, *, scheduled: bool = Fals
         default=0.0,
         metavar="PER_SECOND",
         help=f"at most this many {'probe ' if scheduled else ''}requests per second "
-        "(default: no limit; see --concurrency)",
+        "(0, the default: no limit; see --concurrency)",
     )
 
 

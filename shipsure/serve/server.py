@@ -10,7 +10,8 @@ only after its size and the shared secret were checked.
 POST /notifications   distribution's envelope or Harbor's webhook; 202 when taken
 GET  /metrics         Prometheus exposition (metrics.py)
 GET  /healthz         200 while the worker threads run
-GET  /readyz          200 when the last complete probe is recent
+GET  /readyz          200 when the last complete probe is recent (always, when alive,
+                      with no scheduled probe: --probe-interval 0)
 GET  /api/findings    the open findings in verify's JSON shape, with first-seen times
 GET  /                the status page (page.py); ?q= filters
 """
