@@ -21,9 +21,9 @@ from shipsure.recovery.plan import Lost, RestorePlan
 from shipsure.recovery.render import render_plan
 from shipsure.report.terminal import one_line, printable
 from shipsure.sandbox.synthetic import SyntheticSpec, generate
-from shipsure.serve import logs, page
-from shipsure.serve.store import StoredFinding
+from shipsure.serve import logs
 from shipsure.storage import layout
+from tests.serve.page_helpers import page_of
 
 RAW = b"bad\xff"
 BAD = RAW.decode("utf-8", "surrogateescape")  # how Python hands us the folder's name
@@ -164,40 +164,13 @@ def test_serve_log_lines_escape_names() -> None:
 
 
 def test_serve_page_escapes_and_encodes_odd_names() -> None:
-    finding = StoredFinding(
-        identity="x",
-        finding={
-            "kind": "tag-link-missing",
-            "severity": "error",
-            "repository": f"team/{BAD}",
-            "message": f"tag {RED} <b>gone</b>",
-            "path": [f"tag {BAD}"],
-        },
-        tags=(RED, BAD),
-        source="probe",
-        first_seen=1.0,
-        last_seen=2.0,
-        resolved=None,
-    )
-    data = page.PageData(
-        registry="reg:5000",
-        now=10.0,
-        search="",
-        findings=[finding],
-        findings_total=1,
-        findings_matched=1,
-        tags=[],
-        tags_matched=0,
-        tag_counts={},
-        pushes=[],
-        probes=[],
-        probe_running=False,
-        probe_interval=0.0,
-        queue_pending=0,
-        dropped=0,
-        ready=True,
-        ready_reason="ok",
-    )
-    html = page.render(data)
+    finding = {
+        "kind": "tag-link-missing",
+        "severity": "error",
+        "repository": f"team/{BAD}",
+        "message": f"tag {RED} <b>gone</b>",
+        "path": [f"tag {BAD}"],
+    }
+    html = page_of(finding, tags=(RED, BAD), source="probe")
     _clean(html)  # encodable: the page used to fail with UnicodeEncodeError (HTTP 500)
     assert "team/bad\\xff" in html and "tag red\\x1b[31m &lt;b&gt;gone&lt;/b&gt;" in html

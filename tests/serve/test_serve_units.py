@@ -15,7 +15,6 @@ from shipsure.cli.main import build_parser, main
 from shipsure.cli.serve import apply_config, parse_listen, read_token
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report, Severity
-from shipsure.serve import page
 from shipsure.serve.events import (
     KIND_IMAGE,
     KIND_INDEX,
@@ -24,7 +23,8 @@ from shipsure.serve.events import (
     parse_notification,
 )
 from shipsure.serve.pushqueue import PushJob, PushQueue
-from shipsure.serve.store import BROKEN, HEALTHY, Store, StoredFinding, report_from_dict
+from shipsure.serve.store import BROKEN, HEALTHY, Store, report_from_dict
+from tests.serve.page_helpers import page_of
 
 ENVELOPE = "application/vnd.docker.distribution.events.v1+json"
 D1 = "sha256:" + "1" * 64
@@ -387,41 +387,14 @@ def test_serve_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_page_escapes_what_it_shows_and_says_when_it_shows_a_part() -> None:
-    hostile = StoredFinding(
-        identity="x",
-        finding={
-            "kind": "blob-missing",
-            "severity": "error",
-            "repository": "team/<script>alert(1)</script>",
-            "message": "<img src=x onerror=alert(1)>",
-            "path": ["tag <b>v1</b>"],
-        },
-        tags=("v1",),
-        source="push",
-        first_seen=1.0,
-        last_seen=2.0,
-        resolved=None,
-    )
-    data = page.PageData(
-        registry="reg:5000",
-        now=10.0,
-        search='"><script>',
-        findings=[hostile],
-        findings_total=600,
-        findings_matched=600,
-        tags=[],
-        tags_matched=0,
-        tag_counts={},
-        pushes=[],
-        probes=[],
-        probe_running=False,
-        probe_interval=0.0,
-        queue_pending=0,
-        dropped=0,
-        ready=True,
-        ready_reason="ok",
-    )
-    html = page.render(data)
+    hostile = {
+        "kind": "blob-missing",
+        "severity": "error",
+        "repository": "team/<script>alert(1)</script>",
+        "message": "<img src=x onerror=alert(1)>",
+        "path": ["tag <b>v1</b>"],
+    }
+    html = page_of(hostile, tags=("v1",), search='"><script>', total=600)
     assert "<img" not in html and "tag <b>" not in html and "tag &lt;b&gt;v1" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'value="&quot;&gt;&lt;script&gt;"' in html
