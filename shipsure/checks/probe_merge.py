@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shipsure.checks.scan.shard import Shard
+from shipsure.checks.scan.shard import Shard, ShardSet
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report
 
@@ -26,9 +26,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
     if not reports:
         raise BadInputError("report merge: no reports given")
     merged = Report("probe")
-    shards: dict[int, str] = {}
-    count: int | None = None
-    registry: str | None = None
+    shards = ShardSet("probed")
     meta: dict[str, Any] = {k: 0 for k in _SUMMED}
     meta.update(complete=True, catalog_accessible=True, auth_accepted=True, unchecked=[])
     requests: dict[str, int] = {}
@@ -45,16 +43,7 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
             shard = Shard.parse(str(probe.get("shard")))
         except UsageError:
             raise BadInputError(f"{name}: not a sharded probe (run with --shard I/N)") from None
-        index, n = shard.index, shard.count
-        if count is None:
-            count, registry = n, str(probe.get("registry"))
-        elif n != count:
-            raise BadInputError(f"{name}: shard {probe.get('shard')} is not of {count} shards")
-        elif probe.get("registry") != registry:
-            raise BadInputError(f"{name}: probed {probe.get('registry')}, not {registry}")
-        if index in shards:
-            raise BadInputError(f"{name}: shard {index}/{n} is also in {shards[index]}")
-        shards[index] = name
+        shards.add(name, shard, probe.get("registry"))
         _check_shape(name, doc, probe)
         for key in _SUMMED:
             meta[key] += int(probe.get(key) or 0)
@@ -79,14 +68,10 @@ def merge_probe_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Rep
             if isinstance(value, int):
                 merged.count(str(what), value)
         merged.extend(_finding(name, item) for item in doc.get("findings") or [])
-    assert count is not None
-    missing = sorted(set(range(count)) - set(shards))
-    if missing:
-        listed = ", ".join(f"{i}/{count}" for i in missing)
-        raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
+    count = shards.count_when_whole()
     known = [t for t in last_complete if t is not None]
     meta.update(
-        registry=registry,
+        registry=str(shards.target),
         shard=f"merged {count}",
         started_timestamp=min(started),
         finished_timestamp=max(finished),

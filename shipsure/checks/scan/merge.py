@@ -12,7 +12,7 @@ from typing import Any
 
 from shipsure.checks.scan import kinds as k
 from shipsure.checks.scan.core import one_per_link, unjudged_findings
-from shipsure.checks.scan.shard import Shard
+from shipsure.checks.scan.shard import Shard, ShardSet
 from shipsure.checks.scan.walk import Unknown
 from shipsure.errors import BadInputError, UsageError
 from shipsure.findings import Finding, Report
@@ -23,9 +23,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
     """`reports` are (file name, parsed JSON) pairs; names appear in error messages."""
     if not reports:
         raise BadInputError("report merge: no reports given")
-    shards: dict[int, str] = {}
-    count: int | None = None
-    storage: str | None = None
+    shards = ShardSet("scanned")
     merged = Report("scan")
     referenced: set[str] = set()
     candidates: dict[str, int] = {}
@@ -43,16 +41,8 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
         shard_text = scan.get("shard")
         if not isinstance(shard_text, str):
             raise BadInputError(f"{name}: not a sharded scan (run with --shard I/N)")
-        index, n = _shard(name, shard_text)
-        if count is None:
-            count, storage = n, scan.get("storage")
-        elif n != count:
-            raise BadInputError(f"{name}: shard {shard_text} is not of {count} shards")
-        elif scan.get("storage") != storage:
-            raise BadInputError(f"{name}: scanned {scan.get('storage')}, not {storage}")
-        if index in shards:
-            raise BadInputError(f"{name}: shard {shard_text} is also in {shards[index]}")
-        shards[index] = name
+        shard = _shard(name, shard_text)
+        shards.add(name, shard, scan.get("storage"))
         if first is None:
             first = (name, doc)
         else:
@@ -68,22 +58,18 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
         referenced.update(_digests(name, scan.get("referenced")))
         for u in _unknown(name, scan.get("unknown_references")):
             unknown.setdefault(u.storage_path, u)
-        if index == 0:
+        if shard.index == 0:
             for digest, size in _mapping(
                 name, "scan.blob_candidates", scan.get("blob_candidates")
             ).items():
                 if not _is_digest(digest) or type(size) is not int or not 0 <= size < 1 << 63:
                     raise BadInputError(f"{name}: malformed scan.blob_candidates ({digest!r})")
                 candidates[digest] = size
-    assert count is not None
+    count = shards.count_when_whole()
     # In repository order, as one scan walks them, so a link several repositories' walks
     # stopped at is named by the first of them, as one scan names it.
     ordered = sorted(found.values(), key=lambda f: (f.repository is None, f.repository or ""))
     merged.extend(one_per_link(ordered))
-    missing = sorted(set(range(count)) - set(shards))
-    if missing:
-        listed = ", ".join(f"{i}/{count}" for i in missing)
-        raise BadInputError(f"report merge: shard(s) {listed} missing; every shard is needed")
     unreferenced = {d: candidates[d] for d in sorted(set(candidates) - referenced)}
     unjudged = unjudged_findings(list(unknown.values()), unreferenced)
     merged.extend(unjudged)
@@ -99,7 +85,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Report:
                 details={"storage_path": layout.blob_data(digest), "bytes": size},
             )
         )
-    merged.meta["scan"] = {"storage": storage, "merged_shards": count}
+    merged.meta["scan"] = {"storage": shards.target, "merged_shards": count}
     return merged
 
 
@@ -109,12 +95,11 @@ def _identity(f: Finding) -> tuple[Any, ...]:
     return (f.kind, f.repository, f.digest, f.reference, str(f.details.get("storage_path")))
 
 
-def _shard(name: str, text: str) -> tuple[int, int]:
+def _shard(name: str, text: str) -> Shard:
     try:
-        shard = Shard.parse(text)
+        return Shard.parse(text)
     except UsageError:
         raise BadInputError(f"{name}: bad shard {text!r}") from None
-    return shard.index, shard.count
 
 
 def _same_run(name: str, doc: Mapping[str, Any], first: str, other: Mapping[str, Any]) -> None:
