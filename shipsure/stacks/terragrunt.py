@@ -86,8 +86,9 @@ def _scan_string(s: str, i: int) -> int:
     raise _Unresolved("unterminated string")
 
 
-def _scan_code(s: str, i: int, closer: str) -> int:
-    """Index of `closer` at bracket depth 0 from `i` (strings and nested brackets skipped)."""
+def _scan_code(s: str, i: int, closer: str, *, to_end: bool = False) -> int:
+    """Index of `closer` at bracket depth 0 from `i` (strings and nested brackets skipped);
+    with `to_end`, len(s) when there is none instead of _Unresolved."""
     pairs = {"(": ")", "[": "]", "{": "}"}
     stack: list[str] = []
     while i < len(s):
@@ -102,28 +103,18 @@ def _scan_code(s: str, i: int, closer: str) -> int:
         elif stack and c == stack[-1]:
             stack.pop()
         i += 1
+    if to_end:
+        return len(s)
     raise _Unresolved(f"no closing {closer!r}")
 
 
 def _split_args(s: str) -> list[str]:
     """Top-level comma-separated arguments of a call's argument text."""
     args: list[str] = []
-    start, i = 0, 0
-    pairs = {"(": ")", "[": "]", "{": "}"}
-    stack: list[str] = []
-    while i < len(s):
-        c = s[i]
-        if c == '"':
-            i = _scan_string(s, i + 1) + 1
-            continue
-        if c in pairs:
-            stack.append(pairs[c])
-        elif stack and c == stack[-1]:
-            stack.pop()
-        elif c == "," and not stack:
-            args.append(s[start:i])
-            start = i + 1
-        i += 1
+    start = 0
+    while (comma := _scan_code(s, start, ",", to_end=True)) < len(s):
+        args.append(s[start:comma])
+        start = comma + 1
     tail = s[start:].strip()
     if tail:
         args.append(tail)
